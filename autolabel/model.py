@@ -1,0 +1,237 @@
+"""ZeroShotModel: load a CLIP / SigLIP / SigLIP 2 checkpoint (safetensors only) and encode text and images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autolabel.decode import ModelInputs, Preprocessing
+from autolabel.errors import ModelError, UsageError
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_HINT = (
+    "pass --model PATH to a local checkpoint folder, connect to the network so it can be downloaded "
+    "from the Hugging Face Hub, or set HF_HUB_OFFLINE=1 to use a copy already in the HF cache"
+)
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` → cuda, then mps, then cpu; anything else is checked to exist."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device: unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available here; use --device cpu or auto")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: MPS is not available here; use --device cpu or auto")
+    return chosen
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """`auto` → fp16 on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision: unknown '{precision}'; use auto, fp32, fp16 or bf16")
+    return PRECISIONS[precision]
+
+
+def _features(output: Any) -> torch.Tensor:
+    """transformers 4.x returns the projected embedding; 5.x an output object holding it as pooler_output."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    x = x.float()
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _local_fingerprint(folder: Path) -> str:
+    """Hash of the config and weights (size, and full content for small files, ends for big ones)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        size = path.stat().st_size
+        digest.update(str(size).encode())
+        with open(path, "rb") as f:
+            if size <= 64 << 20:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(8 << 20))
+                f.seek(-(8 << 20), os.SEEK_END)
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def _load_error(name: str, exc: BaseException) -> ModelError:
+    text = " ".join(str(exc).split())
+    if len(text) > 240:
+        text = text[:240] + "…"
+    if ".bin" in text or "pytorch_model" in text or "safetensors" in text.lower():
+        return ModelError(
+            f"model '{name}': no safetensors weights; autolabel never loads pickled (.bin) weights, "
+            "convert the checkpoint to safetensors or pick a checkpoint that ships model.safetensors"
+        )
+    return ModelError(f"cannot load model '{name}' ({text}); {_HINT}")
+
+
+@dataclass
+class ZeroShotModel:
+    """A dual image-text encoder ready for zero-shot classification on one device."""
+
+    model: Any
+    tokenizer: Any
+    preprocessing: Preprocessing
+    name: str
+    model_type: str
+    fingerprint: str
+    device: torch.device
+    dtype: torch.dtype
+    context_length: int
+
+    @classmethod
+    def load(cls, name: str, device: str = "auto", precision: str = "auto") -> ZeroShotModel:
+        """Load from a local folder or a hub id; safetensors only, never remote code."""
+        import transformers
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+        torch_device = pick_device(device)
+        dtype = pick_dtype(precision, torch_device)
+        local = Path(name).expanduser()
+        is_local = local.is_dir()
+        if not is_local and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
+            raise ModelError(f"model '{name}': no such folder; pass --model PATH to a checkpoint folder")
+        source = str(local) if is_local else name
+        try:
+            config = AutoConfig.from_pretrained(source, trust_remote_code=False)
+            model = AutoModel.from_pretrained(
+                source, trust_remote_code=False, use_safetensors=True, dtype=dtype
+            )
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+            preprocessing = Preprocessing.from_config(_preprocessor_config(source), f"{name}: preprocessor config")
+        except ModelError:
+            raise
+        except (OSError, ValueError, KeyError, EnvironmentError, ImportError) as exc:
+            raise _load_error(name, exc) from None
+        if not all(hasattr(model, attr) for attr in ("get_text_features", "get_image_features", "logit_scale")):
+            raise ModelError(
+                f"model '{name}' ({config.model_type}) is not a dual image-text encoder; "
+                "use a CLIP, SigLIP or SigLIP 2 checkpoint"
+            )
+        model.eval().to(torch_device)
+        fingerprint = _local_fingerprint(local) if is_local else str(getattr(config, "_commit_hash", None) or name)
+        text_config = getattr(config, "text_config", config)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            preprocessing=preprocessing,
+            name=name,
+            model_type=str(config.model_type),
+            fingerprint=fingerprint,
+            device=torch_device,
+            dtype=dtype,
+            context_length=int(getattr(text_config, "max_position_embeddings", 77)),
+        )
+
+    @property
+    def pads_to_max_length(self) -> bool:
+        """SigLIP models were trained on text padded to the full context."""
+        return self.model_type.startswith("siglip")
+
+    @property
+    def logit_scale(self) -> float:
+        """exp(logit_scale): the temperature applied to cosine similarities."""
+        return float(self.model.logit_scale.detach().float().exp().item())
+
+    @property
+    def logit_bias(self) -> float:
+        """The model's logit bias (SigLIP), else 0."""
+        bias = getattr(self.model, "logit_bias", None)
+        return 0.0 if bias is None else float(bias.detach().float().item())
+
+    def too_long(self, prompts: Sequence[str]) -> list[str]:
+        """Prompts whose tokens exceed the model's text context (they will be truncated)."""
+        ids = self.tokenizer(list(prompts), truncation=False)["input_ids"]
+        return [p for p, t in zip(prompts, ids, strict=True) if len(t) > self.context_length]
+
+    @torch.inference_mode()
+    def encode_text(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised float32 embeddings of the prompts (CPU tensor), encoded in batches."""
+        chunks = []
+        for start in range(0, len(prompts), batch_size):
+            tokens = self.tokenizer(
+                list(prompts[start : start + batch_size]),
+                padding="max_length" if self.pads_to_max_length else True,
+                truncation=True,
+                max_length=self.context_length,
+                return_tensors="pt",
+            )
+            keep = ("input_ids", "attention_mask")  # whatever the checkpoint's tokenizer emits of these
+            inputs = {k: v.to(self.device) for k, v in tokens.items() if k in keep}
+            chunks.append(_normalise(_features(self.model.get_text_features(**inputs))).cpu())
+        return torch.cat(chunks)
+
+    @torch.inference_mode()
+    def encode_images(self, batch: ModelInputs) -> torch.Tensor:
+        """L2-normalised float32 embeddings (CPU tensor) of a stacked batch of decoded images."""
+        inputs = {}
+        for key, array in batch.items():
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+            if self.device.type == "cuda":
+                tensor = tensor.pin_memory()
+            if tensor.is_floating_point():
+                tensor = tensor.to(self.device, dtype=self.dtype, non_blocking=True)
+            else:
+                tensor = tensor.to(self.device, non_blocking=True)
+            inputs[key] = tensor
+        return _normalise(_features(self.model.get_image_features(**inputs))).cpu()
+
+    def describe(self) -> dict[str, Any]:
+        """Run-metadata view of the model."""
+        return {
+            "id": self.name,
+            "type": self.model_type,
+            "fingerprint": self.fingerprint,
+            "device": str(self.device),
+            "precision": str(self.dtype).replace("torch.", ""),
+            "logit_scale": self.logit_scale,
+            "logit_bias": self.logit_bias,
+            "preprocessing": self.preprocessing.describe(),
+        }
+
+
+def _preprocessor_config(source: str) -> dict[str, Any]:
+    """The checkpoint's preprocessor_config.json (local folder or hub, via the HF cache)."""
+    local = Path(source) / "preprocessor_config.json"
+    if local.is_file():
+        path = local
+    elif Path(source).is_dir():
+        raise ModelError(f"{source}: no preprocessor_config.json; the checkpoint must include its image settings")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        path = Path(hf_hub_download(source, "preprocessor_config.json"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read the preprocessor config ({exc})") from None

@@ -1,0 +1,194 @@
+"""Label-spec YAML → frozen, validated dataclasses, with precise error messages."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autolabel.errors import SpecError
+from autolabel.prompts import expand, has_placeholder, template_sets
+
+DEFAULT_TEMPLATES = "default"
+TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin")
+CLASS_KEYS = ("name", "synonyms", "prompts", "threshold")
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """One class: its name, extra names put through every template, literal prompts, own threshold."""
+
+    name: str
+    synonyms: tuple[str, ...] = ()
+    prompts: tuple[str, ...] = ()
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A validated label spec."""
+
+    classes: tuple[ClassSpec, ...]
+    templates: tuple[str, ...]
+    model: str | None = None
+    threshold: float = 0.5
+    min_margin: float = 0.0
+    source: str = "<spec>"
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in spec order (the order of probability columns)."""
+        return [c.name for c in self.classes]
+
+    def thresholds(self) -> list[float]:
+        """Acceptance threshold per class, in class order."""
+        return [self.threshold if c.threshold is None else c.threshold for c in self.classes]
+
+    def prompts_for(self, cls: ClassSpec) -> list[str]:
+        """Every prompt of a class: templates × (name and synonyms), then its literal prompts."""
+        names = (cls.name, *cls.synonyms)
+        return [expand(t, n) for n in names for t in self.templates] + list(cls.prompts)
+
+    def with_threshold(self, threshold: float | None) -> LabelSpec:
+        """A copy with the global threshold overridden (per-class thresholds still apply)."""
+        if threshold is None:
+            return self
+        return replace(self, threshold=_probability(threshold, f"{self.source}: --threshold"))
+
+
+def _fail(where: str, what: str) -> SpecError:
+    return SpecError(f"{where}: {what}")
+
+
+def _probability(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise _fail(where, f"must be a number between 0 and 1, got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise _fail(where, f"must be between 0 and 1, got {value}")
+    return float(value)
+
+
+def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise _fail(where, f"unknown key '{key}'; {hint}allowed keys: {', '.join(allowed)}")
+
+
+def _string_list(value: Any, where: str, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise _fail(where, f"must be a list of {what}, got {type(value).__name__}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, (str, int, float)) or isinstance(item, bool) or not str(item).strip():
+            raise _fail(f"{where}[{i}]", f"must be a non-empty string, got {item!r}")
+        out.append(str(item).strip())
+    return tuple(out)
+
+
+def _templates(value: Any, src: str) -> tuple[str, ...]:
+    where = f"{src}: templates"
+    if value is None:
+        value = DEFAULT_TEMPLATES
+    if isinstance(value, str) and not has_placeholder(value):
+        sets = template_sets()
+        if value not in sets:
+            raise _fail(
+                where,
+                f"no shipped template set named '{value}'; use one of {', '.join(sets)} "
+                "(see `autolabel prompts`) or a list of templates containing {label}",
+            )
+        return sets[value].templates
+    templates = _string_list(value, where, "templates")
+    if not templates:
+        raise _fail(where, "is empty; give at least one template such as 'a photo of a {label}.'")
+    for i, template in enumerate(templates):
+        if not has_placeholder(template):
+            raise _fail(
+                f"{where}[{i}]",
+                f"template '{template}' has no {{label}} placeholder; write e.g. 'a photo of a {{label}}.'",
+            )
+    return templates
+
+
+def _class(item: Any, i: int, src: str) -> ClassSpec:
+    where = f"{src}: classes[{i}]"
+    if isinstance(item, (str, int, float)) and not isinstance(item, bool):
+        item = {"name": item}
+    if not isinstance(item, Mapping):
+        raise _fail(where, f"must be a class name or a mapping with 'name', got {item!r}")
+    name = item.get("name")
+    if name is None or isinstance(name, bool) or not str(name).strip() or isinstance(name, (list, dict)):
+        raise _fail(where, "needs a non-empty 'name' (e.g. `- name: dog`)")
+    name = str(name).strip()
+    where = f"{src}: classes[{i}] ({name})"
+    _unknown_keys(item, CLASS_KEYS, where)
+    threshold = item.get("threshold")
+    return ClassSpec(
+        name=name,
+        synonyms=_string_list(item.get("synonyms") or [], f"{where}: synonyms", "names"),
+        prompts=_string_list(item.get("prompts") or [], f"{where}: prompts", "prompts"),
+        threshold=None if threshold is None else _probability(threshold, f"{where}: threshold"),
+    )
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
+    """Validate an already-parsed YAML document into a LabelSpec."""
+    if not isinstance(data, Mapping):
+        raise _fail(source, "must be a YAML mapping with at least a 'classes:' list")
+    _unknown_keys(data, TOP_KEYS, source)
+    raw_classes = data.get("classes")
+    if not isinstance(raw_classes, list) or len(raw_classes) < 2:
+        got = "nothing" if raw_classes is None else f"{len(raw_classes)}" if isinstance(raw_classes, list) else repr(raw_classes)
+        raise _fail(f"{source}: classes", f"needs a list of at least two classes, got {got}")
+    classes = tuple(_class(item, i, source) for i, item in enumerate(raw_classes))
+    seen: dict[str, str] = {}
+    for cls in classes:
+        for name in (cls.name, *cls.synonyms):
+            key = name.casefold()
+            if key in seen:
+                raise _fail(
+                    f"{source}: classes ({cls.name})",
+                    f"'{name}' is already used by class '{seen[key]}'; class names and synonyms must be unique",
+                )
+            seen[key] = cls.name
+    model = data.get("model")
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise _fail(f"{source}: model", f"must be a model id or path, got {model!r}")
+    return LabelSpec(
+        classes=classes,
+        templates=_templates(data.get("templates"), source),
+        model=model.strip() if model else None,
+        threshold=_probability(data.get("threshold", 0.5), f"{source}: threshold"),
+        min_margin=_probability(data.get("min_margin", 0.0), f"{source}: min_margin"),
+        source=source,
+        raw=data,
+    )
+
+
+def load_spec(path: str | Path) -> LabelSpec:
+    """Read and validate a label-spec YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: label spec not found; pass an existing YAML file with --labels") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read label spec ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}: invalid YAML{at}: {problem}") from None
+    return parse_spec(data, str(path))

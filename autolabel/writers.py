@@ -1,0 +1,138 @@
+"""Parquet/CSV output: the contract schema, streamed to a temp file, renamed into place atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autolabel.errors import UsageError
+
+METADATA_KEY = b"autolabel"
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("path", pa.string()),
+        ("label", pa.string()),
+        ("confidence", pa.float64()),
+        ("margin", pa.float64()),
+        ("status", pa.string()),
+        ("top_labels", pa.list_(pa.string())),
+        ("top_scores", pa.list_(pa.float64())),
+        ("error", pa.string()),
+    ]
+)
+OUTPUT_FORMATS = (".parquet", ".csv")
+
+
+def output_format(out: str | Path) -> str:
+    """`parquet` or `csv` from the suffix; anything else is a usage error."""
+    suffix = Path(out).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise UsageError(f"--out {out}: must end in .parquet or .csv")
+    return suffix[1:]
+
+
+def full_schema(extra: pa.Schema) -> pa.Schema:
+    """Contract columns, then pass-through columns (renamed `input_<name>` where they clash)."""
+    fields = list(OUTPUT_SCHEMA)
+    taken = set(OUTPUT_SCHEMA.names)
+    for f in extra:
+        name = f.name
+        while name in taken:
+            name = f"input_{name}"
+        taken.add(name)
+        fields.append(pa.field(name, f.type))
+    return pa.schema(fields)
+
+
+class TableWriter:
+    """Streams row batches to a hidden temp file beside OUT; `commit` renames it into place, `abort` removes it."""
+
+    def __init__(self, out: str | Path, schema: pa.Schema, rows_per_group: int = 8192) -> None:
+        self.out = Path(out)
+        self.format = output_format(self.out)
+        self.schema = schema
+        self.rows_per_group = rows_per_group
+        self.rows_written = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv_file: Any = None
+        if self.format == "parquet":
+            self._parquet = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+        else:
+            self._csv_file = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._csv = csv.writer(self._csv_file)
+            self._csv.writerow(schema.names)
+
+    def write(self, columns: dict[str, Sequence[Any]]) -> None:
+        """Append rows given as {column: values}; all schema columns must be present."""
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(columns[f.name], type=f.type) for f in self.schema], schema=self.schema
+        )
+        self.rows_written += batch.num_rows
+        if self._parquet is None:
+            self._write_csv(batch)
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending and self._parquet is not None:
+            self._parquet.write_table(pa.Table.from_batches(self._pending, schema=self.schema))
+        self._pending, self._pending_rows = [], 0
+
+    def _write_csv(self, batch: pa.RecordBatch) -> None:
+        for row in batch.to_pylist():
+            self._csv.writerow([_csv_cell(row[name]) for name in self.schema.names])
+
+    def commit(self, metadata: dict[str, Any]) -> Path:
+        """Finish the file, attach run metadata (Parquet), and atomically rename it to OUT."""
+        if self._parquet is not None:
+            self._flush()
+            self._parquet.add_key_value_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
+            self._parquet.close()
+        else:
+            self._csv_file.close()
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Drop the temp file: nothing half-written is left behind."""
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            elif self._csv_file is not None:
+                self._csv_file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The `autolabel` run metadata of a Parquet output ({} when absent)."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return json.loads(raw) if raw else {}

@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny random-init CLIP and SigLIP checkpoints saved to disk, sample images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_SHAPES = ROOT / "examples" / "tiny-shapes"
+sys.path.insert(0, str(TINY_SHAPES))
+
+WORDS = "a an the photo of picture drawing cat dog bird car tree red green blue this is".split()
+
+
+def _tower(vocab_size: int, context: int) -> tuple[dict, dict]:
+    text = dict(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=context,
+    )
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                  num_hidden_layers=2, num_attention_heads=2)
+    return text, vision
+
+
+def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random-init CLIP with a word-level tokenizer and a CLIP-style preprocessor (short side 40, crop 32)."""
+    import torch
+    from tokenizer import build_tokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tok = build_tokenizer(WORDS)
+    text, vision = _tower(len(tok), 16)
+    text.update(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_siglip(folder: Path, seed: int = 0) -> Path:
+    """A random-init SigLIP (with logit_bias) and a SigLIP-style preprocessor (square resize, no crop)."""
+    import torch
+    from tokenizer import build_tokenizer
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    tok = build_tokenizer(WORDS)
+    text, vision = _tower(len(tok), 64)
+    text.update(projection_size=32, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).eval()
+    with torch.no_grad():
+        model.logit_bias.fill_(-3.0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_siglip(tmp_path_factory.mktemp("tiny-siglip"))
+
+
+def noise_image(seed: int, size: tuple[int, int] = (64, 48), mode: str = "RGB") -> Image.Image:
+    """A deterministic random image."""
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    array = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+    return Image.fromarray(array[..., 0] if channels == 1 else array, mode)
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    """Six images in nested folders (JPEG and PNG), plus files that must be ignored."""
+    root = tmp_path / "images"
+    for i, rel in enumerate(["b/2.png", "a/1.jpg", "a/sub/3.JPG", "c.png", "d.webp", "b/1.png"]):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        noise_image(i, (40 + 8 * i, 36)).save(path)
+    (root / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    noise_image(99).save(root / ".hidden" / "x.png")
+    noise_image(98).save(root / ".dot.png")
+    return root
+
+
+LABELS_YAML = """\
+templates: ["a photo of a {label}.", "a drawing of the {label}."]
+classes:
+  - cat
+  - name: dog
+    synonyms: [red dog]
+    prompts: ["a picture of a green tree"]
+  - name: bird
+    threshold: 0.2
+threshold: 0.4
+"""
+
+
+@pytest.fixture()
+def labels_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "labels.yaml"
+    path.write_text(LABELS_YAML)
+    return path
