@@ -210,7 +210,7 @@ def run(
     spec = load_spec(config.labels).with_threshold(config.threshold)
     source = open_source(config.source, config.path_column, stdin)
     if model is None:
-        name = config.model or spec.model or DEFAULT_MODEL
+        name = config.model or spec.model_location() or DEFAULT_MODEL
         reporter.info(f"loading model {name}")
         model = ZeroShotModel.load(name, device=config.device, precision=config.precision)
     all_prompts = [p for c in spec.classes for p in spec.prompts_for(c)]

@@ -55,6 +55,13 @@ class LabelSpec:
         names = (cls.name, *cls.synonyms)
         return [expand(t, n) for n in names for t in self.templates] + list(cls.prompts)
 
+    def model_location(self) -> str | None:
+        """The spec's `model:`, with a path relative to the spec file's folder resolved against it."""
+        if self.model is None:
+            return None
+        beside = Path(self.source).parent / self.model
+        return str(beside) if beside.is_dir() else self.model
+
     def with_threshold(self, threshold: float | None) -> LabelSpec:
         """A copy with the global threshold overridden (per-class thresholds still apply)."""
         if threshold is None:

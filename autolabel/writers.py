@@ -100,14 +100,27 @@ class TableWriter:
             self._csv.writerow([_csv_cell(row[name]) for name in self.schema.names])
 
     def commit(self, metadata: dict[str, Any]) -> Path:
-        """Finish the file, attach run metadata (Parquet), and atomically rename it to OUT."""
+        """Finish the file, attach run metadata (Parquet schema metadata), and atomically rename it to OUT."""
         if self._parquet is not None:
             self._flush()
-            self._parquet.add_key_value_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
             self._parquet.close()
+            self._parquet = None
+            # Counts and timings are known only now, and Arrow's schema metadata is fixed when a Parquet
+            # writer opens: copy the row groups (one at a time, memory stays flat) into a file that has it.
+            schema = self.schema.with_metadata({METADATA_KEY: json.dumps(metadata, default=str).encode()})
+            final = self.tmp.with_name(self.tmp.name + ".final")
+            try:
+                rows = pq.ParquetFile(self.tmp)
+                with pq.ParquetWriter(final, schema, compression="zstd") as writer:
+                    for i in range(rows.num_row_groups):
+                        writer.write_table(rows.read_row_group(i).replace_schema_metadata(schema.metadata))
+                os.replace(final, self.out)
+            finally:
+                final.unlink(missing_ok=True)
+                self.tmp.unlink(missing_ok=True)
         else:
             self._csv_file.close()
-        os.replace(self.tmp, self.out)
+            os.replace(self.tmp, self.out)
         return self.out
 
     def abort(self) -> None:

@@ -18,8 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shapes import COLORS, SHAPES, draw_shape  # noqa: E402
 
 
-def make_images(out: Path, n: int = 240, seed: int = 1) -> Path:
-    """Draw n images (balanced over the 12 classes) under out/; returns the manifest path."""
+def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> Path:
+    """Draw n images (balanced over the 12 classes) under out/; returns the manifest path.
+
+    With `messy`, also write two broken files (a truncated JPEG, a text file named .png) that a run must
+    turn into error rows; they are listed in the manifest with an empty truth.
+    """
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -34,6 +38,13 @@ def make_images(out: Path, n: int = 240, seed: int = 1) -> Path:
         (out / folder).mkdir(parents=True, exist_ok=True)
         image.save(out / rel, quality=92) if ext == "jpg" else image.save(out / rel)
         rows.append({"path": rel, "truth": f"{color} {shape}", "color": color, "shape": shape})
+    if messy:
+        (out / "broken").mkdir(exist_ok=True)
+        first = (out / rows[0]["path"]).read_bytes()
+        (out / "broken" / "truncated.jpg").write_bytes(first[: len(first) // 3])
+        (out / "broken" / "notes.png").write_text("not an image\n")
+        rows += [{"path": f"broken/{name}", "truth": "", "color": "", "shape": ""}
+                 for name in ("truncated.jpg", "notes.png")]
     manifest = out / "manifest.csv"
     with open(manifest, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
@@ -47,8 +58,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--n", type=int, default=240)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--messy", action="store_true", help="add two broken files, as real folders have")
     args = parser.parse_args()
-    manifest = make_images(args.out, args.n, args.seed)
+    manifest = make_images(args.out, args.n, args.seed, args.messy)
     print(f"wrote {args.n} images and {manifest}")
 
 

@@ -1,0 +1,47 @@
+# Set-up and the two Quickstart commands. TORCH_SPEC picks the torch build: CI and CPU-only machines
+# use e.g. TORCH_SPEC='torch==2.13.0' (a CPU wheel), users get the normal `torch` from PyPI.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch
+PIP = $(VENV)/bin/pip
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test lint bench train-tiny clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	rm -rf $(DEMO_OUT)
+	$(VENV)/bin/python examples/tiny-shapes/make_images.py $(DEMO_OUT)/images --n 240 --messy
+	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images --labels examples/tiny-shapes/labels.yaml \
+		--out $(DEMO_OUT)/labels.parquet --summary-json $(DEMO_OUT)/summary.json
+	@echo ""
+	@echo "labels:  $(DEMO_OUT)/labels.parquet   (one row per image: label, confidence, margin, status, top-k)"
+	@echo "summary: $(DEMO_OUT)/summary.json"
+	@echo "images:  $(DEMO_OUT)/images/  (ground truth in $(DEMO_OUT)/images/manifest.csv, column 'truth')"
+
+test: $(VENV)/.installed-test
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check autolabel tests benchmarks examples
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/throughput.py
+
+train-tiny: $(VENV)/.installed
+	$(VENV)/bin/python examples/tiny-shapes/train.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
