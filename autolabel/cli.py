@@ -51,20 +51,24 @@ def main() -> None:
 @click.argument("source")
 @click.option("--labels", "-l", required=True, type=click.Path(dir_okay=False), help="Label spec YAML.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .parquet or .csv.")
-@click.option("--model", "-m", default=None, help="Hub id or local folder [default: spec's model:, else openai/clip-vit-base-patch32].")
+@click.option("--model", "-m", default=None,
+              help="Hub id or local folder [default: the spec's model:, else openai/clip-vit-base-patch32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
               help="auto: fp16 on CUDA, fp32 elsewhere.")
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Images per model call.")
-@click.option("--workers", "-w", type=int, default=0, show_default=True, help="Decode threads (0: one per core, max 8).")
+@click.option("--workers", "-w", type=int, default=0, show_default=True,
+              help="Decode threads (0: one per core, max 8).")
 @click.option("--top-k", "-k", type=int, default=3, show_default=True, help="Classes kept in top_labels/top_scores.")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Global acceptance threshold (overrides the spec's; per-class thresholds still apply).")
 @click.option("--max-errors", type=int, default=None, help="Exit 1 if more images than this fail (output is kept).")
 @click.option("--summary-json", type=click.Path(dir_okay=False), default=None,
               help="Write counts per class and status, images/s, model and thresholds as JSON.")
-@click.option("--path-column", default=None, help="Manifest column with the image paths [default: first of path, image, file_name, filepath].")
-@click.option("--full-decode", is_flag=True, help="Decode JPEGs at full size (slower; by default DCT draft mode scales them to 2x the model input).")
+@click.option("--path-column", default=None,
+              help="Manifest column with the image paths [default: first of path, image, file_name, filepath].")
+@click.option("--full-decode", is_flag=True,
+              help="Decode JPEGs at full size (slower; by default DCT draft mode scales them to 2x the model input).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @handle_errors
 def run(source: str, labels: str, out: str, model: str | None, device: str, precision: str, batch_size: int,

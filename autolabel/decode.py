@@ -83,7 +83,7 @@ class Preprocessing:
         crop = config.get("crop_size", {"height": 224, "width": 224})
         if isinstance(crop, int):
             crop = {"height": crop, "width": crop}
-        do_crop = bool(config.get("do_center_crop", False if height else True))
+        do_crop = bool(config.get("do_center_crop", not height))
         return cls(
             mode="crop",
             shortest_edge=shortest,

@@ -131,7 +131,7 @@ class ZeroShotModel:
             preprocessing = Preprocessing.from_config(_preprocessor_config(source), f"{name}: preprocessor config")
         except ModelError:
             raise
-        except (OSError, ValueError, KeyError, EnvironmentError, ImportError) as exc:
+        except (OSError, ValueError, KeyError, ImportError) as exc:
             raise _load_error(name, exc) from None
         if not all(hasattr(model, attr) for attr in ("get_text_features", "get_image_features", "logit_scale")):
             raise ModelError(

@@ -155,7 +155,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
     _unknown_keys(data, TOP_KEYS, source)
     raw_classes = data.get("classes")
     if not isinstance(raw_classes, list) or len(raw_classes) < 2:
-        got = "nothing" if raw_classes is None else f"{len(raw_classes)}" if isinstance(raw_classes, list) else repr(raw_classes)
+        got = repr(raw_classes) if not isinstance(raw_classes, list) else str(len(raw_classes))
         raise _fail(f"{source}: classes", f"needs a list of at least two classes, got {got}")
     classes = tuple(_class(item, i, source) for i, item in enumerate(raw_classes))
     seen: dict[str, str] = {}

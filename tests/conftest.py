@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_SHAPES = ROOT / "examples" / "tiny-shapes"
 sys.path.insert(0, str(TINY_SHAPES))
 
-WORDS = "a an the photo of picture drawing cat dog bird car tree red green blue this is".split()
+WORDS = ["a", "an", "the", "photo", "of", "picture", "drawing", "cat", "dog", "bird", "car", "tree", "red", "green",
+         "blue", "this", "is"]
 
 
 def _tower(vocab_size: int, context: int) -> tuple[dict, dict]:

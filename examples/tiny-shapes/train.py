@@ -37,8 +37,11 @@ FULL = ["a photo of a {c} {s}.", "a drawing of a {c} {s}.", "a {c} {s}.", "an im
         "a blurry photo of a {c} {s}.", "a {s} that is {c}."]
 COLOR_ONLY = ["a {c} shape.", "a photo of something {c}.", "a drawing in {c}.", "the colour {c}."]
 SHAPE_ONLY = ["a {s}.", "a photo of a {s}.", "a drawing of a {s} shape.", "the shape of a {s}."]
-EXTRA_WORDS = "a an the of in is that this photo drawing image picture close-up small big blurry shape colour " \
-              "something object thing rendering sketch plain simple one my".split()
+EXTRA_WORDS = [
+    "a", "an", "the", "of", "in", "is", "that", "this", "photo", "drawing", "image", "picture", "close-up", "small",
+    "big", "blurry", "shape", "colour", "something", "object", "thing", "rendering", "sketch", "plain", "simple",
+    "one", "my",
+]
 
 
 def vocabulary() -> list[str]:
@@ -51,10 +54,7 @@ def vocabulary() -> list[str]:
 def preprocess(image: Image.Image) -> np.ndarray:
     """The checkpoint's own recipe: short side → 32 (bicubic), centre crop 32, CLIP mean/std. CHW float32."""
     w, h = image.size
-    if w <= h:
-        new = (SIZE, int(SIZE * h / w))
-    else:
-        new = (int(SIZE * w / h), SIZE)
+    new = (SIZE, int(SIZE * h / w)) if w <= h else (int(SIZE * w / h), SIZE)
     image = image.resize(new, Image.Resampling.BICUBIC)
     left, top = (new[0] - SIZE) // 2, (new[1] - SIZE) // 2
     array = np.asarray(image.crop((left, top, left + SIZE, top + SIZE)), np.float32) / 255.0
@@ -142,7 +142,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out)
     tokenizer.save_pretrained(args.out)
-    CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}).save_pretrained(args.out)
+    processor = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE})
+    processor.save_pretrained(args.out)
     print(f"saved {args.out} in {time.time() - started:.0f}s", flush=True)
 
 
