@@ -69,16 +69,22 @@ def main() -> None:
               help="Manifest column with the image paths [default: first of path, image, file_name, filepath].")
 @click.option("--full-decode", is_flag=True,
               help="Decode JPEGs at full size (slower; by default DCT draft mode scales them to 2x the model input).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @handle_errors
 def run(source: str, labels: str, out: str, model: str | None, device: str, precision: str, batch_size: int,
         workers: int, top_k: int, threshold: float | None, max_errors: int | None, summary_json: str | None,
-        path_column: str | None, full_decode: bool, quiet: bool) -> None:
+        path_column: str | None, full_decode: bool, cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
     """Label every image of SOURCE with the classes of a label spec.
 
     SOURCE is a folder (searched recursively), a manifest (.csv .tsv .parquet .jsonl .txt) or - for image
     paths on stdin. Writes one row per image, in input order: path, label, confidence, margin, status
     (accepted / review / error), top_labels, top_scores, error, then the manifest's own columns.
+
+    Image and text embeddings are cached by content, so changing the label spec and running again only
+    re-encodes the prompts, and an interrupted run re-run with the same arguments resumes where it stopped.
 
     \b
     Examples:
@@ -93,6 +99,7 @@ def run(source: str, labels: str, out: str, model: str | None, device: str, prec
         source=source, labels=labels, out=out, model=model, device=device, precision=precision,
         batch_size=batch_size, workers=workers, top_k=top_k, threshold=threshold, max_errors=max_errors,
         summary_json=summary_json, path_column=path_column, quiet=quiet, draft=not full_decode,
+        cache_dir=cache_dir, no_cache=no_cache,
     )
     run_pipeline(config, stdin=sys.stdin if source == "-" else None)
 
@@ -119,3 +126,65 @@ def prompts(name: str | None) -> None:
     click.echo("\nexample label specs:", err=True)
     for path in example_specs():
         click.echo(f"  {path}", err=True)
+
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _parse(value: str | None, units: dict[str, int], what: str) -> float | None:
+    if value is None:
+        return None
+    text = value.strip().upper() if what == "size" else value.strip().lower()
+    number = text.rstrip("".join({c for u in units for c in u}))
+    unit = text[len(number):]
+    try:
+        return float(number) * units[unit]
+    except (ValueError, KeyError):
+        example = "2GB, 500MB" if what == "size" else "30d, 12h"
+        raise click.BadParameter(f"'{value}' is not a {what} such as {example}") from None
+
+
+@main.group(context_settings=CONTEXT)
+def cache() -> None:
+    """Inspect or shrink the embedding cache."""
+
+
+def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
+    from autolabel.cache import EmbeddingCache, default_cache_dir
+
+    return EmbeddingCache(cache_dir or default_cache_dir())
+
+
+@cache.command("info", context_settings=CONTEXT)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@handle_errors
+def cache_info(cache_dir: str | None) -> None:
+    """Show the cache's location, size and entries per model."""
+    info = _open_cache(cache_dir).info()
+    click.echo(f"path\t{info.path}")
+    click.echo(f"size\t{info.bytes / 1e6:.1f} MB")
+    click.echo(f"files indexed\t{info.files}")
+    for space, n in info.images.items():
+        click.echo(f"images\t{n}\t{space}")
+    for space, n in info.texts.items():
+        click.echo(f"prompts\t{n}\t{space}")
+
+
+@cache.command("prune", context_settings=CONTEXT)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@click.option("--max-size", default=None, help="Drop least-recently-used image embeddings until under this (e.g. 2GB).")
+@click.option("--older-than", default=None, help="Drop entries unused for this long (e.g. 30d, 12h).")
+@click.option("--all", "everything", is_flag=True, help="Empty the cache.")
+@handle_errors
+def cache_prune(cache_dir: str | None, max_size: str | None, older_than: str | None, everything: bool) -> None:
+    """Shrink the cache: by age, by size (least recently used first), or entirely."""
+    if not (max_size or older_than or everything):
+        raise click.UsageError("give --max-size, --older-than or --all")
+    store = _open_cache(cache_dir)
+    if everything:
+        removed = store.clear()
+    else:
+        removed = store.prune(max_bytes=_parse(max_size, SIZE_UNITS, "size"),
+                              older_than_s=_parse(older_than, AGE_UNITS, "duration"))
+    click.echo(f"removed {removed} entries; cache is now {store.info().bytes / 1e6:.1f} MB", err=True)

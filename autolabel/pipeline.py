@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from autolabel import __version__
+from autolabel.cache import EmbeddingCache, content_hash, default_cache_dir
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.errors import TooManyErrors, UsageError
@@ -24,8 +25,6 @@ from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, open_source
 from autolabel.spec import LabelSpec, load_spec
 from autolabel.writers import TableWriter, full_schema, output_format
-
-Decoded = ModelInputs | str  # model inputs, or the one-line reason the image failed
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,8 @@ class RunConfig:
     path_column: str | None = None
     quiet: bool = False
     draft: bool = True
+    cache_dir: str | None = None
+    no_cache: bool = False
 
 
 @dataclass
@@ -55,6 +56,19 @@ class RunResult:
 
     out: Path
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Item:
+    """One record on its way through the run: model inputs, or a cached embedding, or an error."""
+
+    record: ImageRecord
+    inputs: ModelInputs | None = None
+    embedding: np.ndarray | None = None
+    error: str | None = None
+    digest: str | None = None  # content hash, when the cache is on
+    file_key: tuple[str, int, int] | None = None  # (absolute path, size, mtime_ns) for the cache's file index
+    cached: bool = False
 
 
 def default_workers() -> int:
@@ -66,35 +80,70 @@ def default_workers() -> int:
     return max(1, min(8, cores))
 
 
-def decode_record(record: ImageRecord, preprocessing: Preprocessing, draft: bool = True) -> Decoded:
-    """Read, decode and preprocess one image; any failure becomes its one-line reason."""
-    if record.error:
-        return record.error
+def decode_record(record: ImageRecord, preprocessing: Preprocessing, draft: bool = True) -> ModelInputs:
+    """Read, decode and preprocess one image. Raises DecodeError."""
+    return preprocessing(open_image(read_bytes(record.location), 2 * preprocessing.input_size if draft else None))
+
+
+def _cached(record: ImageRecord, cache: EmbeddingCache, space: str) -> tuple[Item | None, tuple | None]:
+    """A hit through the file index (no read at all), and the file's (path, size, mtime) key."""
+    location = os.path.abspath(record.location)
     try:
-        image = open_image(read_bytes(record.location), 2 * preprocessing.input_size if draft else None)
-        return preprocessing(image)
+        st = os.stat(location)
+    except OSError:
+        return None, None  # read_bytes reports it properly
+    file_key = (location, st.st_size, st.st_mtime_ns)
+    digest = cache.known_hash(*file_key)
+    vec = cache.get_image(digest, space) if digest else None
+    return (Item(record, embedding=vec, digest=digest, cached=True) if vec is not None else None), file_key
+
+
+def prepare(
+    record: ImageRecord,
+    preprocessing: Preprocessing,
+    draft: bool = True,
+    cache: EmbeddingCache | None = None,
+    space: str = "",
+) -> Item:
+    """Worker job: the cached embedding if the cache has this content, else model inputs, else the error."""
+    if record.error:
+        return Item(record, error=record.error)
+    try:
+        digest = file_key = None
+        if cache is not None:
+            hit, file_key = _cached(record, cache, space)
+            if hit is not None:
+                return hit
+        data = read_bytes(record.location)
+        if cache is not None:
+            digest = content_hash(data)
+            vec = cache.get_image(digest, space)
+            if vec is not None:  # same bytes seen under another name or date
+                return Item(record, embedding=vec, digest=digest, file_key=file_key, cached=True)
+        image = open_image(data, 2 * preprocessing.input_size if draft else None)
+        return Item(record, inputs=preprocessing(image), digest=digest, file_key=file_key)
     except DecodeError as exc:
-        return str(exc)
+        return Item(record, error=str(exc))
     except Exception as exc:  # a decoder bug must not stop a run of millions
-        return f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        return Item(record, error=f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
-def decoded_batches(
+def prepared_batches(
     records: Iterable[ImageRecord],
-    decode: Callable[[ImageRecord], Decoded],
+    job: Callable[[ImageRecord], Item],
     batch_size: int,
     workers: int,
     prefetch: int = 2,
-) -> Iterator[list[tuple[ImageRecord, Decoded]]]:
-    """Input-ordered batches, decoded by a thread pool that works `prefetch` batches ahead of the consumer."""
+) -> Iterator[list[Item]]:
+    """Input-ordered batches, prepared by a thread pool that works `prefetch` batches ahead of the consumer."""
     it = iter(records)
-    pending: deque[list[tuple[ImageRecord, Future[Decoded]]]] = deque()
+    pending: deque[list[Future[Item]]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="autolabel-decode") as pool:
 
         def submit() -> None:
             chunk = list(islice(it, batch_size))
             if chunk:
-                pending.append([(r, pool.submit(decode, r)) for r in chunk])
+                pending.append([pool.submit(job, r) for r in chunk])
 
         for _ in range(prefetch + 1):
             submit()
@@ -102,24 +151,54 @@ def decoded_batches(
             while pending:
                 chunk = pending.popleft()
                 submit()
-                yield [(r, f.result()) for r, f in chunk]
+                yield [f.result() for f in chunk]
         finally:
             for chunk in pending:
-                for _, f in chunk:
+                for f in chunk:
                     f.cancel()
 
 
-def prediction_columns(
-    batch: list[tuple[ImageRecord, Decoded]], predictions: dict[int, Prediction], extra_names: list[str]
-) -> dict[str, list[Any]]:
+def embed(items: list[Item], model: Any, cache: EmbeddingCache | None, space: str) -> int:
+    """Fill in the embeddings the cache did not have (one model call) and store them; returns how many."""
+    todo = [it for it in items if it.inputs is not None]
+    if todo:
+        vectors = np.asarray(model.encode_images(stack([it.inputs for it in todo])))  # type: ignore[misc]
+        for it, vec in zip(todo, vectors, strict=True):
+            it.embedding, it.inputs = vec, None
+    if cache is not None:
+        new = [(it.digest, it.embedding) for it in todo if it.digest]
+        files = [(*it.file_key, it.digest) for it in items if it.file_key and it.digest and it.embedding is not None]
+        if new or files:
+            cache.put_images(space, new, files)  # type: ignore[arg-type]
+        cache.touch_images(space, [it.digest for it in items if it.cached and it.digest])  # type: ignore[misc]
+    return len(todo)
+
+
+def text_encoder(model: Any, cache: EmbeddingCache | None, space: str) -> Callable[[Sequence[str]], np.ndarray]:
+    """The model's text encoder behind the cache: only prompts never seen with this model are encoded."""
+
+    def encode(prompts: Sequence[str]) -> np.ndarray:
+        known = cache.get_texts(space, prompts) if cache is not None else {}
+        missing = [p for p in dict.fromkeys(prompts) if p not in known]
+        if missing:
+            fresh = dict(zip(missing, np.asarray(model.encode_text(missing)), strict=True))
+            if cache is not None:
+                cache.put_texts(space, fresh)
+            known.update(fresh)
+        return np.stack([known[p] for p in prompts])
+
+    return encode
+
+
+def prediction_columns(items: list[Item], predictions: dict[int, Prediction], extra_names: list[str]) -> dict:
     """Rows (in batch order) as output columns; error rows have nulls and empty lists."""
     cols: dict[str, list[Any]] = {
         name: [] for name in ("path", "label", "confidence", "margin", "status", "top_labels", "top_scores", "error")
     }
     for name in extra_names:
         cols[name] = []
-    for i, (record, decoded) in enumerate(batch):
-        pred = predictions.get(i)
+    for i, item in enumerate(items):
+        record, pred = item.record, predictions.get(i)
         cols["path"].append(record.path)
         cols["label"].append(pred.label if pred else None)
         cols["confidence"].append(pred.confidence if pred else None)
@@ -127,7 +206,7 @@ def prediction_columns(
         cols["status"].append(pred.status if pred else "error")
         cols["top_labels"].append(pred.top_labels if pred else [])
         cols["top_scores"].append(pred.top_scores if pred else [])
-        cols["error"].append(None if pred else str(decoded))
+        cols["error"].append(None if pred else item.error)
         for name, value in zip(extra_names, record.extra, strict=True):
             cols[name].append(value)
     return cols
@@ -140,6 +219,7 @@ class Tally:
         self.classes = {name: {"images": 0, "accepted": 0, "review": 0} for name in class_names}
         self.status = {"accepted": 0, "review": 0, "error": 0}
         self.images = 0
+        self.encoded = 0
 
     def add(self, cols: dict[str, list[Any]]) -> None:
         """Count a written batch."""
@@ -156,6 +236,8 @@ class Tally:
             "images": self.images,
             "status": dict(self.status),
             "classes": {k: dict(v) for k, v in self.classes.items()},
+            "encoded": self.encoded,
+            "cached": self.images - self.status["error"] - self.encoded,
             "seconds": round(seconds, 3),
             "images_per_second": round(self.images / seconds, 3) if seconds > 0 else 0.0,
         }
@@ -192,6 +274,12 @@ def _check_config(config: RunConfig) -> None:
         raise UsageError(f"--max-errors must be 0 or more, got {config.max_errors}")
 
 
+def embedding_spaces(model: Any, draft: bool) -> tuple[str, str]:
+    """Cache namespaces: (image, text). Images also depend on the preprocessing and on draft decoding."""
+    base = f"{model.fingerprint}:{str(model.dtype).replace('torch.', '')}"
+    return f"{base}:{model.preprocessing.fingerprint()}:{'draft' if draft else 'full'}", f"{base}:text"
+
+
 def run(
     config: RunConfig,
     *,
@@ -202,6 +290,8 @@ def run(
     """Label every image of config.source and write config.out; returns the summary.
 
     `model` may be passed in (a loaded ZeroShotModel, or a fake with the same methods) to skip loading.
+    With the cache on, every embedding is stored as soon as it is computed, so an interrupted run
+    re-run with the same arguments computes nothing twice.
     """
     from autolabel.model import DEFAULT_MODEL, ZeroShotModel
 
@@ -213,11 +303,13 @@ def run(
         name = config.model or spec.model_location() or DEFAULT_MODEL
         reporter.info(f"loading model {name}")
         model = ZeroShotModel.load(name, device=config.device, precision=config.precision)
+    cache = None if config.no_cache else EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
+    image_space, text_space = embedding_spaces(model, config.draft)
     all_prompts = [p for c in spec.classes for p in spec.prompts_for(c)]
     for prompt in model.too_long(all_prompts):
         reporter.warn(f"prompt longer than the model's {model.context_length}-token context, truncated: {prompt!r}")
     classifier = Classifier.build(
-        spec, lambda p: model.encode_text(p).numpy(), model.logit_scale, model.logit_bias, config.top_k
+        spec, text_encoder(model, cache, text_space), model.logit_scale, model.logit_bias, config.top_k
     )
     schema = full_schema(source.extra_schema)
     extra_names = schema.names[len(schema.names) - len(source.extra_schema) :]
@@ -227,20 +319,21 @@ def run(
     started = time.perf_counter()
     reporter.start(source.count)
     try:
-        decode = lambda r: decode_record(r, model.preprocessing, config.draft)  # noqa: E731
-        for batch in decoded_batches(source.records, decode, config.batch_size, workers):
-            ok = [i for i, (_, d) in enumerate(batch) if not isinstance(d, str)]
+        job = lambda r: prepare(r, model.preprocessing, config.draft, cache, image_space)  # noqa: E731
+        for items in prepared_batches(source.records, job, config.batch_size, workers):
+            tally.encoded += embed(items, model, cache, image_space)
+            ok = [i for i, it in enumerate(items) if it.embedding is not None]
             predictions: dict[int, Prediction] = {}
             if ok:
-                embeddings = model.encode_images(stack([batch[i][1] for i in ok]))  # type: ignore[misc]
-                predictions = dict(zip(ok, classifier.classify(np.asarray(embeddings)), strict=True))
-            cols = prediction_columns(batch, predictions, extra_names)
+                vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
+                predictions = dict(zip(ok, classifier.classify(vectors), strict=True))
+            cols = prediction_columns(items, predictions, extra_names)
             writer.write(cols)
             tally.add(cols)
-            for record, decoded in batch:
-                if isinstance(decoded, str):
-                    reporter.skip(record.path or "<empty path>", decoded)
-            reporter.advance(len(batch), tally.images / max(time.perf_counter() - started, 1e-9))
+            for item in items:
+                if item.error is not None:
+                    reporter.skip(item.record.path or "<empty path>", item.error)
+            reporter.advance(len(items), tally.images / max(time.perf_counter() - started, 1e-9))
         seconds = time.perf_counter() - started
         summary = tally.summary(seconds)
         summary["model"] = model.describe()
@@ -253,6 +346,8 @@ def run(
         raise
     finally:
         reporter.stop()
+        if cache is not None:
+            cache.close()
     summary.update(
         out=str(out), classes_order=list(spec.class_names), threshold=spec.threshold,
         thresholds=meta["thresholds"], min_margin=spec.min_margin,

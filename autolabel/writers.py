@@ -64,7 +64,8 @@ class TableWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
+        _remove_stale_temps(self.out)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.{os.getpid()}.", suffix=".tmp", dir=self.out.parent)
         os.close(fd)
         self.tmp = Path(tmp)
         self._parquet: pq.ParquetWriter | None = None
@@ -132,6 +133,24 @@ class TableWriter:
                 self._csv_file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temp files that killed runs (SIGKILL, power loss) left beside OUT; live runs' files stay."""
+    for tmp in out.parent.glob(f".{out.name}.*.tmp*"):
+        pid = tmp.name[len(out.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def _csv_cell(value: Any) -> Any:

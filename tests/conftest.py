@@ -115,3 +115,9 @@ def labels_yaml(tmp_path: Path) -> Path:
     path = tmp_path / "labels.yaml"
     path.write_text(LABELS_YAML)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own embedding cache, never the user's."""
+    monkeypatch.setenv("AUTOLABEL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

@@ -1,0 +1,236 @@
+"""Embedding cache: image embeddings by (content hash, model, preprocessing), text embeddings by (model, prompt).
+
+One SQLite file in WAL mode: a process killed mid-write leaves the last committed state readable, and
+several runs can share it at once (readers never block; writers wait on a busy timeout). A damaged file
+is moved aside and rebuilt. A small index maps (path, size, mtime) to the content hash, so unchanged
+files are not re-read; renamed or copied files are found by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CACHE_FILE = "embeddings.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (hash TEXT, space TEXT, vec BLOB, used REAL, PRIMARY KEY (hash, space));
+CREATE TABLE IF NOT EXISTS texts (space TEXT, prompt TEXT, vec BLOB, used REAL, PRIMARY KEY (space, prompt));
+CREATE TABLE IF NOT EXISTS files (location TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, hash TEXT);
+"""
+
+
+def default_cache_dir() -> Path:
+    """$AUTOLABEL_CACHE_DIR, else $XDG_CACHE_HOME/autolabel, else ~/.cache/autolabel."""
+    if os.environ.get("AUTOLABEL_CACHE_DIR"):
+        return Path(os.environ["AUTOLABEL_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "autolabel"
+
+
+def content_hash(data: bytes) -> str:
+    """The cache key of a file's bytes."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def _blob(vec: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vec, dtype=np.float32).tobytes()
+
+
+def _vec(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """What `autolabel cache info` shows."""
+
+    path: Path
+    bytes: int
+    images: dict[str, int]
+    texts: dict[str, int]
+    files: int
+
+
+class EmbeddingCache:
+    """Thread-safe handle on the cache file (one SQLite connection per thread)."""
+
+    def __init__(self, folder: str | Path, warn: object = None) -> None:
+        self.folder = Path(folder).expanduser()
+        self.path = self.folder / CACHE_FILE
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._warn = warn
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._open_checked()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=60000")
+        return conn
+
+    def _check_header(self) -> None:
+        """Cheap truncation check: the header's page count × page size must fit in the file."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb") as f:
+            header = f.read(100)
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            raise sqlite3.DatabaseError("not an SQLite file")
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = int.from_bytes(header[28:32], "big")
+        if pages * page_size > self.path.stat().st_size:
+            raise sqlite3.DatabaseError(f"truncated: header says {pages * page_size} bytes, file has fewer")
+
+    def _open_checked(self) -> None:
+        try:
+            self._check_header()
+            conn = self._connect()
+            # A full integrity scan is affordable on small caches; big ones rely on the header check.
+            if self.path.stat().st_size < (256 << 20) and conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            conn.executescript(_SCHEMA)
+            conn.close()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{CACHE_FILE}.damaged-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            if callable(self._warn):
+                self._warn(f"embedding cache {self.path} was damaged ({exc}); moved to {aside.name}, rebuilding")
+            conn = self._connect()
+            conn.executescript(_SCHEMA)
+            conn.close()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    # --- files: (location, size, mtime) → content hash -------------------------------------------
+    def known_hash(self, location: str, size: int, mtime_ns: int) -> str | None:
+        """The content hash recorded for this exact file state, if any."""
+        row = self._read_one("SELECT hash FROM files WHERE location=? AND size=? AND mtime_ns=?",
+                             (location, size, mtime_ns))
+        return row[0] if row else None
+
+    def _read_one(self, sql: str, args: tuple) -> tuple | None:
+        """A lookup; a cache that fails mid-run (damaged, locked too long) is a miss, never a failed image."""
+        try:
+            return self.conn.execute(sql, args).fetchone()
+        except sqlite3.Error:
+            return None
+
+    # --- images ------------------------------------------------------------------------------------
+    def get_image(self, digest: str, space: str) -> np.ndarray | None:
+        """A cached image embedding (float32), or None."""
+        row = self._read_one("SELECT vec FROM images WHERE hash=? AND space=?", (digest, space))
+        return _vec(row[0]) if row else None
+
+    def put_images(self, space: str, entries: Iterable[tuple[str, np.ndarray]],
+                   files: Iterable[tuple[str, int, int, str]] = ()) -> None:
+        """Store image embeddings and file-index rows in one transaction."""
+        now = time.time()
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
+                             [(h, space, _blob(v), now) for h, v in entries])
+            conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", list(files))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def touch_images(self, space: str, digests: Sequence[str]) -> None:
+        """Mark entries as used now (for least-recently-used pruning)."""
+        if digests:
+            self.conn.executemany("UPDATE images SET used=? WHERE hash=? AND space=?",
+                                  [(time.time(), d, space) for d in digests])
+
+    # --- texts -------------------------------------------------------------------------------------
+    def get_texts(self, space: str, prompts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached text embeddings of those prompts that have one."""
+        found = {}
+        for prompt in dict.fromkeys(prompts):
+            row = self._read_one("SELECT vec FROM texts WHERE space=? AND prompt=?", (space, prompt))
+            if row:
+                found[prompt] = _vec(row[0])
+        return found
+
+    def put_texts(self, space: str, items: dict[str, np.ndarray]) -> None:
+        """Store text embeddings."""
+        now = time.time()
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)",
+                         [(space, p, _blob(v), now) for p, v in items.items()])
+        conn.execute("COMMIT")
+
+    # --- maintenance -------------------------------------------------------------------------------
+    def info(self) -> CacheInfo:
+        """Sizes and entry counts per embedding space."""
+        size = sum(Path(str(self.path) + s).stat().st_size for s in ("", "-wal") if Path(str(self.path) + s).exists())
+        images = dict(self.conn.execute("SELECT space, COUNT(*) FROM images GROUP BY space ORDER BY space"))
+        texts = dict(self.conn.execute("SELECT space, COUNT(*) FROM texts GROUP BY space ORDER BY space"))
+        files = self.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        return CacheInfo(path=self.path, bytes=size, images=images, texts=texts, files=files)
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many."""
+        removed = sum(self.conn.execute(f"DELETE FROM {t}").rowcount for t in ("images", "texts", "files"))
+        self.conn.execute("VACUUM")
+        return removed
+
+    def prune(self, max_bytes: int | None = None, older_than_s: float | None = None) -> int:
+        """Drop entries unused for `older_than_s`, then least-recently-used ones until under `max_bytes`."""
+        conn = self.conn
+        removed = 0
+        if older_than_s is not None:
+            cutoff = time.time() - older_than_s
+            removed += conn.execute("DELETE FROM images WHERE used < ?", (cutoff,)).rowcount
+            removed += conn.execute("DELETE FROM texts WHERE used < ?", (cutoff,)).rowcount
+        if max_bytes is not None:
+            excess = self._payload_bytes() - max_bytes
+            doomed = []
+            for rowid, size in conn.execute("SELECT rowid, length(vec) + 64 FROM images ORDER BY used"):
+                if excess <= 0:
+                    break
+                doomed.append((rowid,))
+                excess -= size
+            conn.executemany("DELETE FROM images WHERE rowid=?", doomed)
+            removed += len(doomed)
+        conn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM images)")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        return removed
+
+    def _payload_bytes(self) -> int:
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(length(vec)) + 64 * COUNT(*), 0) FROM images").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close every thread's connection (the last one to close folds the WAL back into the file)."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
