@@ -14,10 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
-
 from common import interleave, make_jpegs, median, save_vit_b32
 
 from autolabel.decode import stack
