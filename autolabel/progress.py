@@ -18,11 +18,19 @@ from rich.progress import (
 from rich.table import Table
 
 
+def stderr_console() -> Console:
+    """The console for people: stderr, no syntax highlighting, 120 columns when not a terminal."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
+    return console
+
+
 class Reporter:
     """Progress and messages for one command; the bar only on an interactive stderr and without --quiet."""
 
     def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = console or stderr_console()
         self.quiet = quiet
         self.show_bar = not quiet and self.console.is_terminal and sys.stderr.isatty()
         self._progress: Progress | None = None
@@ -88,3 +96,74 @@ class Reporter:
             f"{summary['seconds']:.1f} s, {summary['images_per_second']:.1f} img/s → {out}",
             markup=False,
         )
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
+    """Per-class table and headline numbers of `autolabel eval`."""
+    table = Table(title=f"per class (truth: {metrics['truth']})", title_justify="left")
+    for name in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for name, row in metrics["per_class"].items():
+        table.add_row(name, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(row["support"]))
+    console.print(table)
+    acc = metrics["accepted"]
+    ex = metrics["excluded"]
+    console.print(
+        f"n {metrics['n']}  accuracy {_pct(metrics['accuracy'])}  "
+        f"top-{metrics['top_k']} {_pct(metrics['top_k_accuracy'])}"
+        f"  macro F1 {_pct(metrics['macro_f1'])}  weighted F1 {_pct(metrics['weighted_f1'])}\n"
+        f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, precision {_pct(acc['precision'])}), "
+        f"review share {_pct(metrics['review_share'])}\n"
+        f"excluded {ex['total']}: {ex['error']} error rows, {ex['no_truth']} without truth, "
+        f"{ex['unknown_truth']} with a truth outside the spec",
+        markup=False,
+    )
+    if metrics["most_confused"]:
+        pairs = ", ".join(f"{p['truth']}→{p['predicted']} ({p['count']})" for p in metrics["most_confused"][:5])
+        console.print(f"most confused: {pairs}", markup=False)
+
+
+def show_calibration(console: Console, result: dict[str, Any]) -> None:
+    """The chosen thresholds with coverage and precision intervals."""
+    table = Table(title=f"thresholds for ≥ {_pct(result['target_precision'])} precision on accepted rows "
+                        f"({result['interval_method']})", title_justify="left")
+    for name in ("scope", "threshold", "precision", "95% interval", "coverage", "accepted", "rows", "note"):
+        table.add_column(name, justify="left" if name in ("scope", "note") else "right")
+
+    def add(scope: str, r: dict[str, Any]) -> None:
+        if r.get("threshold") is None:
+            why = r.get("reason") or f"target not reachable (best {_pct(r.get('best_precision'))})"
+            table.add_row(scope, "—", "", "", "", "", str(r["rows"]), why)
+            return
+        lo, hi = r["precision_ci95"]
+        table.add_row(scope, f"{r['threshold']:.4f}", _pct(r["precision"]), f"{_pct(lo)}–{_pct(hi)}",
+                      _pct(r["coverage"]), str(r["accepted"]), str(r["rows"]), "")
+
+    add("global", result["global"])
+    for name, r in (result.get("per_class") or {}).items():
+        add(name, r)
+    console.print(table)
+
+
+def show_diff(console: Console, result: dict[str, Any]) -> None:
+    """Flip rate, flips per class and status changes of `autolabel diff`."""
+    console.print(
+        f"matched {result['matched']} rows (only old {result['only_old']}, only new {result['only_new']}); "
+        f"flips {result['flips']} of {result['compared']} = {_pct(result['flip_rate'])}; "
+        f"newly errored {result['newly_errored']}, recovered {result['recovered']}",
+        markup=False,
+    )
+    table = Table(title="class distribution", title_justify="left")
+    for name in ("class", "old", "new", "change", "flipped away"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for name, row in result["distribution"].items():
+        flips = result["flips_by_class"].get(name, {}).get("total", 0)
+        table.add_row(name, str(row["old"]), str(row["new"]), f"{row['change']:+d}", str(flips))
+    console.print(table)
+    if result["status_changes"]:
+        console.print("status changes: " + ", ".join(f"{k} {v}" for k, v in result["status_changes"].items()),
+                      markup=False)

@@ -14,7 +14,11 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples" / "tiny-shapes"))
 
-WORDS = ["a", "photo", "of", "the", "class", "number", "picture", "drawing", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "zero", "red", "green", "blue", "yellow", "big", "small", "cat", "dog"]
+WORDS = [
+    "a", "photo", "of", "the", "class", "number", "picture", "drawing", "one", "two", "three", "four",
+    "five", "six", "seven", "eight", "nine", "zero", "red", "green", "blue", "yellow", "big", "small", "cat",
+    "dog",
+]
 
 
 def save_vit_b32(folder: Path) -> Path:

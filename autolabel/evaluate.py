@@ -1,0 +1,277 @@
+"""Metrics against ground truth, threshold calibration with confidence intervals, and run-to-run diffs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autolabel.errors import SourceError, UsageError
+from autolabel.results import Results
+
+MIN_CALIBRATION_ROWS = 30
+
+
+@dataclass
+class Truth:
+    """Ground truth aligned to a labels table: `labels` (str or None per row) and where it came from."""
+
+    labels: list[str | None]
+    source: str
+
+
+def resolve_truth(results: Results, spec: str) -> Truth:
+    """`--truth`: a column of the table, a CSV/Parquet file mapping path → label, or `folder`."""
+    frame = results.frame
+    if spec == "folder":
+        parents = [p.replace("\\", "/").rsplit("/", 2)[-2] if "/" in p else None for p in frame["path"]]
+        return Truth(parents, "parent folder names")
+    if spec in frame.columns and spec not in ("path", "label"):
+        return Truth([_clean(v) for v in frame[spec]], f"column '{spec}'")
+    path = Path(spec)
+    if path.suffix.lower() in (".csv", ".parquet") and path.exists():
+        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str)
+        label_col = next((c for c in ("label", "truth", "reviewed_label") if c in table.columns), None)
+        if "path" not in table.columns or label_col is None:
+            raise SourceError(f"{path}: a truth file needs a 'path' column and a 'label' (or 'truth') column")
+        mapping = {str(p): _clean(v) for p, v in zip(table["path"], table[label_col], strict=True)}
+        return Truth([mapping.get(str(p)) for p in frame["path"]], f"{path} ('{label_col}')")
+    columns = ", ".join(c for c in frame.columns if c not in ("path",))
+    raise UsageError(
+        f"--truth {spec}: not a column of {results.path} ({columns}), not an existing .csv/.parquet file, "
+        "and not 'folder'"
+    )
+
+
+def _clean(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _prf(tp: np.ndarray, pred: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 per class; 0 where undefined (scikit-learn's zero_division=0)."""
+    precision = np.divide(tp, pred, out=np.zeros_like(tp, dtype=float), where=pred > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp, dtype=float), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
+    return precision, recall, f1
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval (95% by default) for a binomial proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@dataclass
+class Evaluation:
+    """The usable rows and the reasons the others were excluded."""
+
+    index: list[int]  # positions of the usable rows in the table
+    y_true: list[str]
+    y_pred: list[str]
+    top: list[list[str]]
+    status: list[str]
+    excluded: dict[str, Any]
+
+
+def usable_rows(results: Results, truth: Truth) -> Evaluation:
+    """Rows with a prediction and a truth among the spec's classes; every other row is counted in `excluded`."""
+    known = set(results.classes)
+    index, y_true, y_pred, top, status = [], [], [], [], []
+    excluded: dict[str, Any] = {"error": 0, "no_truth": 0, "unknown_truth": 0, "unknown_truth_labels": {}}
+    frame = results.frame
+    columns = zip(frame["label"], frame["top_labels"], frame["status"], truth.labels, strict=True)
+    for i, (label, tops, stat, truth_label) in enumerate(columns):
+        if stat == "error" or _clean(label) is None:
+            excluded["error"] += 1
+        elif truth_label is None:
+            excluded["no_truth"] += 1
+        elif truth_label not in known:
+            excluded["unknown_truth"] += 1
+            excluded["unknown_truth_labels"][truth_label] = excluded["unknown_truth_labels"].get(truth_label, 0) + 1
+        else:
+            index.append(i)
+            y_true.append(truth_label)
+            y_pred.append(str(label))
+            top.append(list(tops))
+            status.append(stat)
+    excluded["total"] = excluded["error"] + excluded["no_truth"] + excluded["unknown_truth"]
+    return Evaluation(index, y_true, y_pred, top, status, excluded)
+
+
+def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
+    """Accuracy, top-k, per-class and averaged P/R/F1, confusion matrix, accepted coverage and precision."""
+    rows = usable_rows(results, truth)
+    classes = results.classes
+    index = {c: i for i, c in enumerate(classes)}
+    k = len(classes)
+    n = len(rows.y_true)
+    confusion = np.zeros((k, k), dtype=int)
+    for t, p in zip(rows.y_true, rows.y_pred, strict=True):
+        confusion[index[t], index[p]] += 1
+    tp = np.diag(confusion).astype(float)
+    support = confusion.sum(axis=1).astype(float)
+    predicted = confusion.sum(axis=0).astype(float)
+    precision, recall, f1 = _prf(tp, predicted, support)
+    weights = support / support.sum() if support.sum() else np.zeros(k)
+    accepted = [i for i, s in enumerate(rows.status) if s == "accepted"]
+    accepted_correct = sum(rows.y_true[i] == rows.y_pred[i] for i in accepted)
+    pairs = [(classes[i], classes[j], int(confusion[i, j])) for i in range(k) for j in range(k)
+             if i != j and confusion[i, j] > 0]
+    pairs.sort(key=lambda x: (-x[2], x[0], x[1]))
+    top_k = max((len(t) for t in rows.top), default=0)
+    return {
+        "n": n,
+        "truth": truth.source,
+        "accuracy": float(tp.sum() / n) if n else 0.0,
+        "top_k": top_k,
+        "top_k_accuracy": float(np.mean([t in tops for t, tops in zip(rows.y_true, rows.top, strict=True)]))
+        if n else 0.0,
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "weighted_precision": float((precision * weights).sum()),
+        "weighted_recall": float((recall * weights).sum()),
+        "weighted_f1": float((f1 * weights).sum()),
+        "per_class": {
+            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                "support": int(support[i])}
+            for i, c in enumerate(classes)
+        },
+        "confusion": {"labels": classes, "matrix": confusion.tolist()},
+        "most_confused": [{"truth": a, "predicted": b, "count": c} for a, b, c in pairs[:10]],
+        "accepted": {
+            "n": len(accepted),
+            "coverage": len(accepted) / n if n else 0.0,
+            "precision": accepted_correct / len(accepted) if accepted else None,
+        },
+        "review_share": (n - len(accepted)) / n if n else 0.0,
+        "excluded": rows.excluded,
+    }
+
+
+def _best_threshold(conf: np.ndarray, margin_ok: np.ndarray, correct: np.ndarray, target: float) -> dict[str, Any]:
+    """Lowest threshold whose accepted rows (confidence ≥ t and margin rule) reach `target` precision."""
+    order = np.argsort(-conf, kind="stable")
+    conf, margin_ok, correct = conf[order], margin_ok[order], correct[order]
+    accepted = np.cumsum(margin_ok)
+    right = np.cumsum(correct & margin_ok)
+    # Only the last row of a run of equal confidences is a valid cut: everything ≥ t is accepted together.
+    last = np.r_[conf[1:] != conf[:-1], True] & (accepted > 0)
+    prec = np.divide(right, accepted, out=np.zeros(len(conf)), where=accepted > 0)
+    ok = np.flatnonzero(last & (prec >= target))
+    n = len(conf)
+    if not len(ok):
+        best = int(np.argmax(np.where(last, prec, -1))) if n else 0
+        return {"threshold": None, "reachable": False, "best_precision": float(prec[best]) if n else None,
+                "rows": n}
+    i = ok[-1]  # the lowest qualifying threshold accepts the most rows
+    lo, hi = wilson_interval(int(right[i]), int(accepted[i]))
+    return {
+        "threshold": float(conf[i]),
+        "reachable": True,
+        "precision": float(prec[i]),
+        "precision_ci95": [lo, hi],
+        "accepted": int(accepted[i]),
+        "coverage": float(accepted[i] / n),
+        "rows": n,
+    }
+
+
+def calibrate(results: Results, truth: Truth, target: float, per_class: bool = False,
+              min_class_rows: int = 20) -> dict[str, Any]:
+    """Thresholds reaching `target` precision on accepted rows, with coverage and Wilson 95% intervals."""
+    if not 0.0 < target <= 1.0:
+        raise UsageError(f"--target-precision must be in (0, 1], got {target}")
+    rows = usable_rows(results, truth)
+    n = len(rows.y_true)
+    if n < MIN_CALIBRATION_ROWS:
+        raise UsageError(
+            f"only {n} labelled rows usable for calibration (need at least {MIN_CALIBRATION_ROWS}); "
+            f"excluded: {rows.excluded['error']} error, {rows.excluded['no_truth']} without truth, "
+            f"{rows.excluded['unknown_truth']} with a truth outside the spec"
+        )
+    conf = results.frame["confidence"].to_numpy(dtype=float)[rows.index]
+    margin_ok = results.frame["margin"].to_numpy(dtype=float)[rows.index] >= results.min_margin
+    pred = np.asarray(rows.y_pred)
+    correct = pred == np.asarray(rows.y_true)
+    out: dict[str, Any] = {
+        "target_precision": target,
+        "interval_method": "Wilson score interval, 95%",
+        "min_margin": results.min_margin,
+        "rows": n,
+        "excluded": rows.excluded,
+        "global": _best_threshold(conf, margin_ok, correct, target),
+    }
+    if per_class:
+        out["per_class"] = {}
+        for c in results.classes:
+            mask = pred == c
+            if mask.sum() < min_class_rows:
+                out["per_class"][c] = {"threshold": None, "rows": int(mask.sum()),
+                                       "reason": f"only {int(mask.sum())} labelled rows (need {min_class_rows}): "
+                                                 "no threshold set"}
+            else:
+                out["per_class"][c] = _best_threshold(conf[mask], margin_ok[mask], correct[mask], target)
+    return out
+
+
+def spec_with_thresholds(raw: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any]:
+    """The label spec as given, with the calibrated global and per-class thresholds filled in."""
+    spec = dict(raw)
+    if calibration["global"].get("threshold") is not None:
+        spec["threshold"] = round(float(calibration["global"]["threshold"]), 6)
+    per_class = calibration.get("per_class") or {}
+    classes = []
+    for item in spec.get("classes", []):
+        entry = dict(item) if isinstance(item, dict) else {"name": item}
+        found = per_class.get(str(entry["name"]), {})
+        if found.get("threshold") is not None:
+            entry["threshold"] = round(float(found["threshold"]), 6)
+        classes.append(entry if len(entry) > 1 else entry["name"])
+    spec["classes"] = classes
+    return spec
+
+
+def diff(old: Results, new: Results) -> dict[str, Any]:
+    """Compare two runs row by row (matched on `path`)."""
+    a = old.frame[["path", "label", "status"]].drop_duplicates("path")
+    b = new.frame[["path", "label", "status"]].drop_duplicates("path")
+    merged = a.merge(b, on="path", how="inner", suffixes=("_old", "_new"))
+    both_ok = (merged["status_old"] != "error") & (merged["status_new"] != "error")
+    flipped = both_ok & (merged["label_old"] != merged["label_new"])
+    compared = int(both_ok.sum())
+    flips_by_class: dict[str, dict[str, int]] = {}
+    for old_label, new_label in zip(merged.loc[flipped, "label_old"], merged.loc[flipped, "label_new"], strict=True):
+        flips_by_class.setdefault(str(old_label), {}).setdefault(str(new_label), 0)
+        flips_by_class[str(old_label)][str(new_label)] += 1
+    classes = list(dict.fromkeys([*old.classes, *new.classes]))
+    count_old = a.loc[a.status != "error", "label"].value_counts()
+    count_new = b.loc[b.status != "error", "label"].value_counts()
+    distribution = {c: {"old": int(count_old.get(c, 0)), "new": int(count_new.get(c, 0)),
+                        "change": int(count_new.get(c, 0) - count_old.get(c, 0))} for c in classes}
+    transitions = merged.groupby(["status_old", "status_new"]).size()
+    return {
+        "matched": len(merged),
+        "only_old": int(len(a) - len(merged)),
+        "only_new": int(len(b) - len(merged)),
+        "compared": compared,
+        "flips": int(flipped.sum()),
+        "flip_rate": float(flipped.sum() / compared) if compared else 0.0,
+        "flips_by_class": {c: {"total": sum(v.values()), "to": v} for c, v in sorted(flips_by_class.items())},
+        "distribution": distribution,
+        "newly_errored": int(((merged.status_old != "error") & (merged.status_new == "error")).sum()),
+        "recovered": int(((merged.status_old == "error") & (merged.status_new != "error")).sum()),
+        "status_changes": {f"{o}->{n}": int(v) for (o, n), v in transitions.items() if o != n},
+    }

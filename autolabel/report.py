@@ -1,0 +1,232 @@
+"""A self-contained HTML review report: summary, galleries, review queue, errors, histograms, confusion."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autolabel.decode import DecodeError, open_image, read_bytes
+from autolabel.evaluate import Truth, evaluate
+from autolabel.results import Results
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """Caps that keep the file small and the page fast at any table size."""
+
+    gallery_total: int = 600  # thumbnails over all class galleries
+    gallery_per_class: int = 24
+    review_thumbs: int = 60
+    review_rows: int = 2000  # rows of the paginated review table
+    error_rows: int = 1000
+    misclassified_thumbs: int = 60
+    thumb_px: int = 96
+
+
+def images_root(results: Results, given: str | Path | None) -> Path:
+    """Where relative paths resolve: --images-root, else the run's SOURCE folder (or manifest's folder)."""
+    if given:
+        return Path(given)
+    source = results.metadata.get("source")
+    if source and source != "-":
+        path = Path(source)
+        return path if path.is_dir() else path.parent
+    return Path.cwd()
+
+
+def thumbnail(location: Path, px: int) -> str | None:
+    """A small JPEG data URI, or None if the image cannot be read."""
+    try:
+        image = open_image(read_bytes(str(location)), draft_size=px * 2)
+    except DecodeError:
+        return None
+    image.thumbnail((px, px))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _histogram_svg(values: np.ndarray, bins: int = 20, width: int = 200, height: int = 48) -> str:
+    counts, _ = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    top = max(1, int(counts.max()))
+    bar = width / bins
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}"/>'
+        for i, c in enumerate(counts) if (h := height * c / top) > 0
+    )
+    return (f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+            f'aria-label="confidence histogram">{rects}</svg>')
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}header{background:#233;color:#fff;padding:12px 20px}
+nav a{color:#cde;margin-right:14px}main{padding:0 20px 40px}h2{border-bottom:1px solid #ccc;padding-top:16px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:112px;font-size:11px;overflow:hidden}figure img{width:96px;height:96px;object-fit:contain;
+background:#eee;display:block}figure .none{width:96px;height:96px;background:#eee;display:flex;align-items:center;
+justify-content:center;color:#999}figcaption{word-break:break-all}.hist rect{fill:#48a}.muted{color:#777}
+.pager button{margin:0 4px}td.cm{min-width:28px}
+"""
+
+SCRIPT = """
+(function(){
+  var data = JSON.parse(document.getElementById('review-data').textContent);
+  var body = document.getElementById('review-body'), info = document.getElementById('review-page');
+  var size = 100, page = 0, pages = Math.max(1, Math.ceil(data.length / size));
+  function esc(s){return String(s).replace(/[&<>"']/g,function(c){return '&#'+c.charCodeAt(0)+';';});}
+  function show(){
+    var rows = data.slice(page*size, (page+1)*size).map(function(r){
+      return '<tr><td>'+esc(r[0])+'</td><td>'+esc(r[1])+'</td><td>'+r[2].toFixed(3)+'</td><td>'+r[3].toFixed(3)+
+             '</td><td>'+esc(r[4])+'</td></tr>';});
+    body.innerHTML = rows.join('');
+    info.textContent = 'page ' + (page+1) + ' of ' + pages;
+  }
+  document.getElementById('review-prev').onclick = function(){ if(page>0){page--; show();} };
+  document.getElementById('review-next').onclick = function(){ if(page<pages-1){page++; show();} };
+  show();
+  document.body.setAttribute('data-ready', '1');
+})();
+"""
+
+
+class _Thumbs:
+    """Thumbnails made in parallel, each image at most once."""
+
+    def __init__(self, root: Path, px: int) -> None:
+        self.root, self.px = root, px
+        self.wanted: dict[str, None] = {}
+        self.made: dict[str, str | None] = {}
+
+    def want(self, path: str) -> str:
+        self.wanted[path] = None
+        return path
+
+    def build(self) -> None:
+        def one(path: str) -> tuple[str, str | None]:
+            location = Path(path) if Path(path).is_absolute() else self.root / path
+            return path, thumbnail(location, self.px)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            self.made = dict(pool.map(one, list(self.wanted)))
+
+    def figure(self, path: str, caption: str) -> str:
+        uri = self.made.get(path)
+        img = f'<img loading="lazy" src="{uri}" alt="{_e(path)}">' if uri else '<div class="none">no image</div>'
+        return f'<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>'
+
+
+def build_report(results: Results, root: Path, truth: Truth | None = None,
+                 limits: ReportLimits | None = None) -> str:
+    """The whole HTML document as a string."""
+    limits = limits or ReportLimits()
+    frame = results.frame.reset_index(drop=True)
+    ok = frame[frame["status"] != "error"]
+    thumbs = _Thumbs(root, limits.thumb_px)
+    classes = results.classes
+    per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
+    galleries = []
+    for c in classes[: limits.gallery_total]:
+        rows = ok[ok["label"] == c].sort_values("confidence", ascending=False)
+        picks = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(per_class, len(rows))).astype(int))] \
+            if len(rows) else rows
+        galleries.append((c, len(rows), [(thumbs.want(p), f"{p} · {conf:.2f}")
+                                          for p, conf in zip(picks["path"], picks["confidence"], strict=True)]))
+    review = frame[frame["status"] == "review"].sort_values(["margin", "path"], kind="stable")
+    review_figs = [(thumbs.want(p), f"{p} · {lab} {conf:.2f} (margin {m:.2f})")
+                   for p, lab, conf, m in review[["path", "label", "confidence", "margin"]]
+                   .head(limits.review_thumbs).itertuples(index=False)]
+    review_data = [[p, lab, float(conf), float(m), ", ".join(tops[:3])]
+                   for p, lab, conf, m, tops in review[["path", "label", "confidence", "margin", "top_labels"]]
+                   .head(limits.review_rows).itertuples(index=False)]
+    errors = frame[frame["status"] == "error"]
+    metrics, misclassified = None, []
+    if truth is not None:
+        metrics = evaluate(results, truth)
+        truth_col = np.asarray(truth.labels, dtype=object)
+        wrong = [i for i in range(len(frame)) if frame.at[i, "status"] != "error" and truth_col[i] is not None
+                 and truth_col[i] in set(classes) and truth_col[i] != frame.at[i, "label"]]
+        for i in sorted(wrong, key=lambda i: -frame.at[i, "confidence"])[: limits.misclassified_thumbs]:
+            misclassified.append((thumbs.want(frame.at[i, "path"]),
+                                  f"{frame.at[i, 'path']} · truth {truth_col[i]} → {frame.at[i, 'label']} "
+                                  f"{frame.at[i, 'confidence']:.2f}"))
+    thumbs.build()
+
+    counts = frame["status"].value_counts()
+    model = results.metadata.get("model", {})
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
+             f"{_e(results.path.name)}</title><style>{CSS}</style></head><body>"]
+    parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
+                 f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
+                 f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
+                 + ("<a href='#confusion'>confusion</a><a href='#misclassified'>misclassified</a>" if metrics else "")
+                 + "</nav></header><main>")
+    parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
+    for status in ("accepted", "review", "error"):
+        parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
+    parts.append("</table>")
+    if metrics:
+        acc = metrics["accepted"]
+        parts.append(f"<p>Against {_e(metrics['truth'])}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} rows, "
+                     f"macro F1 {metrics['macro_f1']:.3f}, coverage {acc['coverage']:.3f}, accepted precision "
+                     f"{(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows excluded.</p>")
+    parts.append("<table><tr><th>class</th><th>images</th><th>accepted</th><th>review</th><th>threshold</th>"
+                 "<th>confidence histogram</th></tr>")
+    thresholds = results.thresholds
+    for c in classes:
+        rows = ok[ok["label"] == c]
+        parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
+                     f"<td>{int((rows.status == 'review').sum())}</td><td>{thresholds.get(c, '')}</td>"
+                     f"<td>{_histogram_svg(rows['confidence'].to_numpy(dtype=float))}</td></tr>")
+    parts.append("</table></section>")
+    parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
+                 "per class, spread from the most to the least confident.</p>")
+    if len(classes) > limits.gallery_total:
+        parts.append(f"<p class='muted'>Galleries shown for the first {limits.gallery_total} classes.</p>")
+    for c, n, figs in galleries:
+        parts.append(f"<h3>{_e(c)} <span class='muted'>({n})</span></h3><div class='grid'>"
+                     + "".join(thumbs.figure(p, cap) for p, cap in figs) + "</div>")
+    parts.append("</section>")
+    parts.append(f"<section id='review'><h2>Review queue ({len(review)})</h2><p class='muted'>Lowest margin first."
+                 f" Thumbnails for the first {min(len(review), limits.review_thumbs)}; the table holds the first "
+                 f"{min(len(review), limits.review_rows)}.</p><div class='grid'>"
+                 + "".join(thumbs.figure(p, cap) for p, cap in review_figs) + "</div>")
+    parts.append("<div class='pager'><button id='review-prev'>previous</button><span id='review-page'></span>"
+                 "<button id='review-next'>next</button></div><table><thead><tr><th>path</th><th>label</th>"
+                 "<th>confidence</th><th>margin</th><th>top labels</th></tr></thead><tbody id='review-body'>"
+                 "</tbody></table>")
+    review_json = json.dumps(review_data, ensure_ascii=False).replace("</", "<\\/")
+    parts.append(f"<script type='application/json' id='review-data'>{review_json}</script></section>")
+    parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
+    for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
+        parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")
+    parts.append("</table>")
+    if len(errors) > limits.error_rows:
+        parts.append(f"<p class='muted'>… and {len(errors) - limits.error_rows} more.</p>")
+    parts.append("</section>")
+    if metrics:
+        matrix = metrics["confusion"]["matrix"]
+        top = max(1, max(max(r) for r in matrix) if matrix else 1)
+        parts.append("<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
+                     "predicted.</p><table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>")
+        for c, row in zip(classes, matrix, strict=True):
+            cells = "".join(f"<td class='cm' style='background:rgba(68,136,170,{v / top:.2f})'>{v}</td>" for v in row)
+            parts.append(f"<tr><th>{_e(c)}</th>{cells}</tr>")
+        parts.append("</table></section>")
+        parts.append(f"<section id='misclassified'><h2>Misclassified ({len(misclassified)} shown)</h2>"
+                     "<div class='grid'>" + "".join(thumbs.figure(p, cap) for p, cap in misclassified)
+                     + "</div></section>")
+    parts.append(f"</main><script>{SCRIPT}</script></body></html>")
+    return "".join(parts)

@@ -1,0 +1,83 @@
+"""Read a labels table written by `autolabel run` (Parquet, or CSV with its label spec) back into memory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from autolabel.errors import SourceError, UsageError
+from autolabel.writers import OUTPUT_SCHEMA, read_metadata
+
+LIST_COLUMNS = ("top_labels", "top_scores")
+
+
+@dataclass
+class Results:
+    """A labels table, its classes in spec order, and the run metadata (empty for CSV)."""
+
+    path: Path
+    frame: pd.DataFrame
+    classes: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    spec: Any = None  # LabelSpec, when known (from --labels or the Parquet metadata)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-class acceptance thresholds used by the run."""
+        if self.metadata.get("thresholds"):
+            return dict(self.metadata["thresholds"])
+        if self.spec is not None:
+            return dict(zip(self.spec.class_names, self.spec.thresholds(), strict=True))
+        return {}
+
+    @property
+    def min_margin(self) -> float:
+        """The run's min_margin."""
+        if "min_margin" in self.metadata:
+            return float(self.metadata["min_margin"])
+        return float(self.spec.min_margin) if self.spec is not None else 0.0
+
+
+def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
+    """Load OUT of `autolabel run`. CSV tables need the label spec (`labels`) for their class list."""
+    from autolabel.spec import load_spec, parse_spec
+
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such labels table")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            frame = pq.read_table(path).to_pandas()
+            metadata = read_metadata(path)
+        except Exception as exc:  # pyarrow raises several types for non-Parquet files
+            raise SourceError(f"{path}: cannot read Parquet ({' '.join(str(exc).split())[:200]})") from None
+    elif suffix == ".csv":
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"path": str})
+        for column in LIST_COLUMNS:
+            if column in frame:
+                frame[column] = [json.loads(v) if isinstance(v, str) else [] for v in frame[column]]
+        metadata = {}
+    else:
+        raise UsageError(f"{path}: a labels table ends in .parquet or .csv")
+    missing = [c for c in OUTPUT_SCHEMA.names if c not in frame.columns]
+    if missing:
+        raise SourceError(f"{path}: not an autolabel table (missing columns: {', '.join(missing)})")
+    spec = None
+    if labels is not None:
+        spec = load_spec(labels)
+    elif metadata.get("spec"):
+        spec = parse_spec(metadata["spec"], f"{path} (metadata)")
+    if spec is not None:
+        classes = list(spec.class_names)
+    elif metadata.get("classes"):
+        classes = list(metadata["classes"])
+    else:
+        raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
+    frame["status"] = frame["status"].astype(str)
+    return Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec)

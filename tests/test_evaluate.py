@@ -1,0 +1,216 @@
+"""eval, calibrate and diff: numbers equal scikit-learn's / an independent computation; CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from autolabel.cli import main
+from autolabel.errors import UsageError
+from autolabel.evaluate import Truth, calibrate, diff, evaluate, resolve_truth, spec_with_thresholds, wilson_interval
+from autolabel.results import Results, load_results
+
+CLASSES = ["cat", "dog", "bird", "fish"]
+
+
+def make_results(pred: list[str | None], status: list[str] | None = None, conf: list[float] | None = None,
+                 classes: list[str] = CLASSES, top_k: int = 3, seed: int = 0, min_margin: float = 0.0) -> Results:
+    rng = np.random.default_rng(seed)
+    n = len(pred)
+    status = status or ["accepted" if rng.random() < 0.7 else "review" for _ in range(n)]
+    conf = conf if conf is not None else list(rng.uniform(0.3, 1.0, n))
+    tops = []
+    for p in pred:
+        others = [c for c in rng.permutation(classes) if c != p]
+        tops.append(([p] + others)[:top_k] if p else [])
+    frame = pd.DataFrame({
+        "path": [f"dir{i % 3}/img{i}.jpg" for i in range(n)], "label": pred,
+        "confidence": [c if p else None for c, p in zip(conf, pred, strict=True)],
+        "margin": [c / 2 if p else None for c, p in zip(conf, pred, strict=True)],
+        "status": [s if p else "error" for s, p in zip(status, pred, strict=True)],
+        "top_labels": tops, "top_scores": [[0.5] * len(t) for t in tops],
+        "error": [None if p else "broken" for p in pred],
+    })
+    meta = {"classes": classes, "thresholds": dict.fromkeys(classes, 0.5), "min_margin": min_margin}
+    return Results(path=Path("t.parquet"), frame=frame, classes=list(classes), metadata=meta)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metrics_equal_sklearn_on_random_inputs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 300))
+    truth = list(rng.choice(CLASSES, n, p=[0.5, 0.3, 0.15, 0.05]))
+    pred = [t if rng.random() < 0.7 else str(rng.choice(CLASSES)) for t in truth]
+    results = make_results(pred, seed=seed)
+    m = evaluate(results, Truth(truth, "t"))
+    assert m["n"] == n
+    assert m["accuracy"] == pytest.approx(accuracy_score(truth, pred))
+    p, r, f, s = precision_recall_fscore_support(truth, pred, labels=CLASSES, zero_division=0)
+    for i, c in enumerate(CLASSES):
+        row = m["per_class"][c]
+        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx((p[i], r[i], f[i], s[i]))
+    for avg in ("macro", "weighted"):
+        ap, ar, af, _ = precision_recall_fscore_support(truth, pred, labels=CLASSES, average=avg, zero_division=0)
+        assert (m[f"{avg}_precision"], m[f"{avg}_recall"], m[f"{avg}_f1"]) == pytest.approx((ap, ar, af))
+    assert m["confusion"]["matrix"] == confusion_matrix(truth, pred, labels=CLASSES).tolist()
+    tops = results.frame["top_labels"]
+    assert m["top_k_accuracy"] == pytest.approx(np.mean([t in list(k) for t, k in zip(truth, tops, strict=True)]))
+    accepted = results.frame["status"] == "accepted"
+    correct = np.asarray(truth) == np.asarray(pred)
+    assert m["accepted"]["n"] == accepted.sum()
+    assert m["accepted"]["coverage"] == pytest.approx(accepted.mean())
+    assert m["accepted"]["precision"] == pytest.approx(correct[accepted.to_numpy()].mean())
+    assert m["review_share"] == pytest.approx(1 - accepted.mean())
+
+
+def test_edge_cases_match_sklearn_and_exclusions_are_counted() -> None:
+    # "fish" never predicted and never true; "bird" predicted but never true; one error row; one missing truth;
+    # one truth outside the spec.
+    pred = ["cat", "cat", "dog", "bird", None, "dog", "cat", "dog"]
+    truth = ["cat", "dog", "dog", "cat", "cat", None, "zebra", "dog"]
+    m = evaluate(make_results(pred), Truth(truth, "t"))
+    kept_t, kept_p = ["cat", "dog", "dog", "cat", "dog"], ["cat", "cat", "dog", "bird", "dog"]
+    assert m["n"] == 5
+    assert m["excluded"] == {"error": 1, "no_truth": 1, "unknown_truth": 1, "unknown_truth_labels": {"zebra": 1},
+                             "total": 3}
+    p, r, f, _ = precision_recall_fscore_support(kept_t, kept_p, labels=CLASSES, average="macro", zero_division=0)
+    assert (m["macro_precision"], m["macro_recall"], m["macro_f1"]) == pytest.approx((p, r, f))
+    assert m["per_class"]["fish"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert m["most_confused"][0] == {"truth": "cat", "predicted": "bird", "count": 1}
+    everything_right = evaluate(make_results(["cat", "dog"]), Truth(["cat", "dog"], "t"))
+    assert everything_right["accuracy"] == 1.0
+    nothing = evaluate(make_results([None, None]), Truth(["cat", "dog"], "t"))
+    assert nothing["n"] == 0 and nothing["accuracy"] == 0.0 and nothing["excluded"]["error"] == 2
+
+
+def test_truth_sources(tmp_path: Path) -> None:
+    results = make_results(["cat", "dog", "bird"])
+    results.frame["truth"] = ["cat", "", "bird"]
+    assert resolve_truth(results, "truth").labels == ["cat", None, "bird"]
+    assert resolve_truth(results, "folder").labels == ["dir0", "dir1", "dir2"]
+    mapping = tmp_path / "truth.csv"
+    pd.DataFrame({"path": ["dir2/img2.jpg", "dir0/img0.jpg"], "label": ["fish", "cat"]}).to_csv(mapping, index=False)
+    assert resolve_truth(results, str(mapping)).labels == ["cat", None, "fish"]
+    with pytest.raises(UsageError, match="not a column"):
+        resolve_truth(results, "nope")
+
+
+def test_wilson_interval_known_values() -> None:
+    lo, hi = wilson_interval(95, 100)
+    assert lo == pytest.approx(0.8882, abs=1e-4) and hi == pytest.approx(0.9785, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _simulated(n: int, seed: int) -> tuple[Results, list[str]]:
+    """A calibrated classifier: a prediction with confidence c is right with probability c."""
+    rng = np.random.default_rng(seed)
+    truth = list(rng.choice(CLASSES, n))
+    conf = rng.uniform(0.25, 1.0, n)
+    pred = [t if rng.random() < c else str(rng.choice([x for x in CLASSES if x != t]))
+            for t, c in zip(truth, conf, strict=True)]
+    return make_results(pred, conf=list(conf), seed=seed), truth
+
+
+def test_calibrate_reaches_target_on_held_out_split() -> None:
+    results, truth = _simulated(20000, seed=3)
+    half = 10000
+    fit = Results(path=results.path, frame=results.frame.iloc[:half].reset_index(drop=True), classes=CLASSES,
+                  metadata=results.metadata)
+    chosen = calibrate(fit, Truth(truth[:half], "t"), target=0.95, per_class=True)
+    t = chosen["global"]["threshold"]
+    assert chosen["global"]["precision"] >= 0.95 and chosen["global"]["rows"] == half
+    lo, hi = chosen["global"]["precision_ci95"]
+    assert lo <= chosen["global"]["precision"] <= hi
+    held = results.frame.iloc[half:]
+    accepted = held["confidence"].to_numpy() >= t
+    correct = held["label"].to_numpy() == np.asarray(truth[half:])
+    assert correct[accepted].mean() >= 0.94  # held-out precision at the target, up to sampling noise
+    assert abs(accepted.mean() - chosen["global"]["coverage"]) < 0.03
+    # For a calibrated model, P(correct | c ≥ t) = (1 + t) / 2 ≥ 0.95 gives t ≈ 0.9.
+    assert 0.87 < t < 0.93
+    for c in CLASSES:
+        assert chosen["per_class"][c]["threshold"] is not None
+
+
+def test_calibrate_refuses_small_samples_and_unreachable_targets() -> None:
+    results, truth = _simulated(29, seed=1)
+    with pytest.raises(UsageError, match="only 29 labelled rows"):
+        calibrate(results, Truth(truth, "t"), 0.9)
+    results, truth = _simulated(200, seed=1)
+    out = calibrate(results, Truth(truth, "t"), 1.0, per_class=True, min_class_rows=100)
+    assert out["global"]["threshold"] is None or out["global"]["precision"] == 1.0
+    assert all(v["threshold"] is None and "need 100" in v["reason"] for v in out["per_class"].values())
+
+
+def test_spec_written_back_keeps_everything_else() -> None:
+    raw = {"model": "m", "templates": ["a {label}"], "classes": ["cat", {"name": "dog", "synonyms": ["puppy"]}],
+           "min_margin": 0.1}
+    cal = {"global": {"threshold": 0.61234567}, "per_class": {"dog": {"threshold": 0.8}, "cat": {"threshold": None}}}
+    spec = spec_with_thresholds(raw, cal)
+    assert spec == {"model": "m", "templates": ["a {label}"], "min_margin": 0.1, "threshold": 0.612346,
+                    "classes": ["cat", {"name": "dog", "synonyms": ["puppy"], "threshold": 0.8}]}
+
+
+def test_diff_counts_and_exit_codes(tmp_path: Path) -> None:
+    old = make_results(["cat", "dog", "dog", None, "bird", "cat"])
+    new = make_results(["cat", "cat", "dog", "fish", None, "cat"])
+    new.frame.loc[5, "path"] = "elsewhere.jpg"
+    out = diff(old, new)
+    assert out["matched"] == 5 and out["only_old"] == 1 and out["only_new"] == 1
+    assert out["compared"] == 3 and out["flips"] == 1 and out["flip_rate"] == pytest.approx(1 / 3)
+    assert out["flips_by_class"] == {"dog": {"total": 1, "to": {"cat": 1}}}
+    assert out["newly_errored"] == 1 and out["recovered"] == 1
+    for name, res in (("old", old), ("new", new)):
+        res.frame.to_parquet(tmp_path / f"{name}.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    args = ["diff", str(tmp_path / "old.parquet"), str(tmp_path / "new.parquet"), "--labels", str(spec)]
+    assert CliRunner().invoke(main, [*args, "--max-flip-rate", "0.5"]).exit_code == 0
+    failed = CliRunner().invoke(main, [*args, "--max-flip-rate", "0.3", "--json", str(tmp_path / "d.json")])
+    assert failed.exit_code == 1 and "exceeds --max-flip-rate 0.3" in failed.output
+    assert json.loads((tmp_path / "d.json").read_text())["flips"] == 1
+
+
+def test_eval_and_calibrate_cli_on_a_real_run(tmp_path: Path, labels_yaml: Path, tiny_clip: Path) -> None:
+    from .conftest import noise_image
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    rows = []
+    for i in range(40):
+        noise_image(i, (40, 40)).save(images / f"{i}.png")
+        rows.append({"path": f"{i}.png", "truth": ["cat", "dog", "bird"][i % 3] if i % 10 and i < 28 else ""})
+    pd.DataFrame(rows).to_csv(images / "m.csv", index=False)
+    for out in ("o.parquet", "o.csv"):
+        r = CliRunner().invoke(main, ["run", str(images / "m.csv"), "--labels", str(labels_yaml), "--out",
+                                      str(tmp_path / out), "--model", str(tiny_clip), "-q"])
+        assert r.exit_code == 0, r.output
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "o.parquet"), "--truth", "truth", "--json", "-"])
+    assert result.exit_code == 0
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 25 and metrics["excluded"]["no_truth"] == 15
+    csv_needs_spec = CliRunner().invoke(main, ["eval", str(tmp_path / "o.csv"), "--truth", "truth"])
+    assert csv_needs_spec.exit_code == 2 and "--labels" in csv_needs_spec.output
+    with_spec = CliRunner().invoke(main, ["eval", str(tmp_path / "o.csv"), "--truth", "truth", "--labels",
+                                          str(labels_yaml), "--json", "-"])
+    assert json.loads(with_spec.stdout)["accuracy"] == metrics["accuracy"]
+    small = CliRunner().invoke(main, ["calibrate", str(tmp_path / "o.parquet"), "--truth", "truth", "-p", "0.9"])
+    assert small.exit_code == 2 and "need at least 30" in small.output
+    loaded = load_results(tmp_path / "o.parquet")
+    loaded.frame = pd.concat([loaded.frame] * 2, ignore_index=True)
+    loaded.frame.to_parquet(tmp_path / "big.parquet")
+    written = tmp_path / "calibrated.yaml"
+    ok = CliRunner().invoke(main, ["calibrate", str(tmp_path / "big.parquet"), "--truth", "truth", "-p", "0.2",
+                                   "--labels", str(labels_yaml), "--write-spec", str(written)])
+    assert ok.exit_code == 0, ok.output
+    spec = yaml.safe_load(written.read_text())
+    original = yaml.safe_load(labels_yaml.read_text())
+    assert spec["templates"] == original["templates"] and spec["classes"][1]["synonyms"] == ["red dog"]
+    assert "threshold" in spec
