@@ -24,12 +24,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	rm -rf $(DEMO_OUT)
 	$(VENV)/bin/python examples/tiny-shapes/make_images.py $(DEMO_OUT)/images --n 240 --messy
-	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images --labels examples/tiny-shapes/labels.yaml \
-		--out $(DEMO_OUT)/labels.parquet --summary-json $(DEMO_OUT)/summary.json
+	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images/manifest.csv \
+		--labels examples/tiny-shapes/labels.yaml --out $(DEMO_OUT)/labels.parquet \
+		--summary-json $(DEMO_OUT)/summary.json --cache-dir $(DEMO_OUT)/cache
+	$(VENV)/bin/autolabel eval $(DEMO_OUT)/labels.parquet --truth truth --json $(DEMO_OUT)/metrics.json
+	$(VENV)/bin/autolabel report $(DEMO_OUT)/labels.parquet --truth truth --out $(DEMO_OUT)/report.html
 	@echo ""
-	@echo "labels:  $(DEMO_OUT)/labels.parquet   (one row per image: label, confidence, margin, status, top-k)"
-	@echo "summary: $(DEMO_OUT)/summary.json"
-	@echo "images:  $(DEMO_OUT)/images/  (ground truth in $(DEMO_OUT)/images/manifest.csv, column 'truth')"
+	@echo "labels:  $(DEMO_OUT)/labels.parquet  (one row per image: label, confidence, margin, status, top-k)"
+	@echo "report:  $(DEMO_OUT)/report.html  (open in a browser)"
+	@echo "metrics: $(DEMO_OUT)/metrics.json, run summary: $(DEMO_OUT)/summary.json"
 
 test: $(VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest

@@ -31,17 +31,6 @@ class ReportLimits:
     thumb_px: int = 96
 
 
-def images_root(results: Results, given: str | Path | None) -> Path:
-    """Where relative paths resolve: --images-root, else the run's SOURCE folder (or manifest's folder)."""
-    if given:
-        return Path(given)
-    source = results.metadata.get("source")
-    if source and source != "-":
-        path = Path(source)
-        return path if path.is_dir() else path.parent
-    return Path.cwd()
-
-
 def thumbnail(location: Path, px: int) -> str | None:
     """A small JPEG data URI, or None if the image cannot be read."""
     try:
@@ -105,8 +94,8 @@ SCRIPT = """
 class _Thumbs:
     """Thumbnails made in parallel, each image at most once."""
 
-    def __init__(self, root: Path, px: int) -> None:
-        self.root, self.px = root, px
+    def __init__(self, results: Results, root: Path, px: int) -> None:
+        self.results, self.root, self.px = results, root, px
         self.wanted: dict[str, None] = {}
         self.made: dict[str, str | None] = {}
 
@@ -116,8 +105,7 @@ class _Thumbs:
 
     def build(self) -> None:
         def one(path: str) -> tuple[str, str | None]:
-            location = Path(path) if Path(path).is_absolute() else self.root / path
-            return path, thumbnail(location, self.px)
+            return path, thumbnail(self.results.location(path, self.root), self.px)
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             self.made = dict(pool.map(one, list(self.wanted)))
@@ -134,7 +122,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     limits = limits or ReportLimits()
     frame = results.frame.reset_index(drop=True)
     ok = frame[frame["status"] != "error"]
-    thumbs = _Thumbs(root, limits.thumb_px)
+    thumbs = _Thumbs(results, root, limits.thumb_px)
     classes = results.classes
     per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
     galleries = []

@@ -35,6 +35,20 @@ class Results:
             return dict(zip(self.spec.class_names, self.spec.thresholds(), strict=True))
         return {}
 
+    def images_root(self, given: str | Path | None = None) -> Path:
+        """Where relative paths resolve: `given` (--images-root), else the run's SOURCE folder or manifest's folder."""
+        if given:
+            return Path(given)
+        source = self.metadata.get("source")
+        if source and source != "-":
+            path = Path(source)
+            return path if path.is_dir() else path.parent
+        return Path.cwd()
+
+    def location(self, path: str, root: Path) -> Path:
+        """The file behind a table path."""
+        return Path(path) if Path(path).is_absolute() else root / path
+
     @property
     def min_margin(self) -> float:
         """The run's min_margin."""

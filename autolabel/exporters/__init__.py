@@ -1,0 +1,96 @@
+"""Exports to annotation tools (one module per format) and reading reviewed labels back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from autolabel.errors import SourceError, UsageError
+from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
+from autolabel.exporters.base import LINKS, ExportContext, export_rows, prepare_out, safe_names, write_marker
+from autolabel.results import Results
+
+FORMATS: dict[str, Callable[[ExportContext], None]] = {
+    "label-studio": label_studio.export,
+    "cvat": cvat.export,
+    "fiftyone": fiftyone.export,
+    "imagefolder": imagefolder.export,
+    "hf": hf.export,
+    "open-images": open_images.export,
+}
+
+
+def export(results: Results, fmt: str, out: Path, status: str = "all", images_root: str | Path | None = None,
+           link: str = "symlink", url_prefix: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Write `results` to `out` in format `fmt`; returns what was written and skipped."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
+    if link not in LINKS:
+        raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
+    root = results.images_root(images_root)
+    rows = export_rows(results, status, root)
+    prepare_out(out, overwrite)
+    ctx = ExportContext(results=results, out=out, rows=rows, link=link, url_prefix=url_prefix, images_root=root)
+    FORMATS[fmt](ctx)
+    return write_marker(ctx, fmt, marker=fmt != "imagefolder")
+
+
+def read_review(path: Path) -> tuple[str, dict[str, str]]:
+    """A reviewed export from Label Studio (JSON) or CVAT (XML 1.1) → (tool, {key: label})."""
+    if not path.exists():
+        raise SourceError(f"{path}: no such file")
+    if path.suffix.lower() == ".xml":
+        return "cvat", cvat.read_review(path)
+    if path.suffix.lower() == ".json":
+        return "label-studio", label_studio.read_review(path)
+    raise UsageError(f"{path}: expected a Label Studio .json export or a CVAT .xml export")
+
+
+def import_review(results: Results, exported: Path) -> dict[str, Any]:
+    """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts."""
+    tool, reviewed = read_review(exported)
+    frame = results.frame
+    keys = list(frame["path"].astype(str))
+    if tool == "cvat":  # CVAT knows images by the names our export gave them
+        ok = frame["status"] != "error"
+        names = dict(zip(safe_names(list(frame.loc[ok, "path"].astype(str))), frame.loc[ok, "path"].astype(str),
+                         strict=True))
+        reviewed = {names[n]: label for n, label in reviewed.items() if n in names}
+    unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
+    previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+    frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
+                               for k, prev in zip(keys, previous, strict=True)]
+    frame["reviewed_by_human"] = frame["reviewed_label"].notna()
+    matched = sum(k in reviewed for k in keys)
+    changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
+    return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
+            "changed": changed, "labels_outside_spec": unknown}
+
+
+def write_table(results: Results) -> None:
+    """Write the (updated) table back over itself atomically, keeping every column and the run metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from autolabel.writers import METADATA_KEY
+
+    path = results.path
+    tmp = path.with_name(f".{path.name}.import.tmp")
+    if path.suffix.lower() == ".parquet":
+        original = pq.read_schema(path)
+        fields = [original.field(c) if c in original.names else
+                  pa.field(c, pa.bool_() if c == "reviewed_by_human" else pa.string()) for c in results.frame.columns]
+        table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
+        meta = dict(original.metadata or {})
+        meta.pop(b"pandas", None)
+        if results.metadata:
+            meta[METADATA_KEY] = json.dumps(results.metadata, default=str).encode()
+        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    else:
+        frame = results.frame.copy()
+        for column in ("top_labels", "top_scores"):
+            frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
+        frame.to_csv(tmp, index=False)
+    tmp.replace(path)

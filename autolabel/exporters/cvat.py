@@ -1,0 +1,63 @@
+"""CVAT for images 1.1: annotations.xml with image-level tags and a score attribute, images beside it."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from PIL import Image
+
+from autolabel.errors import SourceError
+from autolabel.exporters.base import ExportContext
+
+
+def _size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except OSError:
+        return (0, 0)
+
+
+def export(ctx: ExportContext) -> None:
+    """annotations.xml + images/ (linked per --link) under the names the XML uses."""
+    root = ET.Element("annotations")
+    ET.SubElement(root, "version").text = "1.1"
+    task = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    ET.SubElement(task, "name").text = f"autolabel {ctx.results.path.name}"
+    ET.SubElement(task, "size").text = str(len(ctx.rows))
+    ET.SubElement(task, "mode").text = "annotation"
+    labels = ET.SubElement(task, "labels")
+    for name in ctx.classes:
+        label = ET.SubElement(labels, "label")
+        ET.SubElement(label, "name").text = name
+        ET.SubElement(label, "type").text = "tag"
+        attribute = ET.SubElement(ET.SubElement(label, "attributes"), "attribute")
+        for key, value in (("name", "score"), ("mutable", "True"), ("input_type", "number"),
+                           ("default_value", "0"), ("values", "0\n1\n0.0001")):
+            ET.SubElement(attribute, key).text = value
+    for i, row in enumerate(ctx.rows):
+        if not ctx.place(row, "images", row.name):
+            continue
+        width, height = _size(row.source)
+        image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
+                                              "height": str(height)})
+        tag = ET.SubElement(image, "tag", {"label": row.label, "source": "auto"})
+        ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{row.confidence:.6f}"
+    ET.indent(root)
+    ctx.write_text("annotations.xml", '<?xml version="1.0" encoding="utf-8"?>\n' +
+                   ET.tostring(root, encoding="unicode") + "\n")
+
+
+def read_review(path: Path) -> dict[str, str]:
+    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise SourceError(f"{path}: not a CVAT XML export ({exc})") from None
+    reviewed = {}
+    for image in root.iter("image"):
+        tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
+        if tags and image.get("name"):
+            reviewed[image.get("name")] = tags[-1].get("label")
+    return reviewed

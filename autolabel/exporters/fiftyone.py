@@ -1,0 +1,18 @@
+"""FiftyOneImageClassificationDataset: data/ plus labels.json with label and confidence per sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+from autolabel.exporters.base import ExportContext
+
+
+def export(ctx: ExportContext) -> None:
+    """data/<uuid>.<ext> and labels.json {classes, labels: {uuid: {label, confidence}}}."""
+    labels = {}
+    for row in ctx.rows:
+        if ctx.place(row, "data", row.name):
+            labels[PurePosixPath(row.name).stem] = {"label": row.label, "confidence": row.confidence}
+    ctx.write_text("labels.json", json.dumps({"classes": ctx.classes, "labels": labels}, indent=1,
+                                             ensure_ascii=False) + "\n")

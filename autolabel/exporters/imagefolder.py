@@ -1,0 +1,14 @@
+"""One folder per class; review rows under _review/<predicted class>/; errors left out."""
+
+from __future__ import annotations
+
+from autolabel.exporters.base import ExportContext, folder_name
+
+REVIEW = "_review"
+
+
+def export(ctx: ExportContext) -> None:
+    """<class>/<image> for accepted rows, _review/<class>/<image> for review rows."""
+    for row in ctx.rows:
+        parts = (folder_name(row.label), row.name)
+        ctx.place(row, *((REVIEW, *parts) if row.status == "review" else parts))

@@ -1,0 +1,28 @@
+"""Open Images image-level labels with Confidence (LabelName is our class name), as CVAT and Datumaro import."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import PurePosixPath
+
+from autolabel.exporters.base import ExportContext
+
+SUBSET = "train"
+
+
+def _csv(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def export(ctx: ExportContext) -> None:
+    """annotations/oidv6-class-descriptions.csv, annotations/train-annotations-human-imagelabels.csv, images/train/."""
+    labels = [["ImageID", "Source", "LabelName", "Confidence"]]
+    for row in ctx.rows:
+        if ctx.place(row, "images", SUBSET, row.name):
+            labels.append([PurePosixPath(row.name).stem, "autolabel", row.label, f"{row.confidence:.6f}"])
+    ctx.write_text("annotations/oidv6-class-descriptions.csv",
+                   _csv([["LabelName", "DisplayName"]] + [[c, c] for c in ctx.classes]))
+    ctx.write_text(f"annotations/{SUBSET}-annotations-human-imagelabels.csv", _csv(labels))
