@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import pandas as pd
 import pyarrow as pa
@@ -208,8 +209,9 @@ def test_import_review_round_trips_label_studio_and_cvat(labelled: Path, tmp_pat
     assert load_results(table).metadata["classes"] == CLASSES  # run metadata kept
     # CVAT 1.1 XML export: a human tag on one image, an untouched auto tag on another.
     names = safe_names(list(ok.path))
+    escaped = xml_escape(CLASSES[3], {'"': "&quot;"})
     xml = (f'<?xml version="1.0" encoding="utf-8"?><annotations><version>1.1</version>'
-           f'<image id="0" name="{names[2]}" width="48" height="40"><tag label="{CLASSES[3].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(chr(34), "&quot;")}" source="manual"/></image>'
+           f'<image id="0" name="{names[2]}" width="48" height="40"><tag label="{escaped}" source="manual"/></image>'
            f'<image id="1" name="{names[3]}" width="48" height="40"><tag label="{CLASSES[0]}" source="auto"/></image>'
            f'</annotations>')
     cvat_export = tmp_path / "annotations.xml"
