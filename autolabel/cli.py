@@ -74,11 +74,20 @@ def main() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
               help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run here, or on a Ray cluster (pip install 'autolabel[ray]').")
+@click.option("--ray-address", envvar="RAY_ADDRESS", default=None,
+              help="Ray cluster to join [default: $RAY_ADDRESS, else a private local cluster].")
+@click.option("--actors", type=int, default=1, show_default=True, help="Ray: model actors.")
+@click.option("--cpus-per-actor", type=float, default=1.0, show_default=True,
+              help="Ray: CPUs each model actor holds (and its torch threads).")
+@click.option("--gpus-per-actor", type=float, default=0.0, show_default=True, help="Ray: GPUs per model actor.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @handle_errors
 def run(source: str, labels: str, out: str, model: str | None, device: str, precision: str, batch_size: int,
         workers: int, top_k: int, threshold: float | None, max_errors: int | None, summary_json: str | None,
-        path_column: str | None, full_decode: bool, cache_dir: str | None, no_cache: bool, quiet: bool) -> None:
+        path_column: str | None, full_decode: bool, cache_dir: str | None, no_cache: bool, engine: str,
+        ray_address: str | None, actors: int, cpus_per_actor: float, gpus_per_actor: float, quiet: bool) -> None:
     """Label every image of SOURCE with the classes of a label spec.
 
     SOURCE is a folder (searched recursively), a manifest (.csv .tsv .parquet .jsonl .txt) or - for image
@@ -93,6 +102,8 @@ def run(source: str, labels: str, out: str, model: str | None, device: str, prec
       autolabel run photos/ --labels pets.yaml --out labels.parquet
       autolabel run images.csv --labels labels.yaml --out labels.csv --model google/siglip-base-patch16-224
       find shots -name '*.jpg' | autolabel run - --labels labels.yaml --out labels.parquet --quiet
+      autolabel run s3://bucket/manifest.parquet --labels labels.yaml --out s3://bucket/labels.parquet \
+          --engine ray --actors 8 --gpus-per-actor 1
     """
     from autolabel.pipeline import RunConfig
     from autolabel.pipeline import run as run_pipeline
@@ -101,7 +112,8 @@ def run(source: str, labels: str, out: str, model: str | None, device: str, prec
         source=source, labels=labels, out=out, model=model, device=device, precision=precision,
         batch_size=batch_size, workers=workers, top_k=top_k, threshold=threshold, max_errors=max_errors,
         summary_json=summary_json, path_column=path_column, quiet=quiet, draft=not full_decode,
-        cache_dir=cache_dir, no_cache=no_cache,
+        cache_dir=cache_dir, no_cache=no_cache, engine=engine, ray_address=ray_address, actors=actors,
+        cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
     )
     run_pipeline(config, stdin=sys.stdin if source == "-" else None)
 

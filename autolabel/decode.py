@@ -243,7 +243,14 @@ def open_image(data: bytes, draft_size: int | None = None) -> Image.Image:
 
 
 def read_bytes(location: str) -> bytes:
-    """Read a file, turning OS errors into one-line DecodeErrors."""
+    """Read a file or an object-store URL, turning errors into one-line DecodeErrors."""
+    from autolabel import storage
+
+    if storage.is_url(location):
+        try:
+            return storage.read_url(location)
+        except Exception as exc:  # each backend has its own error types
+            raise DecodeError(storage.describe_error("object", exc).split(": ", 1)[1]) from None
     try:
         with open(location, "rb") as f:
             return f.read()

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from autolabel import __version__
+from autolabel import __version__, storage
 from autolabel.cache import EmbeddingCache, content_hash, default_cache_dir
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
@@ -48,6 +48,11 @@ class RunConfig:
     draft: bool = True
     cache_dir: str | None = None
     no_cache: bool = False
+    engine: str = "local"  # or "ray"
+    ray_address: str | None = None
+    actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
 
 
 @dataclass
@@ -87,6 +92,8 @@ def decode_record(record: ImageRecord, preprocessing: Preprocessing, draft: bool
 
 def _cached(record: ImageRecord, cache: EmbeddingCache, space: str) -> tuple[Item | None, tuple | None]:
     """A hit through the file index (no read at all), and the file's (path, size, mtime) key."""
+    if storage.is_url(record.location):
+        return None, None  # objects are found by content hash only
     location = os.path.abspath(record.location)
     try:
         st = os.stat(location)
@@ -174,6 +181,27 @@ def embed(items: list[Item], model: Any, cache: EmbeddingCache | None, space: st
     return len(todo)
 
 
+def local_batches(
+    records: Iterable[ImageRecord],
+    model: Any,
+    classifier: Classifier,
+    cache: EmbeddingCache | None,
+    space: str,
+    config: RunConfig,
+    tally: Tally,
+) -> Iterator[tuple[list[Item], dict[int, Prediction]]]:
+    """This machine's engine: decode threads feeding batched model calls; yields each batch's predictions."""
+    job = lambda r: prepare(r, model.preprocessing, config.draft, cache, space)  # noqa: E731
+    for items in prepared_batches(records, job, config.batch_size, config.workers or default_workers()):
+        tally.encoded += embed(items, model, cache, space)
+        ok = [i for i, it in enumerate(items) if it.embedding is not None]
+        predictions: dict[int, Prediction] = {}
+        if ok:
+            vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
+            predictions = dict(zip(ok, classifier.classify(vectors), strict=True))
+        yield items, predictions
+
+
 def text_encoder(model: Any, cache: EmbeddingCache | None, space: str) -> Callable[[Sequence[str]], np.ndarray]:
     """The model's text encoder behind the cache: only prompts never seen with this model are encoded."""
 
@@ -220,6 +248,7 @@ class Tally:
         self.status = {"accepted": 0, "review": 0, "error": 0}
         self.images = 0
         self.encoded = 0
+        self.actors: set[str] = set()  # Ray actors that did model work
 
     def add(self, cols: dict[str, list[Any]]) -> None:
         """Count a written batch."""
@@ -240,6 +269,7 @@ class Tally:
             "cached": self.images - self.status["error"] - self.encoded,
             "seconds": round(seconds, 3),
             "images_per_second": round(self.images / seconds, 3) if seconds > 0 else 0.0,
+            **({"ray": {"actors_used": len(self.actors)}} if self.actors else {}),
         }
 
 
@@ -264,6 +294,10 @@ def run_metadata(spec: LabelSpec, classifier: Classifier, model_info: dict[str, 
 
 def _check_config(config: RunConfig) -> None:
     output_format(config.out)
+    if config.engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, got {config.engine}")
+    if config.actors < 1 or config.cpus_per_actor <= 0 or config.gpus_per_actor < 0:
+        raise UsageError("--actors must be ≥ 1, --cpus-per-actor > 0 and --gpus-per-actor ≥ 0")
     if config.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {config.batch_size}")
     if config.top_k < 1:
@@ -313,20 +347,18 @@ def run(
     )
     schema = full_schema(source.extra_schema)
     extra_names = schema.names[len(schema.names) - len(source.extra_schema) :]
-    workers = config.workers or default_workers()
     tally = Tally(spec.class_names)
     writer = TableWriter(config.out, schema)
     started = time.perf_counter()
     reporter.start(source.count)
     try:
-        job = lambda r: prepare(r, model.preprocessing, config.draft, cache, image_space)  # noqa: E731
-        for items in prepared_batches(source.records, job, config.batch_size, workers):
-            tally.encoded += embed(items, model, cache, image_space)
-            ok = [i for i, it in enumerate(items) if it.embedding is not None]
-            predictions: dict[int, Prediction] = {}
-            if ok:
-                vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
-                predictions = dict(zip(ok, classifier.classify(vectors), strict=True))
+        if config.engine == "ray":
+            from autolabel.ray_engine import ray_batches
+
+            batches = ray_batches(list(source.records), model, classifier, config, tally)
+        else:
+            batches = local_batches(source.records, model, classifier, cache, image_space, config, tally)
+        for items, predictions in batches:
             cols = prediction_columns(items, predictions, extra_names)
             writer.write(cols)
             tally.add(cols)

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
+from autolabel import storage
 from autolabel.errors import SourceError, UsageError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -59,29 +60,38 @@ def _folder(root: Path) -> Source:
     return Source(description=f"folder {root}", records=records, count=len(records))
 
 
-def _read_table(path: Path) -> pa.Table:
-    suffix = path.suffix.lower()
+def _read_table(path: Path | str) -> pa.Table:
+    """A manifest as an Arrow table; `path` may be an object-store URL."""
+    suffix = Path(str(path)).suffix.lower()
     try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        if suffix in (".csv", ".tsv"):
-            import pyarrow.csv as pcsv
-
-            delimiter = "\t" if suffix == ".tsv" else ","
-            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=delimiter))
-        if suffix == ".jsonl":
-            import pyarrow.json as pjson
-
-            return pjson.read_json(path)
-        lines = path.read_text(encoding="utf-8").splitlines()
-        return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
+        if storage.is_url(str(path)):
+            with storage.open_url(str(path)) as f:
+                return _parse_table(f, suffix)
+        return _parse_table(path, suffix)
     except FileNotFoundError:
         raise SourceError(f"{path}: manifest not found") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(f"{path}: cannot read {suffix[1:]} manifest ({first})") from None
+
+
+def _parse_table(source: Any, suffix: str) -> pa.Table:
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(source)
+    if suffix in (".csv", ".tsv"):
+        import pyarrow.csv as pcsv
+
+        delimiter = "\t" if suffix == ".tsv" else ","
+        return pcsv.read_csv(source, parse_options=pcsv.ParseOptions(delimiter=delimiter))
+    if suffix == ".jsonl":
+        import pyarrow.json as pjson
+
+        return pjson.read_json(source)
+    data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
+    lines = data.decode("utf-8").splitlines()
+    return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
 
 
 def pick_path_column(names: list[str], wanted: str | None, where: str) -> str:
@@ -99,20 +109,31 @@ def pick_path_column(names: list[str], wanted: str | None, where: str) -> str:
     )
 
 
-def resolve_location(given: str, base: Path) -> str:
+def resolve_location(given: str, base: Path | str) -> str:
     """Where to read an image named in a manifest: relative paths resolve against the manifest's folder."""
+    if storage.is_url(given):
+        return given
+    if storage.is_url(str(base)):
+        return storage.join(str(base), given)
     expanded = os.path.expanduser(given)
-    return expanded if os.path.isabs(expanded) else str(base / expanded)
+    return expanded if os.path.isabs(expanded) else str(Path(base) / expanded)
 
 
-def _manifest(path: Path, path_column: str | None) -> Source:
+def _remote_folder(url: str) -> Source:
+    rels = storage.list_images(url, is_image_name)
+    base = url.rstrip("/")
+    records = [ImageRecord(path=r, location=f"{base}/{r}") for r in rels]
+    return Source(description=f"folder {url}", records=records, count=len(records))
+
+
+def _manifest(path: Path | str, path_column: str | None) -> Source:
     table = _read_table(path)
     column = pick_path_column(table.column_names, path_column, str(path))
     paths = table.column(column)
     if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
         paths = paths.cast(pa.string())
     extras = table.drop_columns([column])
-    base = path.parent
+    base = storage.parent(path) if isinstance(path, str) else path.parent
     extra_columns = [extras.column(i).to_pylist() for i in range(extras.num_columns)]
 
     def records() -> Iterator[ImageRecord]:
@@ -144,6 +165,12 @@ def open_source(source: str, path_column: str | None = None, stdin: TextIO | Non
         if stdin is None:
             raise UsageError("SOURCE '-' needs image paths on standard input")
         return _stdin(stdin)
+    if storage.is_url(source):
+        if Path(source).suffix.lower() in MANIFEST_SUFFIXES:
+            return _manifest(source, path_column)
+        if storage.is_folder(source):
+            return _remote_folder(source)
+        raise SourceError(f"{source}: not a folder or a manifest; manifests end in {', '.join(MANIFEST_SUFFIXES)}")
     path = Path(source).expanduser()
     if path.is_dir():
         return _folder(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,7 +57,12 @@ class TableWriter:
     """Streams row batches to a hidden temp file beside OUT; `commit` renames it into place, `abort` removes it."""
 
     def __init__(self, out: str | Path, schema: pa.Schema, rows_per_group: int = 8192) -> None:
-        self.out = Path(out)
+        from autolabel import storage
+
+        self.remote = str(out) if storage.is_url(str(out)) else None
+        # A remote OUT is built in a private local folder and uploaded whole at the end.
+        self.out = Path(out) if self.remote is None else Path(tempfile.mkdtemp(prefix="autolabel-")) / Path(
+            str(out)).name
         self.format = output_format(self.out)
         self.schema = schema
         self.rows_per_group = rows_per_group
@@ -100,8 +106,20 @@ class TableWriter:
         for row in batch.to_pylist():
             self._csv.writerow([_csv_cell(row[name]) for name in self.schema.names])
 
-    def commit(self, metadata: dict[str, Any]) -> Path:
-        """Finish the file, attach run metadata (Parquet schema metadata), and atomically rename it to OUT."""
+    def commit(self, metadata: dict[str, Any]) -> Path | str:
+        """Finish the file, attach run metadata, and atomically put it at OUT (rename, or one upload)."""
+        done = self._finish(metadata)
+        if self.remote is None:
+            return done
+        from autolabel import storage
+
+        try:
+            storage.upload(str(done), self.remote)
+        finally:
+            shutil.rmtree(done.parent, ignore_errors=True)
+        return self.remote
+
+    def _finish(self, metadata: dict[str, Any]) -> Path:
         if self._parquet is not None:
             self._flush()
             self._parquet.close()
@@ -133,6 +151,8 @@ class TableWriter:
                 self._csv_file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+            if self.remote is not None:
+                shutil.rmtree(self.out.parent, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -43,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "autolabel-bench")
+    parser.add_argument("--sections", default="1,2,3,4,5", help="which measurements to run, e.g. 1,3")
     parser.add_argument("--pipeline-images-1000", type=int, default=4,
                         help="images the pipeline labels at 1,000 classes with batch_size=1 (that slow)")
     args = parser.parse_args()
@@ -72,80 +73,87 @@ def main() -> None:
         files = [str(p) for p in paths[:n_images]]
         return lambda: pipe(files, candidate_labels=labels, hypothesis_template="a photo of a {}.", batch_size=32)
 
-    # 1. 10 classes, all 64 images.
-    t = interleave({"autolabel": ours(10), "pipeline": theirs(10, len(paths))}, args.repeats)
-    ips_ours, ips_pipe = len(paths) / median(t["autolabel"]), len(paths) / median(t["pipeline"])
-    results["ours_10_ips"], results["pipeline_10_ips"] = ips_ours, ips_pipe
-    print(f"[1] 10 classes: autolabel {ips_ours:.2f} img/s, pipeline {ips_pipe:.2f} img/s "
-          f"→ ×{ips_ours / ips_pipe:.2f} (target ≥ 1.5)", flush=True)
+    sections = {int(s) for s in args.sections.split(",")}
 
-    # 2. 1,000 classes. With batch_size=32 the pipeline encodes the 1,000 prompts once per batch of 32 images
-    #    (it reuses the first image's text inputs for the whole batch); with its default batch_size=1, once per
-    #    image. We encode them once per run, and not at all when the text cache already has them.
-    text_cache = work / "text-cache"
-    shutil.rmtree(text_cache, ignore_errors=True)
-    ours(1000, text_cache)()  # fills the text cache (and the image cache, which the next run must not use)
+    if 1 in sections:
+        # 1. 10 classes, all 64 images.
+        t = interleave({"autolabel": ours(10), "pipeline": theirs(10, len(paths))}, args.repeats)
+        ips_ours, ips_pipe = len(paths) / median(t["autolabel"]), len(paths) / median(t["pipeline"])
+        results["ours_10_ips"], results["pipeline_10_ips"] = ips_ours, ips_pipe
+        print(f"[1] 10 classes: autolabel {ips_ours:.2f} img/s, pipeline {ips_pipe:.2f} img/s "
+              f"→ ×{ips_ours / ips_pipe:.2f} (target ≥ 1.5)", flush=True)
 
-    def ours_warm_text():
-        config = RunConfig(source=folder, labels=str(work / "classes1000.yaml"), out=str(work / "out.parquet"),
-                           quiet=True, cache_dir=str(text_cache))
-        import sqlite3
+    if 2 in sections:
+        # 2. 1,000 classes. With batch_size=32 the pipeline encodes the 1,000 prompts once per batch of 32 images
+        #    (it reuses the first image's text inputs for the whole batch); with its default batch_size=1, once per
+        #    image. We encode them once per run, and not at all when the text cache already has them.
+        text_cache = work / "text-cache"
+        shutil.rmtree(text_cache, ignore_errors=True)
+        ours(1000, text_cache)()  # fills the text cache (and the image cache, which the next run must not use)
 
-        with sqlite3.connect(text_cache / "embeddings.sqlite") as conn:
-            conn.execute("DELETE FROM images")
-            conn.execute("DELETE FROM files")
-        return run(config, model=model, reporter=quiet)
+        def ours_warm_text():
+            config = RunConfig(source=folder, labels=str(work / "classes1000.yaml"), out=str(work / "out.parquet"),
+                               quiet=True, cache_dir=str(text_cache))
+            import sqlite3
 
-    n_one = args.pipeline_images_1000
-    pipe_one = lambda: pipe([str(p) for p in paths[:n_one]], candidate_labels=[f"class {i}" for i in range(1000)],  # noqa: E731
-                            hypothesis_template="a photo of a {}.", batch_size=1)
-    t = interleave({"autolabel": ours(1000), "warm-text": ours_warm_text, "pipeline": theirs(1000, len(paths))},
-                   max(1, args.repeats - 1))
-    t1 = interleave({"pipeline-b1": pipe_one}, 1)
-    ips_ours, ips_pipe = len(paths) / median(t["autolabel"]), len(paths) / median(t["pipeline"])
-    ips_warm, ips_one = len(paths) / median(t["warm-text"]), n_one / median(t1["pipeline-b1"])
-    results.update(ours_1000_ips=ips_ours, ours_1000_warm_text_ips=ips_warm, pipeline_1000_ips=ips_pipe,
-                   pipeline_1000_b1_ips=ips_one)
-    print(f"[2] 1,000 classes: autolabel {ips_ours:.2f} img/s (cold), {ips_warm:.2f} img/s (prompts cached); "
-          f"pipeline batch_size=32 {ips_pipe:.2f} img/s → ×{ips_ours / ips_pipe:.1f} / ×{ips_warm / ips_pipe:.1f} "
-          f"(target ≥ 30); pipeline batch_size=1 {ips_one:.3f} img/s ({n_one} images) "
-          f"→ ×{ips_ours / ips_one:.0f} / ×{ips_warm / ips_one:.0f}", flush=True)
+            with sqlite3.connect(text_cache / "embeddings.sqlite") as conn:
+                conn.execute("DELETE FROM images")
+                conn.execute("DELETE FROM files")
+            return run(config, model=model, reporter=quiet)
 
-    # 3. Model-only limit: get_image_features on ready tensors, same batch size.
-    records = [ImageRecord(path=p.name, location=str(p)) for p in paths]
-    ready = [stack([decode_record(r, model.preprocessing) for r in records[i:i + 32]])  # type: ignore[misc]
-             for i in range(0, len(records), 32)]
+        n_one = args.pipeline_images_1000
+        pipe_one = lambda: pipe([str(p) for p in paths[:n_one]], candidate_labels=[f"class {i}" for i in range(1000)],  # noqa: E731
+                                hypothesis_template="a photo of a {}.", batch_size=1)
+        t = interleave({"autolabel": ours(1000), "warm-text": ours_warm_text, "pipeline": theirs(1000, len(paths))},
+                       max(1, args.repeats - 1))
+        t1 = interleave({"pipeline-b1": pipe_one}, 1)
+        ips_ours, ips_pipe = len(paths) / median(t["autolabel"]), len(paths) / median(t["pipeline"])
+        ips_warm, ips_one = len(paths) / median(t["warm-text"]), n_one / median(t1["pipeline-b1"])
+        results.update(ours_1000_ips=ips_ours, ours_1000_warm_text_ips=ips_warm, pipeline_1000_ips=ips_pipe,
+                       pipeline_1000_b1_ips=ips_one)
+        print(f"[2] 1,000 classes: autolabel {ips_ours:.2f} img/s (cold), {ips_warm:.2f} img/s (prompts cached); "
+              f"pipeline batch_size=32 {ips_pipe:.2f} img/s → ×{ips_ours / ips_pipe:.1f} / ×{ips_warm / ips_pipe:.1f} "
+              f"(target ≥ 30); pipeline batch_size=1 {ips_one:.3f} img/s ({n_one} images) "
+              f"→ ×{ips_ours / ips_one:.0f} / ×{ips_warm / ips_one:.0f}", flush=True)
 
-    def model_only():
-        for batch in ready:
-            model.encode_images(batch)
+    if 3 in sections:
+        # 3. Model-only limit: get_image_features on ready tensors, same batch size.
+        records = [ImageRecord(path=p.name, location=str(p)) for p in paths]
+        ready = [stack([decode_record(r, model.preprocessing) for r in records[i:i + 32]])  # type: ignore[misc]
+                 for i in range(0, len(records), 32)]
 
-    t = interleave({"autolabel": ours(10), "model": model_only}, args.repeats)
-    ips_ours, ips_model = len(paths) / median(t["autolabel"]), len(paths) / median(t["model"])
-    results["ours_vs_model"] = ips_ours / ips_model
-    print(f"[3] model-only limit {ips_model:.2f} img/s; autolabel {ips_ours:.2f} img/s "
-          f"→ {100 * ips_ours / ips_model:.0f}% (target ≥ 85%)", flush=True)
+        def model_only():
+            for batch in ready:
+                model.encode_images(batch)
 
-    # 4. Re-label with a changed spec on a warm cache vs the cold first run (fresh cache each repeat).
-    cold, warm = [], []
-    for rep in range(args.repeats):
-        cache_dir = work / f"cache-{rep}"
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        t = interleave({"cold": ours(10, cache_dir)}, 1)
-        spec_file(work, 12)  # a different label spec: 12 classes, new prompts
-        config = RunConfig(source=folder, labels=str(work / "classes12.yaml"), out=str(work / "out.parquet"),
-                           quiet=True, cache_dir=str(cache_dir))
-        cold.append(t["cold"][0])
-        warm.append(interleave({"warm": lambda c=config: run(c, model=model, reporter=quiet)}, 1)["warm"][0])
-    results["warm_speedup"] = median(cold) / median(warm)
-    print(f"[4] changed label spec, warm cache: {median(warm) * 1000:.0f} ms vs cold {median(cold):.2f} s "
-          f"→ ×{results['warm_speedup']:.0f} faster (target ≥ 50)", flush=True)
+        t = interleave({"autolabel": ours(10), "model": model_only}, args.repeats)
+        ips_ours, ips_model = len(paths) / median(t["autolabel"]), len(paths) / median(t["model"])
+        results["ours_vs_model"] = ips_ours / ips_model
+        print(f"[3] model-only limit {ips_model:.2f} img/s; autolabel {ips_ours:.2f} img/s "
+              f"→ {100 * ips_ours / ips_model:.0f}% (target ≥ 85%)", flush=True)
 
-    # 5. Peak RSS at 1,000 vs 20,000 small images, each run in its own process (tiny-shapes model).
-    rss = {n: peak_rss_mb(work, n) for n in (1000, 20000)}
-    results["rss_growth_mb"] = rss[20000] - rss[1000]
-    print(f"[5] peak RSS: {rss[1000]:.0f} MB at 1,000 images, {rss[20000]:.0f} MB at 20,000 "
-          f"→ +{results['rss_growth_mb']:.0f} MB (target ≤ 150)", flush=True)
+    if 4 in sections:
+        # 4. Re-label with a changed spec on a warm cache vs the cold first run (fresh cache each repeat).
+        cold, warm = [], []
+        for rep in range(args.repeats):
+            cache_dir = work / f"cache-{rep}"
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            t = interleave({"cold": ours(10, cache_dir)}, 1)
+            spec_file(work, 12)  # a different label spec: 12 classes, new prompts
+            config = RunConfig(source=folder, labels=str(work / "classes12.yaml"), out=str(work / "out.parquet"),
+                               quiet=True, cache_dir=str(cache_dir))
+            cold.append(t["cold"][0])
+            warm.append(interleave({"warm": lambda c=config: run(c, model=model, reporter=quiet)}, 1)["warm"][0])
+        results["warm_speedup"] = median(cold) / median(warm)
+        print(f"[4] changed label spec, warm cache: {median(warm) * 1000:.0f} ms vs cold {median(cold):.2f} s "
+              f"→ ×{results['warm_speedup']:.0f} faster (target ≥ 50)", flush=True)
+
+    if 5 in sections:
+        # 5. Peak RSS at 1,000 vs 20,000 small images, each run in its own process (tiny-shapes model).
+        rss = {n: peak_rss_mb(work, n) for n in (1000, 20000)}
+        results["rss_growth_mb"] = rss[20000] - rss[1000]
+        print(f"[5] peak RSS: {rss[1000]:.0f} MB at 1,000 images, {rss[20000]:.0f} MB at 20,000 "
+              f"→ +{results['rss_growth_mb']:.0f} MB (target ≤ 150)", flush=True)
 
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
 
