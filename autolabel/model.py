@@ -81,6 +81,17 @@ def _local_fingerprint(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _hub_fingerprint(name: str, config: Any) -> str:
+    """The commit of the cached snapshot a hub id resolved to (so an updated model never hits stale caches)."""
+    commit = getattr(config, "_commit_hash", None)
+    if commit:
+        return str(commit)
+    from huggingface_hub import hf_hub_download
+
+    snapshot = Path(hf_hub_download(name, "config.json")).parent
+    return snapshot.name if snapshot.parent.name == "snapshots" else name
+
+
 def _load_error(name: str, exc: BaseException) -> ModelError:
     text = " ".join(str(exc).split())
     if len(text) > 240:
@@ -139,7 +150,7 @@ class ZeroShotModel:
                 "use a CLIP, SigLIP or SigLIP 2 checkpoint"
             )
         model.eval().to(torch_device)
-        fingerprint = _local_fingerprint(local) if is_local else str(getattr(config, "_commit_hash", None) or name)
+        fingerprint = _local_fingerprint(local) if is_local else _hub_fingerprint(name, config)
         text_config = getattr(config, "text_config", config)
         return cls(
             model=model,

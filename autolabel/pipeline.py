@@ -24,7 +24,9 @@ from autolabel.errors import TooManyErrors, UsageError
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, open_source
 from autolabel.spec import LabelSpec, load_spec
-from autolabel.writers import TableWriter, full_schema, output_format
+from autolabel.writers import OUTPUT_SCHEMA, TableWriter, full_schema, output_format
+
+RESULT_COLUMNS = tuple(OUTPUT_SCHEMA.names[1:])  # everything after `path`
 
 
 @dataclass(frozen=True)
@@ -218,24 +220,27 @@ def text_encoder(model: Any, cache: EmbeddingCache | None, space: str) -> Callab
     return encode
 
 
-def prediction_columns(items: list[Item], predictions: dict[int, Prediction], extra_names: list[str]) -> dict:
-    """Rows (in batch order) as output columns; error rows have nulls and empty lists."""
-    cols: dict[str, list[Any]] = {
-        name: [] for name in ("path", "label", "confidence", "margin", "status", "top_labels", "top_scores", "error")
+def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]:
+    """The contract's result columns for one image (nulls and empty lists on error)."""
+    return {
+        "label": pred.label if pred else None,
+        "confidence": pred.confidence if pred else None,
+        "margin": pred.margin if pred else None,
+        "status": pred.status if pred else "error",
+        "top_labels": pred.top_labels if pred else [],
+        "top_scores": pred.top_scores if pred else [],
+        "error": None if pred else error,
     }
-    for name in extra_names:
-        cols[name] = []
+
+
+def prediction_columns(items: list[Item], predictions: dict[int, Prediction], extra_names: list[str]) -> dict:
+    """Rows (in batch order) as output columns, then the pass-through columns."""
+    cols: dict[str, list[Any]] = {name: [] for name in ("path", *RESULT_COLUMNS, *extra_names)}
     for i, item in enumerate(items):
-        record, pred = item.record, predictions.get(i)
-        cols["path"].append(record.path)
-        cols["label"].append(pred.label if pred else None)
-        cols["confidence"].append(pred.confidence if pred else None)
-        cols["margin"].append(pred.margin if pred else None)
-        cols["status"].append(pred.status if pred else "error")
-        cols["top_labels"].append(pred.top_labels if pred else [])
-        cols["top_scores"].append(pred.top_scores if pred else [])
-        cols["error"].append(None if pred else item.error)
-        for name, value in zip(extra_names, record.extra, strict=True):
+        cols["path"].append(item.record.path)
+        for name, value in prediction_row(predictions.get(i), item.error).items():
+            cols[name].append(value)
+        for name, value in zip(extra_names, item.record.extra, strict=True):
             cols[name].append(value)
     return cols
 

@@ -17,20 +17,14 @@ import pyarrow as pa
 
 from autolabel.classify import Classifier, Prediction
 from autolabel.errors import UsageError
-from autolabel.pipeline import Item, RunConfig, Tally, prepare
+from autolabel.pipeline import Item, RunConfig, Tally, prediction_row, prepare
 from autolabel.sources import ImageRecord
+from autolabel.writers import OUTPUT_SCHEMA
 
-RESULT_SCHEMA = pa.schema([
-    ("i", pa.int64()),
-    ("label", pa.string()),
-    ("confidence", pa.float64()),
-    ("margin", pa.float64()),
-    ("status", pa.string()),
-    ("top_labels", pa.list_(pa.string())),
-    ("top_scores", pa.list_(pa.float64())),
-    ("error", pa.string()),
-    ("actor", pa.string()),
-])
+# What actors return: the input index, the contract's result columns (our explicit types, not Ray's
+# inferred ones), and which actor did the work.
+RESULT_SCHEMA = pa.schema([pa.field("i", pa.int64()), *(f for f in OUTPUT_SCHEMA if f.name != "path"),
+                           pa.field("actor", pa.string())])
 
 
 def import_ray() -> Any:
@@ -95,19 +89,9 @@ class EmbedClassify:
             inputs = {k: v[ok] for k, v in batch.items() if k not in ("i", "error")}
             vectors = np.asarray(self.model.encode_images(inputs))
             predictions = dict(zip(ok, self.classifier.classify(vectors), strict=True))
-        rows = {name: [] for name in RESULT_SCHEMA.names}
-        for i, index in enumerate(batch["i"]):
-            p = predictions.get(i)
-            rows["i"].append(int(index))
-            rows["label"].append(p.label if p else None)
-            rows["confidence"].append(p.confidence if p else None)
-            rows["margin"].append(p.margin if p else None)
-            rows["status"].append(p.status if p else "error")
-            rows["top_labels"].append(p.top_labels if p else [])
-            rows["top_scores"].append(p.top_scores if p else [])
-            rows["error"].append(None if p else errors[i])
-            rows["actor"].append(self.actor)
-        return pa.table(rows, schema=RESULT_SCHEMA)
+        rows = [{"i": int(index), **prediction_row(predictions.get(i), errors[i]), "actor": self.actor}
+                for i, index in enumerate(batch["i"])]
+        return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 
 
 def ray_batches(records: list[ImageRecord], model: Any, classifier: Classifier, config: RunConfig,

@@ -121,3 +121,28 @@ def labels_yaml(tmp_path: Path) -> Path:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test gets its own embedding cache, never the user's."""
     monkeypatch.setenv("AUTOLABEL_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def save_tiny_siglip2(folder: Path, seed: int = 0) -> Path:
+    """A random-init SigLIP 2 (NaFlex patches) with a SigLIP 2 preprocessor (patch 8, at most 16 patches)."""
+    import torch
+    from tokenizer import build_tokenizer
+    from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model
+
+    tok = build_tokenizer(WORDS)
+    text, vision = _tower(len(tok), 64)
+    text.update(projection_size=32, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id)
+    vision.update(num_patches=16)
+    vision.pop("image_size")
+    torch.manual_seed(seed)
+    model = Siglip2Model(Siglip2Config(text_config=text, vision_config=vision)).eval()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    Siglip2ImageProcessor(patch_size=8, max_num_patches=16).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_siglip2(tmp_path_factory.mktemp("tiny-siglip2"))

@@ -56,11 +56,13 @@ def test_clip_probabilities_equal_transformers_pipeline(tmp_path: Path, tiny_cli
         assert row.label == max(ref, key=ref.get)
 
 
-def test_siglip_softmax_equals_pipeline_logits(tmp_path: Path, tiny_siglip: Path) -> None:
-    """The pipeline reports sigmoid(logit) for SigLIP; softmax over its logits must equal our probabilities."""
+@pytest.mark.parametrize("which", ["tiny_siglip", "tiny_siglip2"])
+def test_siglip_softmax_equals_pipeline_logits(tmp_path: Path, which: str, request: pytest.FixtureRequest) -> None:
+    """The pipeline reports sigmoid(logit) for SigLIP (1 and 2); softmax over its logits must equal ours."""
+    model = request.getfixturevalue(which)
     paths = _images(tmp_path / "imgs")
-    ours = _ours(tmp_path, tiny_siglip, tmp_path / "imgs")
-    theirs = _pipeline_scores(tiny_siglip, paths)
+    ours = _ours(tmp_path, model, tmp_path / "imgs")
+    theirs = _pipeline_scores(model, paths)
     for row, ref in zip(ours.itertuples(), theirs, strict=True):
         logits = np.array([np.log(ref[c] / (1 - ref[c])) for c in CLASSES])
         probs = np.exp(logits - logits.max())
@@ -110,3 +112,24 @@ def test_device_and_precision_choice() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(Exception, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_hub_id_loads_offline_from_the_hf_cache(tmp_path: Path, tiny_clip: Path, monkeypatch) -> None:
+    """A hub id already in the HF cache loads with HF_HUB_OFFLINE=1, and its commit is the fingerprint."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--autolabel-test--tiny-clip"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in tiny_clip.iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    model = ZeroShotModel.load("autolabel-test/tiny-clip")
+    assert model.fingerprint == commit
+    assert model.encode_text(["a cat"]).shape == (1, 16)
