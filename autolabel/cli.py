@@ -29,7 +29,8 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was written", err=True)
+            click.echo("interrupted: no partial output was written (re-run `autolabel run` with the same "
+                       "arguments to resume from the embedding cache)", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -44,6 +45,9 @@ def main() -> None:
     Quick start:
       autolabel prompts                                  # shipped template sets
       autolabel run photos/ --labels labels.yaml --out labels.parquet
+      autolabel report labels.parquet --out report.html  # look at the result
+    \b
+    Review loop: run → report → export → import-review → eval → calibrate → run again (cached).
 
     Every option can also be set with an AUTOLABEL_<COMMAND>_<OPTION> environment variable.
     """
@@ -60,7 +64,7 @@ def main() -> None:
               help="auto: fp16 on CUDA, fp32 elsewhere.")
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Images per model call.")
 @click.option("--workers", "-w", type=int, default=0, show_default=True,
-              help="Decode threads (0: one per core, max 8).")
+              help="Decode threads (0: one per core, max 32).")
 @click.option("--top-k", "-k", type=int, default=3, show_default=True, help="Classes kept in top_labels/top_scores.")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Global acceptance threshold (overrides the spec's; per-class thresholds still apply).")
@@ -102,11 +106,17 @@ def run(source: str, labels: str, out: str, model: str | None, device: str, prec
       autolabel run photos/ --labels pets.yaml --out labels.parquet
       autolabel run images.csv --labels labels.yaml --out labels.csv --model google/siglip-base-patch16-224
       find shots -name '*.jpg' | autolabel run - --labels labels.yaml --out labels.parquet --quiet
-      autolabel run s3://bucket/manifest.parquet --labels labels.yaml --out s3://bucket/labels.parquet \
-          --engine ray --actors 8 --gpus-per-actor 1
+      autolabel run s3://bucket/list.parquet -l labels.yaml -o s3://bucket/labels.parquet --engine ray
     """
+    import signal
+
     from autolabel.pipeline import RunConfig
     from autolabel.pipeline import run as run_pipeline
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a scheduler's SIGTERM ends the run as cleanly as Ctrl-C
+
+    signal.signal(signal.SIGTERM, terminated)
 
     config = RunConfig(
         source=source, labels=labels, out=out, model=model, device=device, precision=precision,

@@ -40,7 +40,7 @@ class RunConfig:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 32
-    workers: int = 0  # 0: one per CPU core, at most 8
+    workers: int = 0  # 0: one per CPU core, at most 32
     top_k: int = 3
     threshold: float | None = None
     max_errors: int | None = None
@@ -79,12 +79,12 @@ class Item:
 
 
 def default_workers() -> int:
-    """Decode threads: one per available core, at most 8."""
+    """Decode threads: one per available core, at most 32 (a GPU eats thousands of images a second)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return max(1, min(8, cores))
+    return max(1, min(32, cores))
 
 
 def decode_record(record: ImageRecord, preprocessing: Preprocessing, draft: bool = True) -> ModelInputs:
@@ -336,6 +336,10 @@ def run(
 
     reporter = reporter or Reporter(quiet=config.quiet)
     _check_config(config)
+    if config.engine == "ray":
+        from autolabel.ray_engine import import_ray
+
+        import_ray()  # fail fast, before any model is loaded
     spec = load_spec(config.labels).with_threshold(config.threshold)
     source = open_source(config.source, config.path_column, stdin)
     if model is None:

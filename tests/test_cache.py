@@ -216,3 +216,20 @@ def test_draft_decoding_stays_close_to_full_decoding(tmp_path) -> None:
         worst_mean, worst_max = max(worst_mean, float(diff.mean())), max(worst_max, float(diff.max()))
     assert worst_mean < 0.003  # measured ≈ 0.0008 of the pixel range (0.2 grey levels) on average
     assert worst_max < 0.06  # measured ≈ 0.02 (5 grey levels) at worst
+
+
+def test_sigterm_exits_130_and_leaves_nothing_half_written(tmp_path, labels_yaml, tiny_clip) -> None:
+    images = _many_images(tmp_path / "imgs", 60)
+    cache, out = tmp_path / "cache", tmp_path / "out.parquet"
+    proc = subprocess.Popen(_cli(str(images), "--out", str(out), "--cache-dir", str(cache), "--labels",
+                                 str(labels_yaml), "--model", str(tiny_clip), "--batch-size", "1", "--workers", "1",
+                                 "-q"), stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while _cached_images(cache) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
