@@ -146,3 +146,20 @@ def save_tiny_siglip2(folder: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_siglip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_siglip2(tmp_path_factory.mktemp("tiny-siglip2"))
+
+
+def interrupt_on_batch(monkeypatch: pytest.MonkeyPatch, n: int):
+    """Make the n-th image batch raise KeyboardInterrupt (as Ctrl-C would); returns the real encode_images."""
+    from autolabel.model import ZeroShotModel
+
+    real = ZeroShotModel.encode_images
+    calls = {"n": 0}
+
+    def interrupted(self, batch):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(ZeroShotModel, "encode_images", interrupted)
+    return real

@@ -21,7 +21,7 @@ from autolabel.cache import EmbeddingCache
 from autolabel.cli import main
 from autolabel.decode import open_image
 
-from .conftest import noise_image
+from .conftest import interrupt_on_batch, noise_image
 
 
 def run(source: Path, labels: Path, out: Path, model: Path, cache: Path, *extra: str) -> dict:
@@ -106,16 +106,7 @@ def test_resume_after_interrupt_equals_clean_run(tmp_path, labels_yaml, tiny_cli
     images = _many_images(tmp_path / "imgs", 20)
     clean = tmp_path / "clean.parquet"
     run(images, labels_yaml, clean, tiny_clip, tmp_path / "clean-cache", "--batch-size", "4")
-    real = ZeroShotModel.encode_images
-    calls = {"n": 0}
-
-    def dies_on_third_batch(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(self, batch)
-
-    monkeypatch.setattr(ZeroShotModel, "encode_images", dies_on_third_batch)
+    real = interrupt_on_batch(monkeypatch, 3)
     out = tmp_path / "out.parquet"
     args = ["run", str(images), "--labels", str(labels_yaml), "--out", str(out), "--model", str(tiny_clip),
             "--cache-dir", str(tmp_path / "cache"), "--batch-size", "4", "-q"]
@@ -135,6 +126,18 @@ def _cached_images(cache: Path) -> int:
         return 0
 
 
+def _stop_midway(cmd: list[str], cache: Path, after: int, sig: int) -> subprocess.Popen:
+    """Start a run, wait until `after` embeddings are cached, then send it `sig`."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while _cached_images(cache) < after and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be stopped (machine too fast for this test)")
+    proc.send_signal(sig)
+    return proc
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autolabel", "run", *args]
 
@@ -146,14 +149,8 @@ def test_resume_after_sigkill_equals_clean_run(tmp_path, labels_yaml, tiny_clip)
     subprocess.run(_cli(str(images), "--out", str(clean), "--cache-dir", str(tmp_path / "c0"), *common), check=True,
                    timeout=120)
     cache, out = tmp_path / "cache", tmp_path / "out.parquet"
-    proc = subprocess.Popen(_cli(str(images), "--out", str(out), "--cache-dir", str(cache), *common,
-                                 "--workers", "1"))
-    deadline = time.time() + 60
-    while _cached_images(cache) < 6 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be killed (machine too fast for this test)")
-    proc.send_signal(signal.SIGKILL)
+    proc = _stop_midway(_cli(str(images), "--out", str(out), "--cache-dir", str(cache), *common, "--workers", "1"),
+                        cache, 6, signal.SIGKILL)
     proc.wait()
     done = _cached_images(cache)
     assert 6 <= done < 60 and not out.exists()
@@ -221,15 +218,9 @@ def test_draft_decoding_stays_close_to_full_decoding(tmp_path) -> None:
 def test_sigterm_exits_130_and_leaves_nothing_half_written(tmp_path, labels_yaml, tiny_clip) -> None:
     images = _many_images(tmp_path / "imgs", 60)
     cache, out = tmp_path / "cache", tmp_path / "out.parquet"
-    proc = subprocess.Popen(_cli(str(images), "--out", str(out), "--cache-dir", str(cache), "--labels",
-                                 str(labels_yaml), "--model", str(tiny_clip), "--batch-size", "1", "--workers", "1",
-                                 "-q"), stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while _cached_images(cache) < 3 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be stopped")
-    proc.send_signal(signal.SIGTERM)
+    proc = _stop_midway(_cli(str(images), "--out", str(out), "--cache-dir", str(cache), "--labels", str(labels_yaml),
+                             "--model", str(tiny_clip), "--batch-size", "1", "--workers", "1", "-q"),
+                        cache, 3, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []

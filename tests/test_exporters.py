@@ -105,19 +105,12 @@ def _datumaro_labels(path: Path, fmt: str) -> dict[str, tuple[str, float | None,
     return out
 
 
-def test_cvat_export_imports_in_datumaro(labelled: Path, tmp_path: Path) -> None:
-    rows = export(labelled, "cvat", tmp_path / "cvat")
-    got = _datumaro_labels(tmp_path / "cvat", "cvat")
-    names = safe_names(list(rows.path))
-    assert len(got) == len(rows)
-    for name, row in zip(names, rows.itertuples(), strict=True):
-        label, score, present = got[Path(name).stem]
-        assert label == row.label and present and score == pytest.approx(row.confidence, abs=1e-6)
-
-
-def test_open_images_export_imports_in_datumaro(labelled: Path, tmp_path: Path) -> None:
-    rows = export(labelled, "open-images", tmp_path / "oi", "--link", "copy")
-    got = _datumaro_labels(tmp_path / "oi", "open_images")
+@pytest.mark.parametrize(("fmt", "datumaro_format", "link"), [("cvat", "cvat", "symlink"),
+                                                              ("open-images", "open_images", "copy")])
+def test_scored_exports_import_in_datumaro(labelled: Path, tmp_path: Path, fmt: str, datumaro_format: str,
+                                           link: str) -> None:
+    rows = export(labelled, fmt, tmp_path / fmt, "--link", link)
+    got = _datumaro_labels(tmp_path / fmt, datumaro_format)
     assert len(got) == len(rows)
     for name, row in zip(safe_names(list(rows.path)), rows.itertuples(), strict=True):
         label, score, present = got[Path(name).stem]

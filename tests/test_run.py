@@ -18,7 +18,7 @@ from PIL import Image
 from autolabel.cli import main
 from autolabel.writers import OUTPUT_SCHEMA, read_metadata
 
-from .conftest import noise_image
+from .conftest import interrupt_on_batch, noise_image
 
 CONTRACT = ["path", "label", "confidence", "margin", "status", "top_labels", "top_scores", "error"]
 
@@ -158,18 +158,7 @@ def test_usage_errors_exit_2(tmp_path, image_folder, labels_yaml, tiny_clip) -> 
 
 
 def test_interrupt_leaves_nothing_and_exits_130(tmp_path, image_folder, labels_yaml, tiny_clip, monkeypatch):
-    from autolabel.model import ZeroShotModel
-
-    calls = {"n": 0}
-    real = ZeroShotModel.encode_images
-
-    def interrupted(self, batch):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(self, batch)
-
-    monkeypatch.setattr(ZeroShotModel, "encode_images", interrupted)
+    interrupt_on_batch(monkeypatch, 2)
     out = tmp_path / "o.parquet"
     result = invoke(str(image_folder), "--labels", str(labels_yaml), "--out", str(out), "--model", str(tiny_clip),
                     "--batch-size", "2", "-q")
