@@ -17,6 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+MAX_SUMMARY_ROWS = 40  # beyond this the table shows the largest classes
+
 
 def stderr_console() -> Console:
     """The console for people: stderr, no syntax highlighting, 120 columns when not a terminal."""
@@ -85,8 +87,12 @@ class Reporter:
         table = Table(title="autolabel summary", title_justify="left")
         for name, justify in (("class", "left"), ("images", "right"), ("accepted", "right"), ("review", "right")):
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
-        for name, counts in summary["classes"].items():
+        classes = sorted(summary["classes"].items(), key=lambda kv: -kv[1]["images"]) if len(
+            summary["classes"]) > MAX_SUMMARY_ROWS else list(summary["classes"].items())
+        for name, counts in classes[:MAX_SUMMARY_ROWS]:
             table.add_row(name, str(counts["images"]), str(counts["accepted"]), str(counts["review"]))
+        if len(classes) > MAX_SUMMARY_ROWS:
+            table.add_row(f"… {len(classes) - MAX_SUMMARY_ROWS} more classes (see --summary-json)", "", "", "")
         status = summary["status"]
         table.add_section()
         table.add_row("all", str(summary["images"] - status["error"]), str(status["accepted"]), str(status["review"]))
