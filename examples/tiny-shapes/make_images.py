@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from PIL import Image  # noqa: E402
 from shapes import COLORS, SHAPES, draw_shape  # noqa: E402
 
 
@@ -22,7 +23,8 @@ def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> 
     """Draw n images (balanced over the 12 classes) under out/; returns the manifest path.
 
     With `messy`, also write two broken files (a truncated JPEG, a text file named .png) that a run must
-    turn into error rows; they are listed in the manifest with an empty truth.
+    turn into error rows, and four ambiguous images (two different shapes side by side) that should land
+    in the review queue; they are listed in the manifest with an empty truth.
     """
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -45,6 +47,15 @@ def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> 
         (out / "broken" / "notes.png").write_text("not an image\n")
         rows += [{"path": f"broken/{name}", "truth": "", "color": "", "shape": ""}
                  for name in ("truncated.jpg", "notes.png")]
+        (out / "ambiguous").mkdir(exist_ok=True)
+        pairs = [(("red", "circle"), ("blue", "square")), (("green", "triangle"), ("yellow", "circle")),
+                 (("blue", "circle"), ("blue", "triangle")), (("yellow", "square"), ("red", "square"))]
+        for k, (left, right) in enumerate(pairs):
+            both = Image.new("RGB", (64, 64))
+            both.paste(draw_shape(*left, rng, (32, 64)), (0, 0))
+            both.paste(draw_shape(*right, rng, (32, 64)), (32, 0))
+            both.save(out / "ambiguous" / f"pair{k}.png")
+            rows.append({"path": f"ambiguous/pair{k}.png", "truth": "", "color": "", "shape": ""})
     manifest = out / "manifest.csv"
     with open(manifest, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
