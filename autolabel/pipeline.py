@@ -87,11 +87,6 @@ def default_workers() -> int:
     return max(1, min(32, cores))
 
 
-def decode_record(record: ImageRecord, preprocessing: Preprocessing, draft: bool = True) -> ModelInputs:
-    """Read, decode and preprocess one image. Raises DecodeError."""
-    return preprocessing(open_image(read_bytes(record.location), 2 * preprocessing.input_size if draft else None))
-
-
 def _cached(record: ImageRecord, cache: EmbeddingCache, space: str) -> tuple[Item | None, tuple | None]:
     """A hit through the file index (no read at all), and the file's (path, size, mtime) key."""
     if storage.is_url(record.location):

@@ -66,7 +66,6 @@ class TableWriter:
         self.format = output_format(self.out)
         self.schema = schema
         self.rows_per_group = rows_per_group
-        self.rows_written = 0
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +87,6 @@ class TableWriter:
         batch = pa.RecordBatch.from_arrays(
             [pa.array(columns[f.name], type=f.type) for f in self.schema], schema=self.schema
         )
-        self.rows_written += batch.num_rows
         if self._parquet is None:
             self._write_csv(batch)
             return

@@ -25,7 +25,7 @@ from PIL import Image
 
 from autolabel.decode import stack
 from autolabel.model import ZeroShotModel
-from autolabel.pipeline import RunConfig, decode_record, run
+from autolabel.pipeline import RunConfig, prepare, run
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord
 
@@ -119,7 +119,7 @@ def main() -> None:
     if 3 in sections:
         # 3. Model-only limit: get_image_features on ready tensors, same batch size.
         records = [ImageRecord(path=p.name, location=str(p)) for p in paths]
-        ready = [stack([decode_record(r, model.preprocessing) for r in records[i:i + 32]])  # type: ignore[misc]
+        ready = [stack([prepare(r, model.preprocessing).inputs for r in records[i:i + 32]])  # type: ignore[misc]
                  for i in range(0, len(records), 32)]
 
         def model_only():
