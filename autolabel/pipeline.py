@@ -332,9 +332,9 @@ def run(
     reporter = reporter or Reporter(quiet=config.quiet)
     _check_config(config)
     if config.engine == "ray":
-        from autolabel.ray_engine import import_ray
+        from autolabel.ray_engine import preflight
 
-        import_ray()  # fail fast, before any model is loaded
+        preflight(config)  # fail fast, before any model is loaded
     spec = load_spec(config.labels).with_threshold(config.threshold)
     source = open_source(config.source, config.path_column, stdin)
     if model is None:

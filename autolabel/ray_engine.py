@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +36,28 @@ def import_ray() -> Any:
     except ImportError:
         raise UsageError("--engine ray needs Ray: pip install 'autolabel[ray]'") from None
     return ray
+
+
+def unreachable(address: str | None, timeout: float = 5.0) -> str | None:
+    """Why `host:port` (or `ray://host:port`) cannot be reached, or None: Ray itself would wait minutes."""
+    if address in (None, "", "auto", "local"):
+        return None
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            return None
+    except (OSError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def preflight(config: RunConfig) -> None:
+    """Before any model is loaded: Ray is installed and the cluster address answers (else exit 2)."""
+    import_ray()
+    address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
+    problem = unreachable(address)
+    if problem:
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({problem}); check --ray-address/RAY_ADDRESS "
+                         "and that the cluster is up")
 
 
 def connect(ray: Any, config: RunConfig) -> None:

@@ -165,3 +165,13 @@ def test_engine_ray_without_ray_installed_exits_2(tmp_path, image_folder, labels
     result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--out",
                                        str(tmp_path / "o.parquet"), "--model", str(tiny_clip), "--engine", "ray"])
     assert result.exit_code == 2 and "pip install 'autolabel[ray]'" in result.output
+
+
+def test_unreachable_cluster_exits_2_quickly(tmp_path, image_folder, labels_yaml, tiny_clip) -> None:
+    pytest.importorskip("ray")
+    port = _free_port()  # nothing listens there
+    result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--out",
+                                       str(tmp_path / "o.parquet"), "--model", str(tiny_clip), "--engine", "ray",
+                                       "--ray-address", f"127.0.0.1:{port}"])
+    assert result.exit_code == 2
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in result.output
