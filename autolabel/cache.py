@@ -148,15 +148,22 @@ class EmbeddingCache:
                    files: Iterable[tuple[str, int, int, str]] = ()) -> None:
         """Store image embeddings and file-index rows in one transaction."""
         now = time.time()
+        self._transaction([
+            ("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", [(h, space, _blob(v), now) for h, v in entries]),
+            ("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", list(files)),
+        ])
+
+    def _transaction(self, statements: list[tuple[str, list[tuple]]]) -> None:
+        """Run inserts atomically; an interrupt (Ctrl-C, SIGTERM) at any point leaves the last committed state."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)",
-                             [(h, space, _blob(v), now) for h, v in entries])
-            conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", list(files))
+            for sql, rows in statements:
+                conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # the interrupt may land after COMMIT already succeeded
+                conn.execute("ROLLBACK")
             raise
 
     def touch_images(self, space: str, digests: Sequence[str]) -> None:
@@ -178,11 +185,8 @@ class EmbeddingCache:
     def put_texts(self, space: str, items: dict[str, np.ndarray]) -> None:
         """Store text embeddings."""
         now = time.time()
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)",
-                         [(space, p, _blob(v), now) for p, v in items.items()])
-        conn.execute("COMMIT")
+        self._transaction([("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)",
+                            [(space, p, _blob(v), now) for p, v in items.items()])])
 
     # --- maintenance -------------------------------------------------------------------------------
     def info(self) -> CacheInfo:

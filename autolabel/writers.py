@@ -147,6 +147,8 @@ class TableWriter:
                 self._parquet.close()
             elif self._csv_file is not None:
                 self._csv_file.close()
+        except Exception:  # noqa: S110 - an interrupted writer may not close cleanly; the file is deleted anyway
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
             if self.remote is not None:

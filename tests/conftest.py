@@ -44,13 +44,26 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def siglip_tokenizer(folder: Path):  # -> transformers.SiglipTokenizer
+    """SigLIP's own SentencePiece tokenizer, trained on the fixture words (the real SigLIP code path)."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))) * 20)
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(folder / "sp"), vocab_size=36,
+                                   model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   character_coverage=1.0, hard_vocab_limit=False, minloglevel=2)
+    return SiglipTokenizer(vocab_file=str(folder / "sp.model"))
+
+
 def save_tiny_siglip(folder: Path, seed: int = 0) -> Path:
-    """A random-init SigLIP (with logit_bias) and a SigLIP-style preprocessor (square resize, no crop)."""
+    """A random-init SigLIP (with logit_bias), its SentencePiece tokenizer, a SigLIP preprocessor (square resize)."""
     import torch
-    from tokenizer import build_tokenizer
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
-    tok = build_tokenizer(WORDS)
+    tok = siglip_tokenizer(folder.parent / f"{folder.name}-spm")
     text, vision = _tower(len(tok), 64)
     text.update(projection_size=32, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                 pad_token_id=tok.pad_token_id)

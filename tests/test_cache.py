@@ -222,5 +222,5 @@ def test_sigterm_exits_130_and_leaves_nothing_half_written(tmp_path, labels_yaml
                              "--model", str(tiny_clip), "--batch-size", "1", "--workers", "1", "-q"),
                         cache, 3, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
