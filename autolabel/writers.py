@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -143,12 +144,11 @@ class TableWriter:
     def abort(self) -> None:
         """Drop the temp file: nothing half-written is left behind."""
         try:
-            if self._parquet is not None:
-                self._parquet.close()
-            elif self._csv_file is not None:
-                self._csv_file.close()
-        except Exception:  # noqa: S110 - an interrupted writer may not close cleanly; the file is deleted anyway
-            pass
+            with contextlib.suppress(Exception):  # an interrupted writer may not close cleanly; it is deleted anyway
+                if self._parquet is not None:
+                    self._parquet.close()
+                elif self._csv_file is not None:
+                    self._csv_file.close()
         finally:
             self.tmp.unlink(missing_ok=True)
             if self.remote is not None:
