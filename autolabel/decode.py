@@ -250,7 +250,7 @@ def read_bytes(location: str) -> bytes:
         try:
             return storage.read_url(location)
         except Exception as exc:  # each backend has its own error types
-            raise DecodeError(storage.describe_error("object", exc).split(": ", 1)[1]) from None
+            raise DecodeError(storage.explain(exc)) from None
     try:
         with open(location, "rb") as f:
             return f.read()

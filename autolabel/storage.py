@@ -61,19 +61,24 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise UsageError(f"{url}: cannot open {scheme}:// locations ({exc}); {hint}") from None
 
 
-def describe_error(url: str, exc: BaseException) -> str:
+def explain(exc: BaseException) -> str:
     """One line for an object-store failure, with the usual fix for credentials."""
     text = " ".join(str(exc).split())[:200] or type(exc).__name__
     lowered = text.lower()
     if isinstance(exc, PermissionError) or any(k in lowered for k in (
             "accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden",
             "credentials", "403")):
-        return (f"{url}: access denied ({text}); check the credentials in the environment "
+        return (f"access denied ({text}); check the credentials in the environment "
                 "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, "
                 "AZURE_STORAGE_CONNECTION_STRING) and the endpoint (AWS_ENDPOINT_URL)")
     if isinstance(exc, FileNotFoundError) or "nosuchkey" in lowered or "nosuchbucket" in lowered:
-        return f"{url}: not found"
-    return f"{url}: {text}"
+        return "not found"
+    return text
+
+
+def describe_error(url: str, exc: BaseException) -> str:
+    """`url: reason`, for errors about a whole SOURCE or OUT."""
+    return f"{url}: {explain(exc)}"
 
 
 def read_url(url: str) -> bytes:

@@ -9,7 +9,7 @@ from typing import Any
 
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
-from autolabel.exporters.base import LINKS, ExportContext, export_rows, prepare_out, safe_names, write_marker
+from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
 from autolabel.results import Results
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
@@ -54,10 +54,8 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
     frame = results.frame
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them
-        ok = frame["status"] != "error"
-        names = dict(zip(safe_names(list(frame.loc[ok, "path"].astype(str))), frame.loc[ok, "path"].astype(str),
-                         strict=True))
-        reviewed = {names[n]: label for n, label in reviewed.items() if n in names}
+        paths = {name: path for path, name in export_names(results).items()}
+        reviewed = {paths[n]: label for n, label in reviewed.items() if n in paths}
     unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)

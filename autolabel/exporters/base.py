@@ -123,19 +123,25 @@ def folder_name(label: str) -> str:
     return "_" + name if name in ("", ".", "..") or name.startswith(".") else name
 
 
+def export_names(results: Results) -> dict[str, str]:
+    """Table path → the file name every export gives it (computed over all non-error rows, so it does not
+    depend on --status and import-review can map a tool's names back)."""
+    paths = [str(p) for p in results.frame.loc[results.frame["status"] != "error", "path"]]
+    return dict(zip(paths, safe_names(paths), strict=True))
+
+
 def export_rows(results: Results, status: str, images_root: Path) -> list[ExportRow]:
     """Non-error rows with the chosen status, each with a unique safe name (names do not depend on --status)."""
     if status not in STATUSES:
         raise UsageError(f"--status must be one of {', '.join(STATUSES)}")
     frame = results.frame
     ok = frame[frame["status"] != "error"]
-    names = safe_names(list(ok["path"]))
+    names = export_names(results)
     rows = []
-    for (path, label, conf, stat), name in zip(ok[["path", "label", "confidence", "status"]].itertuples(index=False),
-                                               names, strict=True):
+    for path, label, conf, stat in ok[["path", "label", "confidence", "status"]].itertuples(index=False):
         if status == "all" or stat == status:
-            rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root), name=name,
-                                  label=str(label), confidence=float(conf), status=str(stat)))
+            rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
+                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat)))
     return rows
 
 
