@@ -1,0 +1,95 @@
+"""`autolabel prompts` and `autolabel cache info|prune`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from autolabel.cli.app import CONTEXT, handle_errors, main
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("name", required=False)
+def prompts(name: str | None) -> None:
+    """List the shipped template sets and example label specs, or print the templates of set NAME.
+
+    Use a set in a label spec with `templates: NAME`.
+    """
+    from autolabel.prompts import example_specs, template_sets
+
+    sets = template_sets()
+    if name:
+        if name not in sets:
+            click.echo(f"error: no template set named '{name}'; sets: {', '.join(sets)}", err=True)
+            sys.exit(2)
+        for template in sets[name].templates:
+            click.echo(template)
+        return
+    for item in sets.values():
+        click.echo(f"{item.name}\t{len(item.templates)} templates\t{item.description}")
+    click.echo("\nexample label specs:", err=True)
+    for path in example_specs():
+        click.echo(f"  {path}", err=True)
+
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "G": 1 << 30, "GB": 1 << 30}
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _parse(value: str | None, units: dict[str, int], what: str) -> float | None:
+    if value is None:
+        return None
+    text = value.strip().upper() if what == "size" else value.strip().lower()
+    number = text.rstrip("".join({c for u in units for c in u}))
+    unit = text[len(number):]
+    try:
+        return float(number) * units[unit]
+    except (ValueError, KeyError):
+        example = "2GB, 500MB" if what == "size" else "30d, 12h"
+        raise click.BadParameter(f"'{value}' is not a {what} such as {example}") from None
+
+
+@main.group(context_settings=CONTEXT)
+def cache() -> None:
+    """Inspect or shrink the embedding cache."""
+
+
+def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
+    from autolabel.cache import EmbeddingCache, default_cache_dir
+
+    return EmbeddingCache(cache_dir or default_cache_dir())
+
+
+@cache.command("info", context_settings=CONTEXT)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@handle_errors
+def cache_info(cache_dir: str | None) -> None:
+    """Show the cache's location, size and entries per model."""
+    info = _open_cache(cache_dir).info()
+    click.echo(f"path\t{info.path}")
+    click.echo(f"size\t{info.bytes / 1e6:.1f} MB")
+    click.echo(f"files indexed\t{info.files}")
+    for space, n in info.images.items():
+        click.echo(f"images\t{n}\t{space}")
+    for space, n in info.texts.items():
+        click.echo(f"prompts\t{n}\t{space}")
+
+
+@cache.command("prune", context_settings=CONTEXT)
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@click.option("--max-size", default=None, help="Drop least-recently-used image embeddings until under this (e.g. 2GB).")
+@click.option("--older-than", default=None, help="Drop entries unused for this long (e.g. 30d, 12h).")
+@click.option("--all", "everything", is_flag=True, help="Empty the cache.")
+@handle_errors
+def cache_prune(cache_dir: str | None, max_size: str | None, older_than: str | None, everything: bool) -> None:
+    """Shrink the cache: by age, by size (least recently used first), or entirely."""
+    if not (max_size or older_than or everything):
+        raise click.UsageError("give --max-size, --older-than or --all")
+    store = _open_cache(cache_dir)
+    if everything:
+        removed = store.clear()
+    else:
+        removed = store.prune(max_bytes=_parse(max_size, SIZE_UNITS, "size"),
+                              older_than_s=_parse(older_than, AGE_UNITS, "duration"))
+    click.echo(f"removed {removed} entries; cache is now {store.info().bytes / 1e6:.1f} MB", err=True)

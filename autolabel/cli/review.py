@@ -1,0 +1,133 @@
+"""`autolabel eval`, `calibrate`, `diff` and `report`: reading labels tables back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, TRUTH_OPTION, handle_errors, main, stderr, write_json
+
+
+@main.command("eval", context_settings=CONTEXT)
+@LABELS_TABLE
+@TRUTH_OPTION
+@SPEC_OPTION
+@click.option("--json", "json_out", default=None, help="Write the metrics as JSON (`-`: stdout).")
+@handle_errors
+def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str | None) -> None:
+    """Measure LABELS against ground truth: accuracy, top-k, per-class P/R/F1, confusion, accepted precision.
+
+    Rows with errors, without truth, or with a truth outside the spec are excluded and counted.
+
+    \b
+    Examples:
+      autolabel eval labels.parquet --truth truth
+      autolabel eval labels.parquet --truth folder --json metrics.json
+      autolabel eval reviewed.parquet --truth reviewed_label
+    """
+    from autolabel.evaluate import evaluate, resolve_truth
+    from autolabel.progress import show_evaluation
+    from autolabel.results import load_results
+
+    results = load_results(labels_table, spec)
+    metrics = evaluate(results, resolve_truth(results, truth))
+    show_evaluation(stderr(), metrics)
+    write_json(metrics, json_out)
+
+
+@main.command(context_settings=CONTEXT)
+@LABELS_TABLE
+@TRUTH_OPTION
+@SPEC_OPTION
+@click.option("--target-precision", "-p", type=float, required=True, help="Precision wanted on accepted rows.")
+@click.option("--per-class", is_flag=True, help="Also choose a threshold per class.")
+@click.option("--min-class-rows", type=int, default=20, show_default=True,
+              help="Labelled rows a class needs before it gets its own threshold.")
+@click.option("--write-spec", type=click.Path(dir_okay=False), default=None,
+              help="Write the label spec back with the thresholds filled in.")
+@click.option("--json", "json_out", default=None, help="Write the result as JSON (`-`: stdout).")
+@handle_errors
+def calibrate(labels_table: str, truth: str, spec: str | None, target_precision: float, per_class: bool,
+              min_class_rows: int, write_spec: str | None, json_out: str | None) -> None:
+    """Choose acceptance thresholds so accepted rows reach a target precision on a labelled sample.
+
+    Reports the expected coverage and a 95% Wilson interval for the precision, with the rows each
+    estimate rests on. Needs at least 30 labelled rows.
+
+    \b
+    Example:
+      autolabel calibrate labels.parquet --truth reviewed_label --target-precision 0.98 --per-class \\
+          --write-spec labels.calibrated.yaml
+    """
+    import yaml
+
+    from autolabel.evaluate import calibrate as choose
+    from autolabel.evaluate import resolve_truth, spec_with_thresholds
+    from autolabel.progress import show_calibration
+    from autolabel.results import load_results
+
+    results = load_results(labels_table, spec)
+    result = choose(results, resolve_truth(results, truth), target_precision, per_class, min_class_rows)
+    show_calibration(stderr(), result)
+    if write_spec:
+        raw = dict(results.spec.raw) if results.spec is not None else {}
+        Path(write_spec).write_text(yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False,
+                                                   allow_unicode=True), encoding="utf-8")
+        click.echo(f"wrote {write_spec}", err=True)
+    write_json(result, json_out)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@SPEC_OPTION
+@click.option("--max-flip-rate", type=float, default=None, help="Exit 1 if more than this share of labels flipped.")
+@click.option("--json", "json_out", default=None, help="Write the result as JSON (`-`: stdout).")
+@handle_errors
+def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json_out: str | None) -> None:
+    """Compare two runs (rows matched by path): flips, class shift, new errors, status changes. For CI.
+
+    \b
+    Example:
+      autolabel diff last-week.parquet today.parquet --max-flip-rate 0.02 --json diff.json
+    """
+    from autolabel.errors import TooManyErrors
+    from autolabel.evaluate import diff as compare
+    from autolabel.progress import show_diff
+    from autolabel.results import load_results
+
+    result = compare(load_results(old, spec), load_results(new, spec))
+    show_diff(stderr(), result)
+    write_json(result, json_out)
+    if max_flip_rate is not None and result["flip_rate"] > max_flip_rate:
+        raise TooManyErrors(f"flip rate {result['flip_rate']:.4f} exceeds --max-flip-rate {max_flip_rate}")
+
+
+@main.command(context_settings=CONTEXT)
+@LABELS_TABLE
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--images-root", type=click.Path(file_okay=False), default=None,
+              help="Where relative paths resolve [default: the run's SOURCE folder].")
+@click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
+@SPEC_OPTION
+@handle_errors
+def report(labels_table: str, out: str, images_root: str | None, truth: str | None, spec: str | None) -> None:
+    """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
+
+    \b
+    Example:
+      autolabel report labels.parquet --out report.html --truth truth
+    """
+    from autolabel.evaluate import resolve_truth
+    from autolabel.report import build_report
+    from autolabel.results import load_results
+
+    results = load_results(labels_table, spec)
+    document = build_report(results, results.images_root(images_root),
+                            resolve_truth(results, truth) if truth else None)
+    target = Path(out)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(document, encoding="utf-8")
+    tmp.replace(target)
+    click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB)", err=True)
