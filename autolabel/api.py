@@ -114,7 +114,8 @@ class Labeler:
             from dataclasses import replace
 
             stages = replace(stages, prepare=_WithPictures(stages.prepare, pictures))
-        engine = LocalEngine(stages, self.engine_config.batch_size, self.decode_config.workers)
+        engine = LocalEngine(stages, self.engine_config.batch_size, self.decode_config.workers,
+                             str(self.model.device) == "cpu")
         reporter = self._reporter()
         reporter.start(len(records))
         columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}

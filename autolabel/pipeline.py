@@ -206,7 +206,7 @@ def build_engine(config: RunConfig, job: Job, stages: Stages, model: Model, meta
                          config.output.shard_size if parts is not None else 0)
     from autolabel.engines.local import LocalEngine
 
-    return LocalEngine(stages, config.engine.batch_size, config.decode.workers)
+    return LocalEngine(stages, config.engine.batch_size, config.decode.workers, str(model.device) == "cpu")
 
 
 def run_metadata(job: Job, classifier: Classifier, model: Model, config: RunConfig) -> dict[str, Any]:

@@ -136,7 +136,10 @@ def test_sigkill_after_two_shards_then_rerun_resumes_by_shard(tmp_path, sixty, l
     kept = {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*.parquet")}
     assert len(kept) >= 2 and not (folder / "_autolabel.json").exists()
     summary = tmp_path / "resume.json"
-    subprocess.run([*run, "--summary-json", str(summary)], check=True, timeout=300, env=slow_env(0))
+    rerun = subprocess.run([*run, "--summary-json", str(summary)], timeout=300, env=slow_env(0), capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [line for line in rerun.stderr.splitlines() if not line.startswith("skipping d0/broken.png: ")] == []
     data = summary_of(summary)
     broken_row = 20  # d0/broken.png sorts after d0's 20 images
     assert data["resumed"] == 10 * len(kept)
