@@ -44,6 +44,8 @@ class Model(Protocol):
 
     def too_long(self, prompts: Sequence[str]) -> list[str]: ...
 
+    def vocabulary(self) -> list[str]: ...  # tokenizer tokens in id order
+
     def describe(self) -> dict[str, Any]: ...
 
 
