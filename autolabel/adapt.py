@@ -26,7 +26,8 @@ import numpy as np
 BACKGROUNDS = (0.03125, 0.0625, 0.125, 0.25, 0.5)  # × the median distance: where "near no example" starts
 ALPHAS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # × the model's logit scale
 BETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # ÷ the median distance between examples
-MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class (bounds the cost)
+MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class …
+MAX_QUERIES = 1024  # … and this many in all (1,000 classes × 16 examples fit in seconds)
 _BLOCK = 2048  # queries per block when scoring the grid
 
 
@@ -115,23 +116,28 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     classes = np.asarray(classes, np.int64)[order]
     zero_shot = np.asarray(zero_shot, np.float64)[order]
     counts = {names[c]: int((classes == c).sum()) for c in sorted(set(classes.tolist()))}
-    queries = _queries(classes, MAX_QUERIES_PER_CLASS)
+    n_classes = len(set(classes.tolist()))
+    queries = _queries(classes, max(1, min(MAX_QUERIES_PER_CLASS, MAX_QUERIES // max(1, n_classes))))
     truth = classes[queries]
     zs = zero_shot[queries]
     zs_accuracy = float(np.mean(zs.argmax(axis=1) == truth))
     if len(keys) < 2:
         return Fit("tip-adapter", False, counts, zs_accuracy, zs_accuracy, queries=len(queries),
                    note="one example: nothing to learn from")
-    cos = keys[queries] @ keys.T  # (q, n)
-    cos[np.arange(len(queries)), queries] = np.nan  # leave each query out of its own keys
-    distance = 1.0 - cos
-    unit_distance = float(np.nanmedian(distance)) or 1e-6
+    distance = 1.0 - keys[queries] @ keys.T  # (q, n), float32
+    rows = np.arange(len(queries))
+    sample = np.random.default_rng(0).choice(distance.size, min(distance.size, 200_000), replace=False)
+    sample = sample[sample % distance.shape[1] != queries[sample // distance.shape[1]]]  # not a query to itself
+    unit_distance = float(np.median(distance.ravel()[sample])) or 1e-6
     backgrounds: tuple[float | None, ...] = (None,)
     if other_column is not None and (classes == other_column).any():
         backgrounds += BACKGROUNDS
     best: tuple | None = None  # (accuracy, -nll, -alpha, alpha, beta, background)
+    affinity = np.empty_like(distance)
     for b in BETAS:
-        affinity = np.nan_to_num(np.exp(-(b / unit_distance) * distance), nan=0.0)
+        np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
+        np.exp(affinity, out=affinity)
+        affinity[rows, queries] = 0.0  # leave each query out of its own keys
         per_class = _by_class(affinity, classes, zs.shape[1])
         for d0 in backgrounds:
             summed = per_class
@@ -141,7 +147,9 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
             for a in ALPHAS:
                 logits = zs + a * scale * summed
                 accuracy = float(np.mean(logits.argmax(axis=1) == truth))
-                nll = float(-_log_softmax(logits)[np.arange(len(truth)), truth].mean())
+                if best is not None and accuracy < best[0]:
+                    continue  # the log-loss only breaks ties
+                nll = float(-_log_softmax(logits)[rows, truth].mean())
                 score = (accuracy, -nll, -a, a, b, d0)
                 if best is None or score[:3] > best[:3]:
                     best = score
