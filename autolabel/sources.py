@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -12,10 +13,12 @@ import pyarrow as pa
 
 from autolabel import storage
 from autolabel.errors import SourceError, UsageError
+from autolabel.fileio import InputError, open_regular
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")
 PATH_COLUMNS = ("path", "image", "file_name", "filepath")
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -43,31 +46,117 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def walk_folder(root: Path) -> list[str]:
-    """Relative POSIX paths of the images under `root`, hidden files/folders skipped, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, root)
-        prefix = "" if rel == "." else Path(rel).as_posix() + "/"
-        found.extend(prefix + f for f in filenames if not f.startswith(".") and is_image_name(f))
-    return sorted(found)
+def display_path(name: str) -> str:
+    """`name` as valid UTF-8 for the output: bytes a file name has that are not UTF-8 become `\\xNN` escapes."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    try:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that did not come from the file system
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _folder(root: Path) -> Source:
-    paths = walk_folder(root)
-    records = [ImageRecord(path=p, location=str(root / p)) for p in paths]
+@dataclass
+class WalkNotes:
+    """What a folder walk skipped or changed, for one warning line each."""
+
+    repeated_folders: int = 0  # symlinked folders already listed under another name (loops included)
+    special_files: int = 0  # FIFOs, devices, sockets with image names
+    undecodable: list[str] = field(default_factory=list)  # display paths of names that are not UTF-8
+
+    def warnings(self, root: str) -> list[str]:
+        """One line per kind of note."""
+        lines = []
+        if self.repeated_folders:
+            lines.append(f"folder {root}: {self.repeated_folders} symlinked folder(s) lead to a folder already "
+                         "listed (a symlink loop or a second link); each folder was listed once")
+        if self.special_files:
+            lines.append(f"folder {root}: {self.special_files} entries with image names are not regular files "
+                         "(FIFOs, devices, sockets); skipped")
+        if self.undecodable:
+            lines.append(f"folder {root}: {len(self.undecodable)} file name(s) are not valid UTF-8; their paths are "
+                         f"written with \\x escapes (e.g. {self.undecodable[0]})")
+        return lines
+
+
+def walk_folder(root: Path, notes: WalkNotes | None = None) -> list[str]:
+    """Relative POSIX paths of the images under `root`, hidden files/folders skipped, sorted.
+
+    Symlinked folders are followed, each folder (by device and inode) listed once, so a symlink loop
+    ends; entries that exist but are not regular files (FIFOs, devices) are skipped. Names are returned
+    as the file system gives them (see display_path for the output form).
+    """
+    notes = notes if notes is not None else WalkNotes()
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            info = os.stat(folder)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # vanished or unreadable: nothing in it can be labelled
+        if (info.st_dev, info.st_ino) in seen:
+            notes.repeated_folders += 1
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        subfolders = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if _is_dir(entry):
+                subfolders.append((entry.path, f"{prefix}{entry.name}/"))
+            elif is_image_name(entry.name):
+                if _is_regular_or_dangling(entry):
+                    found.append(prefix + entry.name)
+                else:
+                    notes.special_files += 1
+        stack.extend(reversed(subfolders))  # depth first, in name order
+    found.sort(key=lambda rel: (display_path(rel), rel))
+    notes.undecodable.extend(shown for rel in found if (shown := display_path(rel)) != rel)
+    return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_regular_or_dangling(entry: os.DirEntry) -> bool:
+    """Regular files (symlinks followed) are listed; a dangling symlink too, so its row says `file not found`."""
+    try:
+        return stat.S_ISREG(entry.stat().st_mode)
+    except OSError:
+        return entry.is_symlink()
+
+
+def _folder(root: Path, warn: Warn | None) -> Source:
+    notes = WalkNotes()
+    paths = walk_folder(root, notes)
+    if warn is not None:
+        for line in notes.warnings(str(root)):
+            warn(line)
+    records = [ImageRecord(path=display_path(p), location=str(root / p)) for p in paths]
     return Source(description=f"folder {root}", records=records, count=len(records))
 
 
 def _read_table(path: Path | str) -> pa.Table:
-    """A manifest as an Arrow table; `path` may be an object-store URL."""
+    """A manifest as an Arrow table; `path` may be an object-store URL. Local files must be regular files."""
     suffix = Path(str(path)).suffix.lower()
     try:
         if storage.is_url(str(path)):
             with storage.open_url(str(path)) as f:
                 return _parse_table(f, suffix)
-        return _parse_table(path, suffix)
+        with open_regular(path) as f:
+            return _parse_table(f, suffix)
+    except InputError as exc:
+        raise SourceError(f"{path}: cannot read manifest: {exc.strerror}") from None
     except FileNotFoundError:
         raise SourceError(f"{path}: manifest not found") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
@@ -89,8 +178,7 @@ def _parse_table(source: Any, suffix: str) -> pa.Table:
         import pyarrow.json as pjson
 
         return pjson.read_json(source)
-    data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
-    lines = data.decode("utf-8").splitlines()
+    lines = source.read().decode("utf-8").splitlines()
     return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
 
 
@@ -149,22 +237,35 @@ def _manifest(path: Path | str, path_column: str | None) -> Source:
     )
 
 
-def _stdin(stream: TextIO) -> Source:
+def _stdin(stream: TextIO, warn: Warn | None) -> Source:
     def records() -> Iterator[ImageRecord]:
-        for line in stream:
-            given = line.strip()
+        # Bytes when there are any, so a name that is not UTF-8 reaches the file system as it was given.
+        lines = getattr(stream, "buffer", stream)
+        undecodable = []
+        for line in lines:
+            given = (line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line).strip()
             if given:
-                yield ImageRecord(path=given, location=resolve_location(given, Path.cwd()))
+                shown = display_path(given)
+                if shown != given:
+                    undecodable.append(shown)
+                yield ImageRecord(path=shown, location=resolve_location(given, Path.cwd()))
+        if undecodable and warn is not None:
+            warn(f"stdin: {len(undecodable)} path(s) are not valid UTF-8; they are written with \\x escapes "
+                 f"(e.g. {undecodable[0]})")
 
     return Source(description="stdin", records=records())
 
 
-def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None) -> Source:
-    """Open SOURCE: `-` (stdin), a folder, or a manifest file chosen by suffix."""
+def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None,
+                warn: Warn | None = None) -> Source:
+    """Open SOURCE: `-` (stdin), a folder, or a manifest file chosen by suffix.
+
+    `warn` receives one line per kind of problem the source had (skipped entries, escaped names).
+    """
     if source == "-":
         if stdin is None:
             raise UsageError("SOURCE '-' needs image paths on standard input")
-        return _stdin(stdin)
+        return _stdin(stdin, warn)
     if storage.is_url(source):
         if Path(source).suffix.lower() in MANIFEST_SUFFIXES:
             return _manifest(source, path_column)
@@ -173,7 +274,7 @@ def open_source(source: str, path_column: str | None = None, stdin: TextIO | Non
         raise SourceError(f"{source}: not a folder or a manifest; manifests end in {', '.join(MANIFEST_SUFFIXES)}")
     path = Path(source).expanduser()
     if path.is_dir():
-        return _folder(path)
+        return _folder(path, warn)
     if path.suffix.lower() in MANIFEST_SUFFIXES:
         if not path.exists():
             raise SourceError(f"{path}: manifest not found")

@@ -20,7 +20,7 @@ from autolabel.results import Results
 
 from .conftest import noise_image
 
-VOID = {"meta", "img", "br", "hr", "input", "link", "rect"}
+VOID = {"meta", "img", "br", "wbr", "hr", "input", "link", "rect"}
 SECTIONS = ("summary", "galleries", "review", "errors")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ import pytest
 
 from autolabel.errors import SourceError
 from autolabel.sources import open_source, walk_folder
+
+from .conftest import finishes, noise_image
 
 EXPECTED = ["a/1.jpg", "a/sub/3.JPG", "b/1.png", "b/2.png", "c.png", "d.webp"]
 
@@ -90,3 +93,71 @@ def test_stdin_and_missing_source(tmp_path: Path) -> None:
     (tmp_path / "broken.parquet").write_text("garbage")
     with pytest.raises(SourceError, match="cannot read parquet manifest"):
         open_source(str(tmp_path / "broken.parquet"))
+
+
+def _image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise_image(0, (8, 8)).save(path, "PNG")
+
+
+def test_a_symlink_loop_lists_each_image_once_and_says_so(tmp_path: Path) -> None:
+    _image(tmp_path / "a" / "1.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)  # a/loop/a/loop/… would never end
+    (tmp_path / "b").symlink_to(tmp_path / "a")  # a second name for a folder already listed
+    warnings: list[str] = []
+    source = open_source(str(tmp_path), warn=warnings.append)
+    assert [r.path for r in source.records] == ["a/1.png"]
+    assert warnings == [f"folder {tmp_path}: 2 symlinked folder(s) lead to a folder already listed (a symlink loop "
+                        "or a second link); each folder was listed once"]
+
+
+def test_a_symlinked_folder_outside_the_root_is_followed(tmp_path: Path) -> None:
+    _image(tmp_path / "elsewhere" / "2.png")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "linked").symlink_to(tmp_path / "elsewhere")
+    warnings: list[str] = []
+    assert [r.path for r in open_source(str(tmp_path / "root"), warn=warnings.append).records] == ["linked/2.png"]
+    assert warnings == []
+
+
+def test_fifos_and_devices_with_image_names_are_skipped(tmp_path: Path) -> None:
+    _image(tmp_path / "ok.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")  # kept: its row says "file not found"
+    warnings: list[str] = []
+    records = list(open_source(str(tmp_path), warn=warnings.append).records)
+    assert [r.path for r in records] == ["dangling.png", "ok.png"]
+    assert warnings == [f"folder {tmp_path}: 2 entries with image names are not regular files (FIFOs, devices, "
+                        "sockets); skipped"]
+
+
+def test_names_that_are_not_utf8_get_escaped_paths_and_real_locations(tmp_path: Path) -> None:
+    _image(tmp_path / "plain.png")
+    raw = os.fsdecode(b"caf\xe9.png")
+    _image(tmp_path / raw)
+    warnings: list[str] = []
+    records = list(open_source(str(tmp_path), warn=warnings.append).records)
+    assert [r.path for r in records] == ["caf\\xe9.png", "plain.png"]
+    assert records[0].location == str(tmp_path / raw) and Path(records[0].location).is_file()
+    assert warnings == [f"folder {tmp_path}: 1 file name(s) are not valid UTF-8; their paths are written with \\x "
+                        "escapes (e.g. caf\\xe9.png)"]
+
+
+def test_stdin_paths_that_are_not_utf8_are_escaped(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    stdin = io.TextIOWrapper(io.BytesIO(b"/data/caf\xe9.png\n/data/ok.png\n"), encoding="utf-8")
+    records = list(open_source("-", stdin=stdin, warn=warnings.append).records)
+    assert [r.path for r in records] == ["/data/caf\\xe9.png", "/data/ok.png"]
+    assert os.fsencode(records[0].location) == b"/data/caf\xe9.png"
+    assert warnings == ["stdin: 1 path(s) are not valid UTF-8; they are written with \\x escapes "
+                        "(e.g. /data/caf\\xe9.png)"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl", ".txt"])
+def test_a_fifo_manifest_is_refused_without_blocking(tmp_path: Path, suffix: str) -> None:
+    os.mkfifo(tmp_path / f"m{suffix}")
+    outcome = finishes(lambda: open_source(str(tmp_path / f"m{suffix}")))
+    assert isinstance(outcome, SourceError)
+    assert str(outcome) == (f"{tmp_path / f'm{suffix}'}: cannot read manifest: not a regular file (a FIFO); only "
+                            "regular files are read")
