@@ -85,11 +85,26 @@ def histogram_svg(values: np.ndarray, threshold: float | None = None, bins: int 
 
 
 def short_path(path: str, limit: int = 40) -> str:
-    """A path cut in the middle (`head…tail`, the file name kept) when longer than `limit` characters."""
+    """A path longer than `limit` characters cut in the middle (`head…tail`), at separators where it can be,
+    keeping the file name whole where it fits."""
     if len(path) <= limit:
         return path
-    tail = path[-max(limit * 2 // 3, min(len(path.rsplit("/", 1)[-1]), limit - 8)):]
-    return path[: limit - len(tail) - 1] + "…" + tail
+    budget = limit - 1
+    tokens = re.split(r"(?<=[/_.\-])", path)
+    room = max(budget * 2 // 3, min(len(path.rsplit("/", 1)[-1]), budget - 8))
+    tail = ""
+    for token in reversed(tokens):
+        if len(tail) + len(token) > room:
+            break
+        tail = token + tail
+    if len(tail) < room // 2:  # one long name: cut inside it rather than show almost nothing
+        tail = path[-room:]
+    head = ""
+    for token in tokens:
+        if len(head) + len(token) > budget - len(tail):
+            break
+        head += token
+    return (head or path[: budget - len(tail)]) + "…" + tail
 
 
 def _breakable(text: str) -> str:

@@ -14,7 +14,7 @@ from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors,
 @click.option("--to", "fmt", required=True,
               type=click.Choice(["label-studio", "cvat", "fiftyone", "imagefolder", "hf", "open-images"]),
               help="The annotation tool's format.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder to write (must be empty).")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write (empty, or see --overwrite).")
 @click.option("--status", type=click.Choice(["all", "accepted", "review"]), default="all", show_default=True,
               help="Which rows to export (error rows never are).")
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,

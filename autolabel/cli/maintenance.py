@@ -75,7 +75,8 @@ def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
 
 
 @cache.command("info", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="The cache folder [default: $AUTOLABEL_CACHE_DIR, $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
 @handle_errors
 def cache_info(cache_dir: str | None) -> None:
     """Show the cache's location, size and entries per model."""
@@ -90,7 +91,8 @@ def cache_info(cache_dir: str | None) -> None:
 
 
 @cache.command("prune", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="The cache folder [default: $AUTOLABEL_CACHE_DIR, $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
 @click.option("--max-size", default=None,
               help="Drop least-recently-used embeddings until the cache file is this small (e.g. 2GB).")
 @click.option("--older-than", default=None, help="Drop entries unused for this long (e.g. 30d, 12h).")

@@ -57,7 +57,7 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
 @click.option("--per-class", is_flag=True, help="Also choose a threshold per class.")
 @click.option("--min-class-rows", type=int, default=20, show_default=True,
               help="Labelled rows a class needs before it gets its own threshold.")
-@click.option("--write-spec", type=click.Path(dir_okay=False), default=None,
+@click.option("--write-spec", type=click.Path(), default=None,
               help="Write the label spec back with the thresholds filled in.")
 @click.option("--json", "json_out", default=None, help="Write the result as JSON (`-`: stdout).")
 @handle_errors
@@ -126,7 +126,7 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 
 @main.command(context_settings=CONTEXT)
 @LABELS_TABLE
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="The HTML file to write.")
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's SOURCE folder].")
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")

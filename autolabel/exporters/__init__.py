@@ -28,7 +28,8 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     """Write `results` to `out` in format `fmt`; returns what was written and skipped.
 
     Nothing is written when no row has the wanted status (`rows` is 0). A table whose images are all
-    missing (a wrong images root) is refused before anything is written. A failed or interrupted export
+    missing (a wrong images root) is refused before anything is written, unless they are served from
+    `url_prefix`. A failed or interrupted export
     removes the files it wrote.
     """
     if fmt not in FORMATS:
@@ -39,7 +40,7 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     rows = export_rows(results, status, root)
     if not rows:
         return {"format": fmt, "rows": 0, "skipped": [], "files": [], "folders": []}
-    if all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
+    if not url_prefix and all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
         raise SourceError(f"{results.path}: none of its {len(rows)} images was found under {root} (e.g. "
                           f"{rows[0].path} → {rows[0].source}); pass --images-root with the folder its paths "
                           "are relative to")
