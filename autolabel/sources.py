@@ -217,9 +217,15 @@ def _remote_folder(url: str) -> Source:
 def _manifest(path: Path | str, path_column: str | None) -> Source:
     table = _read_table(path)
     column = pick_path_column(table.column_names, path_column, str(path))
+    if table.column_names.count(column) > 1:
+        raise SourceError(f"{path}: {table.column_names.count(column)} columns are named '{column}'; give the "
+                          "path column a name of its own")
     paths = table.column(column)
     if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
-        paths = paths.cast(pa.string())
+        try:
+            paths = paths.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise SourceError(f"{path}: column '{column}' holds {paths.type} values, not paths") from None
     extras = table.drop_columns([column])
     base = storage.parent(path) if isinstance(path, str) else path.parent
     extra_columns = [extras.column(i).to_pylist() for i in range(extras.num_columns)]
