@@ -80,31 +80,57 @@ class Results:
         return float(self.spec.min_margin) if self.spec is not None else 0.0
 
 
+def _read_parquet(path: Path) -> pa.Table:
+    with open_regular(path) as f:
+        return pq.read_table(f)
+
+
+def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A shard folder written by `autolabel run --out DIR/`: its parts in order, and the manifest's metadata."""
+    from autolabel.output import read_manifest
+
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise SourceError(f"{folder}: no _autolabel.json, so the run that writes this folder has not finished; "
+                          "re-run the same `autolabel run` command to complete it")
+    try:
+        tables = [_read_parquet(folder / shard["file"]) for shard in manifest["shards"]]
+    except InputError as exc:
+        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc.strerror})") from None
+    except (OSError, KeyError, TypeError, pa.ArrowInvalid) as exc:
+        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc})") from None
+    frame = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas() if tables else \
+        pd.DataFrame(columns=OUTPUT_SCHEMA.names)
+    return frame, dict(manifest.get("autolabel") or {})
+
+
 def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     """Load OUT of `autolabel run`. CSV tables need the label spec (`labels`) for their class list."""
     from autolabel.spec import load_spec, parse_spec
 
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise UsageError(f"{path}: a labels table ends in .parquet or .csv")
     schema = None
-    try:
-        with open_regular(path) as f:
-            if suffix == ".parquet":
-                table = pq.read_table(f)
-                schema = table.schema
-                frame = table.to_pandas()
-            else:
-                frame = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"path": str})
-    except InputError as exc:
-        if exc.errno == errno.ENOENT:
-            raise SourceError(f"{path}: no such labels table") from None
-        raise SourceError(f"{path}: cannot read labels table ({exc.strerror})") from None
-    except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
-        kind = "Parquet" if suffix == ".parquet" else "CSV"
-        raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
-    metadata = _metadata(schema, path) if schema is not None else {}
+    if path.is_dir():
+        frame, metadata = _read_shards(path)
+    else:
+        if suffix not in (".parquet", ".csv"):
+            raise UsageError(f"{path}: a labels table ends in .parquet or .csv, or is a shard folder")
+        try:
+            with open_regular(path) as f:
+                if suffix == ".parquet":
+                    table = pq.read_table(f)
+                    schema, frame = table.schema, table.to_pandas()
+                else:
+                    frame = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"path": str})
+        except InputError as exc:
+            if exc.errno == errno.ENOENT:
+                raise SourceError(f"{path}: no such labels table") from None
+            raise SourceError(f"{path}: cannot read labels table ({exc.strerror})") from None
+        except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
+            kind = "Parquet" if suffix == ".parquet" else "CSV"
+            raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
+        metadata = _metadata(schema, path) if schema is not None else {}
     if suffix == ".csv":
         for column in LIST_COLUMNS:
             if column in frame:

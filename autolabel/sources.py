@@ -1,7 +1,8 @@
-"""SOURCE → ImageRecords: a folder walk, a manifest (csv, tsv, parquet, jsonl, txt) or stdin."""
+"""SOURCE → a lazy stream of ImageRecords: a folder walk, a manifest (csv, tsv, parquet, jsonl, txt) or stdin."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -18,27 +19,36 @@ from autolabel.fileio import InputError, open_regular
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")
 PATH_COLUMNS = ("path", "image", "file_name", "filepath")
-Warn = Callable[[str], None]
+_SLICE_ROWS = 4096  # manifest rows turned into Python objects at a time
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image to label: `path` as it appears in the output, `location` where to read it."""
+    """One image to label: `path` as it appears in the output, `location` where to read it, `row` its input position."""
 
     path: str
     location: str
     extra: tuple[Any, ...] = ()
     error: str | None = None
+    row: int = 0
 
 
 @dataclass(frozen=True)
 class Source:
-    """An opened SOURCE: its records (lazy), pass-through columns, and count when known."""
+    """An opened SOURCE: its records (lazy, one pass), pass-through columns, and where relative paths resolve.
+
+    `count` is known up front for manifests; a folder's is computed by `counter` (a second, cheap walk that
+    only a progress bar needs). `identity` names the SOURCE for resume checks (absolute path or URL).
+    """
 
     description: str
     records: Iterable[ImageRecord]
+    identity: str
+    images_root: str
     extra_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
     count: int | None = None
+    counter: Callable[[], int] | None = None
+    renamed: list[str] = field(default_factory=list)  # paths whose undecodable bytes were escaped, once walked
 
 
 def is_image_name(name: str) -> bool:
@@ -46,129 +56,109 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def display_path(name: str) -> str:
-    """`name` as valid UTF-8 for the output: bytes a file name has that are not UTF-8 become `\\xNN` escapes."""
+def printable_path(path: str) -> str:
+    """`path` as valid UTF-8 text: bytes a file system name holds that are not UTF-8 become `\\xNN` escapes."""
     try:
-        name.encode("utf-8")
-        return name
+        path.encode("utf-8")
+        return path
     except UnicodeEncodeError:
         pass
     try:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # lone surrogates that did not come from the file system
-        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-@dataclass
-class WalkNotes:
-    """What a folder walk skipped or changed, for one warning line each."""
+def iter_folder(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of the images under `root`, sorted by the full path string, lazily.
 
-    repeated_folders: int = 0  # symlinked folders already listed under another name (loops included)
-    special_files: int = 0  # FIFOs, devices, sockets with image names
-    undecodable: list[str] = field(default_factory=list)  # display paths of names that are not UTF-8
-
-    def warnings(self, root: str) -> list[str]:
-        """One line per kind of note."""
-        lines = []
-        if self.repeated_folders:
-            lines.append(f"folder {root}: {self.repeated_folders} symlinked folder(s) lead to a folder already "
-                         "listed (a symlink loop or a second link); each folder was listed once")
-        if self.special_files:
-            lines.append(f"folder {root}: {self.special_files} entries with image names are not regular files "
-                         "(FIFOs, devices, sockets); skipped")
-        if self.undecodable:
-            lines.append(f"folder {root}: {len(self.undecodable)} file name(s) are not valid UTF-8; their paths are "
-                         f"written with \\x escapes (e.g. {self.undecodable[0]})")
-        return lines
-
-
-def walk_folder(root: Path, notes: WalkNotes | None = None) -> list[str]:
-    """Relative POSIX paths of the images under `root`, hidden files/folders skipped, sorted.
-
-    Symlinked folders are followed, each folder (by device and inode) listed once, so a symlink loop
-    ends; entries that exist but are not regular files (FIFOs, devices) are skipped. Names are returned
-    as the file system gives them (see display_path for the output form).
+    Each folder is listed on its own and its entries sorted with folders keyed `name/`, which gives the
+    order of the full path strings without holding them all. Hidden entries and anything but regular
+    files are skipped; a folder reached twice (symlink loops, two links to one folder) is walked once.
     """
-    notes = notes if notes is not None else WalkNotes()
-    found: list[str] = []
     seen: set[tuple[int, int]] = set()
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
+
+    def walk(folder: str, prefix: str) -> Iterator[str]:
         try:
             info = os.stat(folder)
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
-            continue  # vanished or unreadable: nothing in it can be labelled
+            return
         if (info.st_dev, info.st_ino) in seen:
-            notes.repeated_folders += 1
-            continue
+            return
         seen.add((info.st_dev, info.st_ino))
-        subfolders = []
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            return
+        keyed = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if _is_dir(entry):
-                subfolders.append((entry.path, f"{prefix}{entry.name}/"))
-            elif is_image_name(entry.name):
-                if _is_regular_or_dangling(entry):
-                    found.append(prefix + entry.name)
-                else:
-                    notes.special_files += 1
-        stack.extend(reversed(subfolders))  # depth first, in name order
-    found.sort(key=lambda rel: (display_path(rel), rel))
-    notes.undecodable.extend(shown for rel in found if (shown := display_path(rel)) != rel)
-    return found
+            try:
+                mode = entry.stat().st_mode  # follows symlinks
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                keyed.append((entry.name + "/", entry.path))
+            elif stat.S_ISREG(mode) and is_image_name(entry.name):
+                keyed.append((entry.name, ""))
+        for key, sub in sorted(keyed):
+            if sub:
+                yield from walk(sub, prefix + key)
+            else:
+                yield prefix + key
+
+    yield from walk(str(root), "")
 
 
-def _is_dir(entry: os.DirEntry) -> bool:
+def walk_folder(root: Path) -> list[str]:
+    """Every image path under `root` (see iter_folder), as a list."""
+    return list(iter_folder(root))
+
+
+def _folder(root: Path) -> Source:
+    renamed: list[str] = []
+
+    def records() -> Iterator[ImageRecord]:
+        for i, rel in enumerate(iter_folder(root)):
+            shown = printable_path(rel)
+            if shown != rel:
+                renamed.append(shown)
+            yield ImageRecord(path=shown, location=os.path.join(root, rel), row=i)
+
+    absolute = str(root.absolute())
+    return Source(description=f"folder {root}", records=records(), identity=absolute, images_root=absolute,
+                  counter=lambda: sum(1 for _ in iter_folder(root)), renamed=renamed)
+
+
+def _read_table(path: Path | str, suffix: str) -> pa.Table | Iterator[pa.RecordBatch] | Any:
+    """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch).
+
+    A local manifest must be a regular file (opened without blocking: pyarrow would wait on a FIFO forever).
+    """
     try:
-        return entry.is_dir()
-    except OSError:
-        return False
-
-
-def _is_regular_or_dangling(entry: os.DirEntry) -> bool:
-    """Regular files (symlinks followed) are listed; a dangling symlink too, so its row says `file not found`."""
-    try:
-        return stat.S_ISREG(entry.stat().st_mode)
-    except OSError:
-        return entry.is_symlink()
-
-
-def _folder(root: Path, warn: Warn | None) -> Source:
-    notes = WalkNotes()
-    paths = walk_folder(root, notes)
-    if warn is not None:
-        for line in notes.warnings(str(root)):
-            warn(line)
-    records = [ImageRecord(path=display_path(p), location=str(root / p)) for p in paths]
-    return Source(description=f"folder {root}", records=records, count=len(records))
-
-
-def _read_table(path: Path | str) -> pa.Table:
-    """A manifest as an Arrow table; `path` may be an object-store URL. Local files must be regular files."""
-    suffix = Path(str(path)).suffix.lower()
-    try:
-        if storage.is_url(str(path)):
-            with storage.open_url(str(path)) as f:
-                return _parse_table(f, suffix)
-        with open_regular(path) as f:
-            return _parse_table(f, suffix)
+        handle = storage.open_url(str(path)) if storage.is_url(str(path)) else open_regular(path)
+        if suffix == ".parquet":
+            return _parquet(handle)
+        with handle:
+            return _parse_table(handle, suffix)
     except InputError as exc:
+        if exc.errno == errno.ENOENT:
+            raise SourceError(f"{path}: manifest not found") from None
         raise SourceError(f"{path}: cannot read manifest: {exc.strerror}") from None
-    except FileNotFoundError:
-        raise SourceError(f"{path}: manifest not found") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(f"{path}: cannot read {suffix[1:]} manifest ({first})") from None
 
 
-def _parse_table(source: Any, suffix: str) -> pa.Table:
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _parquet(source: Any) -> Any:
+    import pyarrow.parquet as pq
 
-        return pq.read_table(source)
+    return pq.ParquetFile(source)
+
+
+def _parse_table(source: Any, suffix: str) -> pa.Table:
     if suffix in (".csv", ".tsv"):
         import pyarrow.csv as pcsv
 
@@ -208,70 +198,90 @@ def resolve_location(given: str, base: Path | str) -> str:
 
 
 def _remote_folder(url: str) -> Source:
-    rels = storage.list_images(url, is_image_name)
     base = url.rstrip("/")
-    records = [ImageRecord(path=r, location=f"{base}/{r}") for r in rels]
-    return Source(description=f"folder {url}", records=records, count=len(records))
+
+    def records() -> Iterator[ImageRecord]:
+        for i, rel in enumerate(storage.list_images(url, is_image_name)):
+            yield ImageRecord(path=rel, location=f"{base}/{rel}", row=i)
+
+    return Source(description=f"folder {url}", records=records(), identity=base, images_root=base)
+
+
+def _batches(table: Any) -> Iterator[pa.RecordBatch]:
+    if isinstance(table, pa.Table):
+        yield from table.to_batches(max_chunksize=_SLICE_ROWS)
+    else:  # a ParquetFile: read a few thousand rows at a time
+        yield from table.iter_batches(batch_size=_SLICE_ROWS)
+
+
+def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None:
+    """Refuse, before any image is read, a path column that is not unique or cannot be read as text."""
+    if schema.names.count(column) > 1:
+        raise SourceError(f"{path}: {schema.names.count(column)} columns are named '{column}'; give the path column "
+                          "a name of its own")
+    kind = schema.field(column).type
+    try:
+        pa.array([], type=kind).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SourceError(f"{path}: column '{column}' holds {kind} values, not paths") from None
 
 
 def _manifest(path: Path | str, path_column: str | None) -> Source:
-    table = _read_table(path)
-    column = pick_path_column(table.column_names, path_column, str(path))
-    if table.column_names.count(column) > 1:
-        raise SourceError(f"{path}: {table.column_names.count(column)} columns are named '{column}'; give the "
-                          "path column a name of its own")
-    paths = table.column(column)
-    if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
-        try:
-            paths = paths.cast(pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            raise SourceError(f"{path}: column '{column}' holds {paths.type} values, not paths") from None
-    extras = table.drop_columns([column])
-    base = storage.parent(path) if isinstance(path, str) else path.parent
-    extra_columns = [extras.column(i).to_pylist() for i in range(extras.num_columns)]
+    suffix = Path(str(path)).suffix.lower()
+    table = _read_table(path, suffix)
+    schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
+    count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
+    column = pick_path_column(schema.names, path_column, str(path))
+    _check_path_column(schema, column, path)
+    extra_schema = pa.schema([f for f in schema if f.name != column])
+    base = storage.parent(path) if isinstance(path, str) and storage.is_url(path) else str(Path(path).absolute().parent)
 
     def records() -> Iterator[ImageRecord]:
-        for i, given in enumerate(paths.to_pylist()):
-            extra = tuple(col[i] for col in extra_columns)
-            if given is None or not given.strip():
-                yield ImageRecord(path="", location="", extra=extra, error=f"row {i + 1}: empty path")
-            else:
-                yield ImageRecord(path=given, location=resolve_location(given, base), extra=extra)
+        row = 0
+        for batch in _batches(table):
+            paths = batch.column(column)
+            if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
+                paths = paths.cast(pa.string())
+            extras = [batch.column(name).to_pylist() for name in extra_schema.names]
+            for j, given in enumerate(paths.to_pylist()):
+                extra = tuple(col[j] for col in extras)
+                if given is None or not given.strip():
+                    yield ImageRecord(path="", location="", extra=extra, error=f"row {row + 1}: empty path", row=row)
+                else:
+                    yield ImageRecord(path=given, location=resolve_location(given, base), extra=extra, row=row)
+                row += 1
 
-    return Source(
-        description=f"manifest {path}", records=records(), extra_schema=extras.schema, count=table.num_rows
-    )
+    identity = str(path) if storage.is_url(str(path)) else str(Path(path).absolute())
+    return Source(description=f"manifest {path}", records=records(), identity=identity, images_root=base,
+                  extra_schema=extra_schema, count=count)
 
 
-def _stdin(stream: TextIO, warn: Warn | None) -> Source:
+def _stdin(stream: TextIO) -> Source:
+    cwd = str(Path.cwd())
+    renamed: list[str] = []
+
     def records() -> Iterator[ImageRecord]:
         # Bytes when there are any, so a name that is not UTF-8 reaches the file system as it was given.
         lines = getattr(stream, "buffer", stream)
-        undecodable = []
+        row = 0
         for line in lines:
             given = (line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line).strip()
             if given:
-                shown = display_path(given)
+                shown = printable_path(given)
                 if shown != given:
-                    undecodable.append(shown)
-                yield ImageRecord(path=shown, location=resolve_location(given, Path.cwd()))
-        if undecodable and warn is not None:
-            warn(f"stdin: {len(undecodable)} path(s) are not valid UTF-8; they are written with \\x escapes "
-                 f"(e.g. {undecodable[0]})")
+                    renamed.append(shown)
+                yield ImageRecord(path=shown, location=resolve_location(given, cwd), row=row)
+                row += 1
 
-    return Source(description="stdin", records=records())
+    return Source(description="stdin", records=records(), identity="-", images_root=cwd, renamed=renamed)
 
 
-def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None,
-                warn: Warn | None = None) -> Source:
-    """Open SOURCE: `-` (stdin), a folder, or a manifest file chosen by suffix.
-
-    `warn` receives one line per kind of problem the source had (skipped entries, escaped names).
-    """
+def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None) -> Source:
+    """Open SOURCE: `-` (stdin), a folder, or a manifest file chosen by suffix."""
     if source == "-":
         if stdin is None:
             raise UsageError("SOURCE '-' needs image paths on standard input")
-        return _stdin(stdin, warn)
+        return _stdin(stdin)
     if storage.is_url(source):
         if Path(source).suffix.lower() in MANIFEST_SUFFIXES:
             return _manifest(source, path_column)
@@ -280,10 +290,8 @@ def open_source(source: str, path_column: str | None = None, stdin: TextIO | Non
         raise SourceError(f"{source}: not a folder or a manifest; manifests end in {', '.join(MANIFEST_SUFFIXES)}")
     path = Path(source).expanduser()
     if path.is_dir():
-        return _folder(path, warn)
+        return _folder(path)
     if path.suffix.lower() in MANIFEST_SUFFIXES:
-        if not path.exists():
-            raise SourceError(f"{path}: manifest not found")
         return _manifest(path, path_column)
     if not path.exists():
         raise SourceError(f"{source}: no such folder or manifest")

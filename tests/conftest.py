@@ -209,3 +209,13 @@ def finishes(job, seconds: float = 10):
     worker.join(timeout=seconds)
     assert not worker.is_alive(), "blocked"
     return outcome[0]
+
+
+SLOW_MODEL = Path(__file__).resolve().parent / "slowmodel"
+
+
+def slow_env(seconds: float, **extra: str) -> dict[str, str]:
+    """The environment for a subprocess whose model (in every process it starts, Ray's too) is slow per batch."""
+    env = dict(os.environ, AUTOLABEL_TEST_SLOW_ENCODE=str(seconds), **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(SLOW_MODEL), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env

@@ -89,6 +89,11 @@ def write_table(results: Results) -> None:
 
     from autolabel.writers import METADATA_KEY
 
+    if results.path.is_dir():
+        from autolabel.output import rewrite_shards
+
+        rewrite_shards(results.path, results.frame, results.metadata)
+        return
     with atomic_write(results.path) as tmp:
         if results.schema is not None:
             original = results.schema
