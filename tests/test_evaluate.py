@@ -148,8 +148,13 @@ def test_calibrate_reaches_target_on_held_out_split() -> None:
     assert abs(accepted.mean() - chosen["global"]["coverage"]) < 0.03
     # For a calibrated model, P(correct | c ≥ t) = (1 + t) / 2 ≥ 0.95 gives t ≈ 0.9.
     assert 0.87 < t < 0.93
+    fit_conf, fit_label = fit.frame["confidence"].to_numpy(), fit.frame["label"].to_numpy()
+    fit_correct = fit_label == np.asarray(truth[:half])
     for c in CLASSES:
-        assert chosen["per_class"][c]["threshold"] is not None
+        mine = (fit_label == c) & (fit_conf >= chosen["per_class"][c]["threshold"])
+        assert fit_correct[mine].mean() == pytest.approx(chosen["per_class"][c]["precision"])
+        assert chosen["per_class"][c]["precision"] >= 0.95
+        assert mine.sum() == chosen["per_class"][c]["accepted"]
 
 
 def test_calibrate_refuses_small_samples_and_unreachable_targets() -> None:
