@@ -207,7 +207,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                  + ("<a href='#confusion'>confusion</a><a href='#misclassified'>misclassified</a>" if metrics else "")
                  + "</nav></header><main>")
     parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
-    for status in ("accepted", "review", "error"):
+    for status in ("accepted", "review", "reviewed", "error"):
         parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
     parts.append("</table>")
     if metrics:
