@@ -110,9 +110,12 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's SOURCE folder].")
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
+@click.option("--audit", "audit_table", type=click.Path(dir_okay=False), default=None,
+              help="Add an audit section from FINDINGS of `autolabel audit` (duplicate groups, label issues).")
 @SPEC_OPTION
 @handle_errors
-def report(labels_table: str, out: str, images_root: str | None, truth: str | None, spec: str | None) -> None:
+def report(labels_table: str, out: str, images_root: str | None, truth: str | None, audit_table: str | None,
+           spec: str | None) -> None:
     """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
 
     \b
@@ -124,8 +127,16 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     from autolabel.results import load_results
 
     results = load_results(labels_table, spec)
-    document = build_report(results, results.images_root(images_root),
-                            resolve_truth(results, truth) if truth else None)
+    root = results.images_root(images_root)
+    sections = []
+    if audit_table:
+        from autolabel.audit.findings import load_findings
+        from autolabel.audit.report import audit_section
+        from autolabel.report import thumbnail
+
+        sections.append(audit_section(load_findings(audit_table),
+                                      lambda p: thumbnail(results.location(p, root), 96)))
+    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
     target = Path(out)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(document, encoding="utf-8")
