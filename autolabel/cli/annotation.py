@@ -53,7 +53,7 @@ def export(labels_table: str, fmt: str, out: str, status: str, images_root: str 
 
 @main.command("import-review", context_settings=CONTEXT)
 @click.argument("exported", metavar="EXPORTED_RESULTS", type=click.Path(dir_okay=False, exists=True))
-@click.option("--into", "into", required=True, type=click.Path(dir_okay=False, exists=True),
+@click.option("--into", "into", required=True, type=click.Path(exists=True),
               help="The labels table to update (rewritten in place, every column kept).")
 @SPEC_OPTION
 @handle_errors
