@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from autolabel.cache import EmbeddingCache
-from autolabel.pipeline import default_workers, embed, embedding_spaces, prepare, prepared_batches, text_encoder
+from autolabel.engines.local import default_workers, prepared_batches
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord
+from autolabel.stages import Embed, Prepare, embedding_spaces, text_encoder
 
 
 @dataclass(frozen=True)
@@ -34,21 +36,23 @@ def cached_embeddings(locations: Sequence[str], model: Any, cache: EmbeddingCach
                       reporter: Reporter, batch_size: int = 32, workers: int = 0) -> Embedded:
     """Embeddings of the images: from the cache, the model encoding (and caching) only what it lacks."""
     image_space = embedding_spaces(model, draft)[0]
-    records = [ImageRecord(path=loc, location=loc) for loc in locations]
+    records = [ImageRecord(path=loc, location=loc, row=i) for i, loc in enumerate(locations)]
     vectors: list[np.ndarray | None] = []
     digests: list[str | None] = []
     errors: list[str | None] = []
     encoded = 0
-    job = lambda r: prepare(r, model.preprocessing, draft, cache, image_space)  # noqa: E731
+    prepare, embed = Prepare(model.preprocessing, draft, cache, image_space), Embed(model, cache, image_space)
+    on_cpu = str(getattr(model, "device", "cpu")).startswith("cpu")
     reporter.start(len(records), "embedding")
+    started = time.perf_counter()
     try:
-        for items in prepared_batches(records, job, batch_size, workers or default_workers()):
-            encoded += embed(items, model, cache, image_space)
+        for items in prepared_batches(records, prepare, batch_size, workers or default_workers(on_cpu)):
+            encoded += embed(items)
             for item in items:
                 vectors.append(item.embedding)
                 digests.append(item.digest)
                 errors.append(item.error)
-            reporter.advance(len(items), 0.0)
+            reporter.advance(len(items), len(vectors) / max(time.perf_counter() - started, 1e-9))
     finally:
         reporter.stop()
     ok = np.array([v is not None for v in vectors], dtype=bool)
