@@ -121,7 +121,7 @@ def test_groups_keep_one_spanning_edge_per_image_strongest_first() -> None:
     found = duplicate_findings(paths, edges)
     assert [(f.path, f.other_path, f.group, f.score) for f in found] == [
         ("a", "b", 1, 0.9), ("b", "c", 1, 0.8), ("d", "e", 2, 1.0)]
-    assert found[0].detail == "x · group 1 of 3 images: a, b, c"
+    assert found[0].detail == "x · group 1 (3 images): a, b, c"
 
 
 def test_pairs_across_splits_are_also_leakage() -> None:

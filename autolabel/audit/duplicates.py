@@ -115,7 +115,7 @@ def duplicate_findings(paths: Sequence[str], edges: Sequence[Edge], splits: Sequ
         shown = ", ".join(paths[r] for r in rows[:GROUP_PATHS_SHOWN])
         more = f" and {len(rows) - GROUP_PATHS_SHOWN} more" if len(rows) > GROUP_PATHS_SHOWN else ""
         a, b = min(e.a, e.b), max(e.a, e.b)
-        group = f"group {numbered[root]} of {len(rows)} images: {shown}{more}"
+        group = f"group {numbered[root]} ({len(rows)} images): {shown}{more}"
         out.append(Finding("duplicate", paths[a], e.score, f"{e.how} · {group}", other_path=paths[b],
                            group=numbered[root]))
         if splits is not None and splits[a] != splits[b]:
