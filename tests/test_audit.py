@@ -124,6 +124,11 @@ def test_groups_keep_one_spanning_edge_per_image_strongest_first() -> None:
     assert found[0].detail == "x · group 1 (3 images): a, b, c"
 
 
+def test_pairs_with_an_unknown_split_are_not_leakage() -> None:
+    found = duplicate_findings(["a", "b"], [Edge(0, 1, 0.9, "x")], splits=["train", None])
+    assert [f.kind for f in found] == ["duplicate"]
+
+
 def test_pairs_across_splits_are_also_leakage() -> None:
     found = duplicate_findings(["a", "b", "c"], [Edge(0, 1, 0.9, "x"), Edge(1, 2, 0.8, "y")],
                                splits=["train", "train", "test"])
@@ -320,6 +325,22 @@ def test_audit_embeds_only_what_the_cache_lacks(labelled, tmp_path: Path) -> Non
     assert "36 images audited (36 newly embedded" in fresh.output
     assert "(0 newly embedded" in again.output and "(0 newly embedded" in warm.output
     assert pd.read_parquet(tmp_path / "b.parquet").equals(pd.read_parquet(tmp_path / "c.parquet"))
+
+
+def test_images_root_and_an_unreadable_image(labelled, tmp_path: Path) -> None:
+    import shutil
+
+    labels, cache, pairs, _ = labelled
+    root = tmp_path / "moved"
+    shutil.copytree(labels.parent / "images", root)
+    gone = sorted(next(iter(sorted(pairs, key=sorted))))[0]
+    (root / gone).unlink()
+    result = audit(labels, cache, tmp_path / "f.parquet", "--kinds", "duplicate", "--images-root", str(root))
+    assert result.exit_code == 0, result.output
+    assert f"skipping {gone}: file not found" in result.output
+    assert "35 images audited (0 newly embedded, 1 unreadable): 11 duplicate" in result.output
+    found = pd.read_parquet(tmp_path / "f.parquet")
+    assert gone not in set(found["path"]) | set(found["other_path"])
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -118,7 +118,7 @@ def duplicate_findings(paths: Sequence[str], edges: Sequence[Edge], splits: Sequ
         group = f"group {numbered[root]} ({len(rows)} images): {shown}{more}"
         out.append(Finding("duplicate", paths[a], e.score, f"{e.how} · {group}", other_path=paths[b],
                            group=numbered[root]))
-        if splits is not None and splits[a] != splits[b]:
+        if splits is not None and None not in (splits[a], splits[b]) and splits[a] != splits[b]:
             out.append(Finding("leakage", paths[a], e.score,
                                f"the same picture in split '{splits[a]}' and split '{splits[b]}' ({e.how}) · {group}",
                                other_path=paths[b], group=numbered[root]))

@@ -11,6 +11,7 @@ import numpy as np
 
 from autolabel import storage
 from autolabel.audit.duplicates import DuplicateRule, candidate_pairs, confirmed_edges, duplicate_findings, exact_edges
+from autolabel.audit.embeddings import Embedded, cached_embeddings, cached_text_encoder
 from autolabel.audit.findings import KINDS, Finding, findings_format, write_findings
 from autolabel.audit.label_issues import find_label_issues
 from autolabel.audit.neighbours import Neighbours, nearest
@@ -132,14 +133,29 @@ def _given(truth: Sequence[str | None], classes: Sequence[str]) -> np.ndarray:
     return np.array([index.get(t, -1) if t is not None else -1 for t in truth], np.int64)
 
 
-def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: Any = None) -> AuditResult:
-    """Audit a labels table and write FINDINGS; `model` may be passed in (loaded, or a fake) to skip loading."""
-    from autolabel.audit.embeddings import cached_embeddings, cached_text_encoder
-    from autolabel.cache import EmbeddingCache, default_cache_dir
-    from autolabel.classify import Classifier
+@dataclass(frozen=True)
+class _Plan:
+    """What the audit works on, checked before the model loads: the table's readable rows and their options."""
+
+    results: Results
+    kinds: tuple[str, ...]
+    paths: list[str]  # the rows that were labelled (error rows are skipped)
+    locations: list[str]
+    truth: list[str | None] | None  # per row above
+    truth_spec: str | None
+    splits: list[str | None] | None
+    labels: list[str | None]
+    draft: bool
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value != value else str(value)  # NaN != NaN
+
+
+def plan_audit(config: AuditConfig) -> _Plan:
+    """Every check that needs no model: options, FINDINGS' location, LABELS, truth, split column."""
     from autolabel.evaluate import resolve_truth
 
-    reporter = reporter or Reporter(quiet=config.quiet)
     _check(config)
     results = load_results(config.labels, config.spec)
     frame = results.frame.reset_index(drop=True)
@@ -154,60 +170,55 @@ def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: A
     rows = np.flatnonzero((frame["status"] != "error").to_numpy())
     paths = [str(p) for p in frame["path"].iloc[rows]]
     root = _root(results, config.images_root)
-    locations = [_location(p, root) for p in paths]
-    draft = bool(results.metadata.get("draft", True))
+    return _Plan(
+        results=results, kinds=kinds, paths=paths, locations=[_location(p, root) for p in paths],
+        truth=[truth[r] for r in rows] if truth is not None else None, truth_spec=truth_spec,
+        splits=None if config.split_column is None else [_text(v) for v in frame[config.split_column].iloc[rows]],
+        labels=[_text(v) for v in frame["label"].iloc[rows]], draft=bool(results.metadata.get("draft", True)))
 
-    model = model or _load_model(results, config, reporter)
+
+def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: Any = None) -> AuditResult:
+    """Audit a labels table and write FINDINGS; `model` may be passed in (loaded, or a fake) to skip loading."""
+    from autolabel.cache import EmbeddingCache, default_cache_dir
+
+    reporter = reporter or Reporter(quiet=config.quiet)
+    plan = plan_audit(config)
+    model = model or _load_model(plan.results, config, reporter)
     cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
     try:
-        embedded = cached_embeddings(locations, model, cache, draft, reporter, config.batch_size, config.workers)
-        for path, error in zip(paths, embedded.errors, strict=True):
+        embedded = cached_embeddings(plan.locations, model, cache, plan.draft, reporter, config.batch_size,
+                                     config.workers)
+        for path, error in zip(plan.paths, embedded.errors, strict=True):
             if error is not None:
                 reporter.skip(path, error)
+        neighbours, reps = _neighbours(embedded, plan.kinds)
         findings: list[Finding] = []
-        neighbours, reps = _neighbours(embedded, kinds)
-        if "duplicate" in kinds:
-            splits = None if config.split_column is None else [
-                None if v is None else str(v) for v in frame[config.split_column].iloc[rows]]
-            rule = DuplicateRule(config.candidate_similarity, PixelRule(crops=config.crops))
-            pairs = candidate_pairs(neighbours, reps, rule)
-            vectors = embedded.vectors
-            edges = exact_edges([d if ok else None for d, ok in zip(embedded.digests, embedded.ok, strict=True)])
-            edges += confirmed_edges(pairs, lambda a, b: float(vectors[a] @ vectors[b]),
-                                     _thumbnailer(locations, draft), rule)
-            findings += duplicate_findings(paths, edges, splits)
-        if "label_issue" in kinds and truth is not None:
-            classifier = Classifier.build(results.spec, cached_text_encoder(model, cache), model.logit_scale,
-                                          model.logit_bias)
-            findings += _label_issue_findings(classifier, embedded, [truth[r] for r in rows], paths)
-        if "outlier" in kinds:
-            distances = knn_distance(neighbours.similarity, config.outlier_k)
-            for o in find_outliers(distances, config.outlier_fence):
-                findings.append(Finding(
-                    "outlier", paths[reps[o.row]], o.distance,
-                    f"far from every other image: mean cosine distance {o.distance:.4f} to its {config.outlier_k} "
-                    f"nearest ({o.iqrs_above_q3:.1f} IQR above the upper quartile)"))
+        if "duplicate" in plan.kinds:
+            findings += _duplicates(plan, embedded, neighbours, reps, config)
+        if "label_issue" in plan.kinds:
+            findings += _label_issues(plan, embedded, model, cached_text_encoder(model, cache))
+        if "outlier" in plan.kinds:
+            findings += _outliers(plan, neighbours, reps, config)
     finally:
         cache.close()
-    labels = [None if v is None or v != v else str(v) for v in frame["label"].iloc[rows]]
-    balance = class_balance(results.classes, labels, [truth[r] for r in rows] if truth is not None else None)
-    if "summary" in kinds:
+    balance = class_balance(plan.results.classes, plan.labels, plan.truth)
+    if "summary" in plan.kinds:
         findings += balance_findings(balance)
     order = {k: i for i, k in enumerate(KINDS)}
     findings = sorted(findings, key=lambda f: order[f.kind])  # stable: each kind keeps its own order
     metadata = {
-        "labels": str(results.path), "model": getattr(model, "name", None), "kinds": list(kinds),
-        "truth": truth_spec, "split_column": config.split_column,
+        "labels": str(plan.results.path), "model": getattr(model, "name", None), "kinds": list(plan.kinds),
+        "truth": plan.truth_spec, "split_column": config.split_column,
         "candidate_similarity": config.candidate_similarity, "crops": config.crops,
         "outlier_k": config.outlier_k, "outlier_fence": config.outlier_fence,
-        "images": len(paths), "audited": int(embedded.ok.sum()), "encoded": embedded.encoded,
+        "images": len(plan.paths), "audited": int(embedded.ok.sum()), "encoded": embedded.encoded,
     }
     out = write_findings(findings, config.out, metadata)
     return AuditResult(out, tuple(findings), balance, int(embedded.ok.sum()), int((~embedded.ok).sum()),
                        embedded.encoded)
 
 
-def _neighbours(embedded: Any, kinds: Sequence[str]) -> tuple[Neighbours, np.ndarray]:
+def _neighbours(embedded: Embedded, kinds: Sequence[str]) -> tuple[Neighbours, np.ndarray]:
     """Neighbours among one row per distinct content (exact copies are found by hash, not here)."""
     seen: set[str | None] = set()
     reps = []
@@ -222,19 +233,39 @@ def _neighbours(embedded: Any, kinds: Sequence[str]) -> tuple[Neighbours, np.nda
     return nearest(embedded.vectors[reps_array], NEIGHBOURS), reps_array
 
 
-def _label_issue_findings(classifier: Any, embedded: Any, truth: Sequence[str | None],
-                          paths: Sequence[str]) -> list[Finding]:
+def _duplicates(plan: _Plan, embedded: Embedded, neighbours: Neighbours, reps: np.ndarray,
+                config: AuditConfig) -> list[Finding]:
+    rule = DuplicateRule(config.candidate_similarity, PixelRule(crops=config.crops))
+    vectors = embedded.vectors
+    edges = exact_edges([d if ok else None for d, ok in zip(embedded.digests, embedded.ok, strict=True)])
+    edges += confirmed_edges(candidate_pairs(neighbours, reps, rule), lambda a, b: float(vectors[a] @ vectors[b]),
+                             _thumbnailer(plan.locations, plan.draft), rule)
+    return duplicate_findings(plan.paths, edges, plan.splits)
+
+
+def _label_issues(plan: _Plan, embedded: Embedded, model: Any, encode: Callable[[Sequence[str]], np.ndarray]
+                  ) -> list[Finding]:
+    from autolabel.classify import Classifier
+
+    classifier = Classifier.build(plan.results.spec, encode, model.logit_scale, model.logit_bias)
     ok = np.flatnonzero(embedded.ok)
     probs = classifier.probabilities(embedded.vectors[ok])
-    given = _given([truth[r] for r in ok], classifier.class_names)
     names = classifier.class_names
+    given = _given([plan.truth[r] for r in ok] if plan.truth else [], names)
     out = []
     for issue in find_label_issues(probs, given):
-        row = ok[issue.row]
-        p = probs[issue.row]
+        row, p = ok[issue.row], probs[issue.row]
         out.append(Finding(
-            "label_issue", paths[row], issue.score,
+            "label_issue", plan.paths[row], issue.score,
             f"labelled '{names[issue.given]}' but the model is confident it is '{names[issue.suggested]}' "
             f"(p={p[issue.suggested]:.3f}; p of the given label {issue.self_confidence:.3f})",
             label=names[issue.given], suggested=names[issue.suggested]))
     return out
+
+
+def _outliers(plan: _Plan, neighbours: Neighbours, reps: np.ndarray, config: AuditConfig) -> list[Finding]:
+    distances = knn_distance(neighbours.similarity, config.outlier_k)
+    return [Finding("outlier", plan.paths[reps[o.row]], o.distance,
+                    f"far from every other image: mean cosine distance {o.distance:.4f} to its {config.outlier_k} "
+                    f"nearest ({o.iqrs_above_q3:.1f} IQR above the upper quartile)")
+            for o in find_outliers(distances, config.outlier_fence)]
