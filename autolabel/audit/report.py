@@ -60,10 +60,13 @@ def audit_section(findings: pd.DataFrame, thumbnail: Callable[[str], str | None]
              "</p>"]
     parts.append(f"<h3>Duplicate groups</h3><p class='muted'>The {len(biggest)} largest groups; up to "
                  f"{limits.per_group} images each.</p>")
+    parts.append("<div class='grid'>")
     for key, members in biggest:
         title = f"group {key}" if not isinstance(key, tuple) else "group"
-        parts.append(f"<h4>{_e(title)} <span class='muted'>({len(members)} images)</span></h4><div class='grid'>"
-                     + "".join(_figure(uris.get(p), p, p) for p in members[: limits.per_group]) + "</div>")
+        parts.append(f"<div style='border:1px solid #ccc;padding:4px'><div class='muted'>{_e(title)} "
+                     f"({len(members)} images)</div><div class='grid'>"
+                     + "".join(_figure(uris.get(p), p, p) for p in members[: limits.per_group]) + "</div></div>")
+    parts.append("</div>")
     if len(leakage):
         parts.append("<h3>Across splits (leakage)</h3><table><tr><th>path</th><th>other path</th><th>detail</th></tr>")
         for row in leakage.head(limits.leakage_rows).itertuples(index=False):

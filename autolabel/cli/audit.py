@@ -23,7 +23,7 @@ def _split_kinds(values: tuple[str, ...]) -> tuple[str, ...] | None:
                    ".csv/.parquet with path and label, or 'folder'.")
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's images root or SOURCE folder].")
-@click.option("--kinds", "-k", multiple=True,
+@click.option("--kinds", multiple=True,
               help="Only these (comma-separated or repeated): duplicate, label_issue, outlier, summary "
                    "[default: all that apply].")
 @click.option("--split-column", default=None,
