@@ -42,15 +42,19 @@ def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
     tasks = []
     for row in ctx.rows:
-        tasks.append({
+        task: dict[str, Any] = {
             "data": {"image": image_reference(ctx, row.path, row.source), "path": row.path, "status": row.status},
             "predictions": [{
                 "model_version": ctx.model_version,
                 "score": row.confidence,
                 "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": [row.label]}, "score": row.confidence}],
+                            "value": {"choices": [row.model_label]}, "score": row.confidence}],
             }],
-        })
+        }
+        if row.human:  # a person's label travels as an annotation, the model's as the prediction
+            task["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                                "value": {"choices": [row.label]}}]}]
+        tasks.append(task)
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     ctx.write_text("config.xml", config_xml(ctx.classes))
 
