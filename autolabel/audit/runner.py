@@ -250,7 +250,7 @@ def _label_issues(plan: _Plan, embedded: Embedded, model: Any, encode: Callable[
     classifier = Classifier.build(plan.results.spec, encode, model.logit_scale, model.logit_bias)
     ok = np.flatnonzero(embedded.ok)
     probs = classifier.probabilities(embedded.vectors[ok])
-    names = classifier.class_names
+    names = classifier.columns  # the classes, then the spec's `other` label when it has one
     given = _given([plan.truth[r] for r in ok] if plan.truth else [], names)
     out = []
     for issue in find_label_issues(probs, given):
