@@ -350,16 +350,18 @@ def test_images_root_and_an_unreadable_image(labelled, tmp_path: Path) -> None:
     (["--kinds", "label_issue"], "needs the true labels"),
     (["--split-column", "nope"], "--split-column nope: not a column"),
     (["--truth", "nope"], "--truth nope: not a column"),
+    (["--out", "{labels}"], "is LABELS itself"),
 ])
 def test_bad_options_exit_2_before_the_model_loads(labelled, tmp_path: Path, args: list[str], message: str) -> None:
     labels, cache, _, _ = labelled
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{labels}", str(labels)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "f.parquet")]
     result = CliRunner().invoke(main, ["audit", str(labels), *out, *args, "--model", str(tmp_path / "no-model"),
                                        "--cache-dir", str(cache)])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "f.parquet").exists()
+    assert pd.read_parquet(labels).shape[0] == 36
 
 
 def test_report_gets_an_audit_section(labelled, tmp_path: Path) -> None:
