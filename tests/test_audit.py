@@ -350,7 +350,7 @@ def test_images_root_and_an_unreadable_image(labelled, tmp_path: Path) -> None:
     (["--kinds", "label_issue"], "needs the true labels"),
     (["--split-column", "nope"], "--split-column nope: not a column"),
     (["--truth", "nope"], "--truth nope: not a column"),
-    (["--out", "{labels}"], "is LABELS itself"),
+    (["--out", "{labels}"], "an input of this command"),
 ])
 def test_bad_options_exit_2_before_the_model_loads(labelled, tmp_path: Path, args: list[str], message: str) -> None:
     labels, cache, _, _ = labelled

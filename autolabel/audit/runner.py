@@ -19,7 +19,7 @@ from autolabel.audit.outliers import find_outliers, knn_distance
 from autolabel.audit.pixels import BASE_PX, PixelRule, base_thumbnail
 from autolabel.audit.summary import Balance, balance_findings, class_balance
 from autolabel.errors import UsageError
-from autolabel.fileio import check_output_file, same_file
+from autolabel.fileio import check_output_file
 from autolabel.progress import Reporter
 from autolabel.results import Results, load_results
 
@@ -83,9 +83,7 @@ def _check(config: AuditConfig) -> None:
         raise UsageError(f"--outlier-k must be between 1 and {NEIGHBOURS}, got {config.outlier_k}")
     if config.batch_size < 1 or config.workers < 0:
         raise UsageError("--batch-size must be ≥ 1 and --workers ≥ 0")
-    if same_file(config.out, config.labels):
-        raise UsageError(f"--out {config.out} is LABELS itself; write the findings to a new file")
-    check_output_file(config.out, "--out")
+    check_output_file(config.out, "--out", (config.labels, config.spec, config.truth))
 
 
 def _root(results: Results, given: str | None) -> str:
