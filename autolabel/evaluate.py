@@ -282,6 +282,13 @@ def spec_with_thresholds(raw: dict[str, Any], calibration: dict[str, Any]) -> di
             entry["threshold"] = float(found["threshold"])
         classes.append(entry if len(entry) > 1 else entry["name"])
     spec["classes"] = classes
+    other = spec.get("other")
+    if other is not None:  # the open-set label is calibrated like a class; its threshold lives under `other:`
+        entry = dict(other) if isinstance(other, dict) else {"name": other}
+        found = per_class.get(str(entry["name"]), {})
+        if found.get("threshold") is not None:
+            entry["threshold"] = float(found["threshold"])
+        spec["other"] = entry if len(entry) > 1 else entry["name"]
     return spec
 
 

@@ -181,6 +181,22 @@ def test_spec_written_back_keeps_everything_else() -> None:
                     "classes": ["cat", {"name": "dog", "synonyms": ["puppy"], "threshold": 0.8}]}
 
 
+def test_spec_written_back_puts_the_other_threshold_under_other() -> None:
+    raw = {"classes": ["cat", "dog"], "other": "none of these"}
+    cal = {"global": {"threshold": None}, "per_class": {"none of these": {"threshold": 0.7}, "cat": {"threshold": None}}}
+    assert spec_with_thresholds(raw, cal)["other"] == {"name": "none of these", "threshold": 0.7}
+    assert spec_with_thresholds(raw, {"global": {}, "per_class": {}})["other"] == "none of these"
+
+
+def test_diff_reports_reviewed_rows_apart_from_flips() -> None:
+    old = make_results(["cat", "dog", "dog", "bird"])
+    new = make_results(["cat", "cat", "bird", "bird"])
+    new.frame.loc[1, "status"] = "reviewed"  # a person said cat where the model had said dog
+    out = diff(old, new)
+    assert out["compared"] == 3 and out["flips"] == 1  # dog→bird is the model's; dog→cat was a person
+    assert out["reviewed"] == {"old": 0, "new": 1, "overruled": 1}
+
+
 def test_diff_counts_and_exit_codes(tmp_path: Path) -> None:
     old = make_results(["cat", "dog", "dog", None, "bird", "cat"])
     new = make_results(["cat", "cat", "dog", "fish", None, "cat"])
