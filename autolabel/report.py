@@ -8,6 +8,7 @@ import html
 import io
 import math
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,15 @@ def _absolute(location: Path | str) -> str:
     return text if "://" in text else str(Path(text).absolute())
 
 
+@dataclass(frozen=True)
+class Section:
+    """An extra part of the report made elsewhere (e.g. the audit's): anchor id, nav title, finished HTML."""
+
+    id: str
+    title: str
+    html: str
+
+
 class _Thumbs:
     """Thumbnails made in parallel, each image at most once."""
 
@@ -166,7 +176,7 @@ class _Thumbs:
 
 
 def build_report(results: Results, root: Path, truth: Truth | None = None,
-                 limits: ReportLimits | None = None) -> str:
+                 limits: ReportLimits | None = None, sections: Sequence[Section] = ()) -> str:
     """The whole HTML document as a string."""
     limits = limits or ReportLimits()
     frame = results.frame.reset_index(drop=True)
@@ -205,6 +215,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                  f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
                  f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
                  + ("<a href='#confusion'>confusion</a><a href='#misclassified'>misclassified</a>" if metrics else "")
+                 + "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
                  + "</nav></header><main>")
     parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
     for status in ("accepted", "review", "reviewed", "error"):
@@ -257,5 +268,6 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         parts.append(f"<section id='misclassified'><h2>Misclassified ({len(misclassified)} shown)</h2>"
                      "<div class='grid'>" + "".join(thumbs.figure(p, cap) for p, cap in misclassified)
                      + "</div></section>")
+    parts.extend(x.html for x in sections)
     parts.append(f"</main><script>{SCRIPT}</script></body></html>")
     return "".join(parts)

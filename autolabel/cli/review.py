@@ -130,9 +130,12 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's SOURCE folder].")
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
+@click.option("--audit", "audit_table", type=click.Path(dir_okay=False), default=None,
+              help="Add an audit section from FINDINGS of `autolabel audit` (duplicate groups, label issues).")
 @SPEC_OPTION
 @handle_errors
-def report(labels_table: str, out: str, images_root: str | None, truth: str | None, spec: str | None) -> None:
+def report(labels_table: str, out: str, images_root: str | None, truth: str | None, audit_table: str | None,
+           spec: str | None) -> None:
     """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
 
     \b
@@ -143,9 +146,17 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     from autolabel.report import build_report
     from autolabel.results import load_results
 
-    check_output_file(out, "--out", (labels_table, spec, truth))
+    check_output_file(out, "--out", (labels_table, spec, truth, audit_table))
     results = load_results(labels_table, spec)
-    document = build_report(results, results.images_root(images_root),
-                            resolve_truth(results, truth) if truth else None)
+    root = results.images_root(images_root)
+    sections = []
+    if audit_table:
+        from autolabel.audit.findings import load_findings
+        from autolabel.audit.report import audit_section
+        from autolabel.report import thumbnail
+
+        sections.append(audit_section(load_findings(audit_table),
+                                      lambda p: thumbnail(results.location(p, root), 96)))
+    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
     write_text(out, document)
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)
