@@ -31,7 +31,8 @@ class Labeler:
 
     def __init__(self, model: str | None = None, spec: str | os.PathLike[str] | None = None, *,
                  classes: Sequence[str | Mapping[str, Any]] | None = None, templates: Sequence[str] | str | None = None,
-                 threshold: float | None = None, top_k: int = 3, device: str = "auto", precision: str = "auto",
+                 threshold: float | None = None, top_k: int | None = None, multi_label: bool | None = None,
+                 device: str = "auto", precision: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
                  workers: int = 0, full_decode: bool = False, progress: bool = False) -> None:
         from autolabel.cache import EmbeddingCache, default_cache_dir
@@ -41,13 +42,15 @@ class Labeler:
         if (spec is None) == (classes is None):
             raise UsageError("Labeler needs either spec= (a label-spec YAML file) or classes= (a list of names)")
         if spec is not None:
-            if templates is not None:
-                raise UsageError("templates= goes with classes=; a spec file has its own templates")
+            if templates is not None or multi_label is not None:
+                raise UsageError("templates= and multi_label= go with classes=; a spec file has its own")
             self.spec: LabelSpec = load_spec(spec)
         else:
             data: dict[str, Any] = {"classes": list(classes or [])}
             if templates is not None:
                 data["templates"] = templates if isinstance(templates, str) else list(templates)
+            if multi_label:
+                data["multi_label"] = True
             self.spec = parse_spec(data, "<classes>")
         self.spec = self.spec.with_threshold(threshold)
         self.model_config = ModelConfig(model, device, precision)
@@ -81,12 +84,22 @@ class Labeler:
         """The run's stages for this model and spec (text encoded once, then kept)."""
         if self._stages is None:
             from autolabel.classify import Classifier
-            from autolabel.stages import Decide, Embed, Prepare, Stages, embedding_spaces, text_encoder
+            from autolabel.stages import (
+                Decide,
+                Embed,
+                Prepare,
+                Stages,
+                embedding_spaces,
+                pairwise_sigmoid,
+                text_encoder,
+            )
 
             draft = not self.decode_config.full_decode
             image_space, text_space = embedding_spaces(self.model, draft)
+            top_k = self.classify_config.top_k_for(self.spec.multi_label, len(self.spec.classes))
             classifier = Classifier.build(self.spec, text_encoder(self.model, self.cache, text_space),
-                                          self.model.logit_scale, self.model.logit_bias, self.classify_config.top_k)
+                                          self.model.logit_scale, self.model.logit_bias, top_k,
+                                          pairwise_sigmoid=pairwise_sigmoid(self.model))
             self._stages = Stages(Prepare(self.model.preprocessing, draft, self.cache, image_space),
                                   Embed(self.model, self.cache, image_space), Decide(classifier))
         return self._stages
@@ -97,7 +110,7 @@ class Labeler:
 
         from autolabel.engines.local import LocalEngine
         from autolabel.sources import ImageRecord
-        from autolabel.writers import OUTPUT_SCHEMA
+        from autolabel.writers import output_schema
 
         records, pictures = [], {}
         for i, image in enumerate(images):
@@ -118,7 +131,8 @@ class Labeler:
                              str(self.model.device) == "cpu")
         reporter = self._reporter()
         reporter.start(len(records))
-        columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
+        schema = output_schema(self.spec.multi_label)
+        columns: dict[str, list[Any]] = {name: [] for name in schema.names}
         try:
             for batch in engine.batches(records):
                 for name in columns:
@@ -126,7 +140,7 @@ class Labeler:
                 reporter.advance(len(batch.rows), 0.0)
         finally:
             reporter.stop()
-        return pa.table(columns, schema=OUTPUT_SCHEMA).to_pandas()
+        return pa.table(columns, schema=schema).to_pandas()
 
     def label_to(self, source: str | os.PathLike[str], out: str | os.PathLike[str], **options: Any) -> RunResult:
         """`autolabel run SOURCE --out OUT` with this model and spec; options are the CLI's, by their Python names.

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from autolabel import __version__, storage
 from autolabel.cache import EmbeddingCache, default_cache_dir
-from autolabel.classify import Classifier
+from autolabel.classify import Classifier, MultiLabel
 from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
@@ -25,7 +25,18 @@ from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, Source, open_source
 from autolabel.spec import LabelSpec, load_spec
-from autolabel.stages import STATUSES, Counts, Decide, Embed, Model, Prepare, Stages, embedding_spaces, text_encoder
+from autolabel.stages import (
+    STATUSES,
+    Counts,
+    Decide,
+    Embed,
+    Model,
+    Prepare,
+    Stages,
+    embedding_spaces,
+    pairwise_sigmoid,
+    text_encoder,
+)
 from autolabel.writers import full_schema
 
 
@@ -61,12 +72,14 @@ class RunSummary:
     thresholds: dict[str, float]
     min_margin: float
     ray_actors: int | None = None
+    multi_label: dict[str, Any] = field(default_factory=dict)  # multi_label_metadata(); {} single-label
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as `--summary-json` writes it."""
         data = asdict(self)
         actors = data.pop("ray_actors")
-        return {**data, **({"ray": {"actors_used": actors}} if actors is not None else {})}
+        return {**data.pop("multi_label"), **data,
+                **({"ray": {"actors_used": actors}} if actors is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                         *((e, "an --examples table") for e in config.examples)):
         if not storage.is_url(out) and same_file(out, given):
             raise UsageError(f"--out {out} is {what}; choose another output file so nothing you wrote is replaced")
-    schema = full_schema(source.extra_schema)
+    schema = full_schema(source.extra_schema, spec.multi_label)
     key = job_key(spec, source, config)
     sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite)
                                   if is_folder_output(out) else FileSink(out, schema))
@@ -162,9 +175,11 @@ def job_key(spec: LabelSpec, source: Source, config: RunConfig) -> str:
     """A digest of everything that decides a row's content, except the model's weights (checked once loaded)."""
     settings = {
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes}, "thresholds": spec.thresholds(),
-        "min_margin": spec.min_margin, "top_k": config.classify.top_k, "model": config.model.model or spec.model,
+        "min_margin": spec.min_margin, "top_k": config.classify.top_k_for(spec.multi_label, len(spec.classes)),
+        "model": config.model.model or spec.model,
         "precision": config.model.precision, "draft": not config.decode.full_decode, "source": source.identity,
         "path_column": config.path_column, "shard_size": config.output.shard_size,
+        **({"multi_label": True, "review_band": spec.review_band} if spec.multi_label else {}),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -186,7 +201,9 @@ def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) 
     reporter.warn_group(f"prompts are longer than the model's {model.context_length}-token context and are "
                         "truncated", model.too_long(list(dict.fromkeys(prompts))))
     classifier = Classifier.build(job.spec, text_encoder(model, job.cache, text_space), model.logit_scale,
-                                  model.logit_bias, config.classify.top_k)
+                                  model.logit_bias, config.classify.top_k_for(job.spec.multi_label,
+                                                                              len(job.spec.classes)),
+                                  pairwise_sigmoid=pairwise_sigmoid(model))
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
     stages = Stages(Prepare(model.preprocessing, draft, job.cache, image_space), Embed(model, job.cache, image_space),
                     Decide(classifier, extra_names))
@@ -228,7 +245,16 @@ def run_metadata(job: Job, classifier: Classifier, model: Model, config: RunConf
         "thresholds": dict(zip(spec.class_names, classifier.thresholds.tolist(), strict=True)),
         "min_margin": spec.min_margin,
         "top_k": classifier.top_k,
+        **multi_label_metadata(classifier.multi_label),
     }
+
+
+def multi_label_metadata(rule: MultiLabel | None) -> dict[str, Any]:
+    """How a multi-label run scored its classes (see classify.MultiLabel); {} for single-label runs."""
+    if rule is None:
+        return {}
+    return {"multi_label": True, "review_band": rule.band,
+            "scores": "model sigmoid" if rule.pairwise_sigmoid else "mean-field softmax"}
 
 
 def start_progress(reporter: Reporter, source: Source) -> None:
@@ -260,6 +286,7 @@ def summarize(job: Job, counts: Counts, seconds: float, model: Model, classifier
         model=model.describe(), classes_order=list(job.spec.class_names), threshold=job.spec.threshold,
         thresholds=dict(zip(job.spec.class_names, classifier.thresholds.tolist(), strict=True)),
         min_margin=job.spec.min_margin, ray_actors=len(counts.actors) if counts.actors else None,
+        multi_label=multi_label_metadata(classifier.multi_label),
     )
 
 

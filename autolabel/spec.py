@@ -15,7 +15,8 @@ from autolabel.errors import SpecError
 from autolabel.prompts import expand, has_placeholder, template_sets
 
 DEFAULT_TEMPLATES = "default"
-TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin")
+TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin", "multi_label", "review_band")
+DEFAULT_REVIEW_BAND = 1.0  # multi-label: log-odds distance to a threshold inside which a class is uncertain
 CLASS_KEYS = ("name", "synonyms", "prompts", "threshold")
 
 
@@ -38,6 +39,8 @@ class LabelSpec:
     model: str | None = None
     threshold: float = 0.5
     min_margin: float = 0.0
+    multi_label: bool = False  # every class decided on its own (classify.MultiLabel)
+    review_band: float = DEFAULT_REVIEW_BAND  # multi-label only
     source: str = "<spec>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -148,6 +151,22 @@ def _class(item: Any, i: int, src: str) -> ClassSpec:
     )
 
 
+def _multi_label(data: Mapping[str, Any], src: str) -> tuple[bool, float]:
+    """`multi_label:` and its `review_band:` (a non-negative log-odds distance); each rule's own key only."""
+    multi = data.get("multi_label", False)
+    if not isinstance(multi, bool):
+        raise _fail(f"{src}: multi_label", f"must be true or false, got {multi!r}")
+    if multi and "min_margin" in data:
+        raise _fail(f"{src}: min_margin", "is the single-label top-1 minus top-2 rule; with multi_label: true "
+                                          "use review_band (log-odds distance to a threshold) instead")
+    band = data.get("review_band", DEFAULT_REVIEW_BAND)
+    if "review_band" in data and not multi:
+        raise _fail(f"{src}: review_band", "applies only with multi_label: true; remove it or add multi_label: true")
+    if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 <= band < math.inf:
+        raise _fail(f"{src}: review_band", f"must be a number ≥ 0 (log-odds, e.g. 1.0), got {band!r}")
+    return multi, float(band)
+
+
 def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
     """Validate an already-parsed YAML document into a LabelSpec."""
     if not isinstance(data, Mapping):
@@ -171,12 +190,15 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise _fail(f"{source}: model", f"must be a model id or path, got {model!r}")
+    multi_label, review_band = _multi_label(data, source)
     return LabelSpec(
         classes=classes,
         templates=_templates(data.get("templates"), source),
         model=model.strip() if model else None,
         threshold=_probability(data.get("threshold", 0.5), f"{source}: threshold"),
         min_margin=_probability(data.get("min_margin", 0.0), f"{source}: min_margin"),
+        multi_label=multi_label,
+        review_band=review_band,
         source=source,
         raw=data,
     )

@@ -14,7 +14,7 @@ from autolabel.cache import EmbeddingCache, content_hash
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.sources import ImageRecord, printable_path
-from autolabel.writers import OUTPUT_SCHEMA
+from autolabel.writers import OUTPUT_SCHEMA, output_schema
 
 RESULT_COLUMNS = tuple(OUTPUT_SCHEMA.names[1:])  # everything after `path`
 STATUSES = ("accepted", "review", "reviewed", "error")
@@ -45,6 +45,11 @@ class Model(Protocol):
     def too_long(self, prompts: Sequence[str]) -> list[str]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+def pairwise_sigmoid(model: Model) -> bool:
+    """Whether the model was trained with a sigmoid per image–text pair (SigLIP, SigLIP 2), not a softmax."""
+    return str(model.describe().get("type", "")).startswith("siglip")
 
 
 @dataclass
@@ -175,12 +180,13 @@ class Counts:
 
     @classmethod
     def of(cls, columns: Mapping[str, Sequence[Any]], encoded: int, actors: Iterable[str] = ()) -> Counts:
-        """Count a batch's result columns."""
+        """Count a batch's result columns (multi-label: an image counts for each class of its `labels`)."""
         status: dict[str, int] = {}
         classes: dict[str, dict[str, int]] = {}
-        for label, state in zip(columns["label"], columns["status"], strict=True):
+        labels = columns["labels"] if "labels" in columns else [[x] if x is not None else [] for x in columns["label"]]
+        for names, state in zip(labels, columns["status"], strict=True):
             status[state] = status.get(state, 0) + 1
-            if label is not None:
+            for label in names:
                 per = classes.setdefault(label, {"images": 0})
                 per["images"] += 1
                 per[state] = per.get(state, 0) + 1
@@ -198,10 +204,11 @@ class Counts:
                    {k: dict(v) for k, v in data["classes"].items()})
 
 
-def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]:
+def prediction_row(pred: Prediction | None, error: str | None, multi_label: bool = False) -> dict[str, Any]:
     """The contract's result columns for one image (nulls and empty lists on error)."""
     return {
         "label": pred.label if pred else None,
+        **({"labels": pred.labels if pred else []} if multi_label else {}),
         "confidence": pred.confidence if pred else None,
         "margin": pred.margin if pred else None,
         "status": pred.status if pred else "error",
@@ -224,10 +231,11 @@ class Decide:
         if ok:
             vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
             predictions = dict(zip(ok, self.classifier.classify(vectors), strict=True))
-        columns: dict[str, list[Any]] = {name: [] for name in ("path", *RESULT_COLUMNS, *self.extra_names)}
+        multi = self.classifier.multi_label is not None  # adds the `labels` column
+        columns: dict[str, list[Any]] = {name: [] for name in (*output_schema(multi).names, *self.extra_names)}
         for i, item in enumerate(items):
             columns["path"].append(item.record.path)
-            for name, value in prediction_row(predictions.get(i), item.error).items():
+            for name, value in prediction_row(predictions.get(i), item.error, multi).items():
                 columns[name].append(value)
             for name, value in zip(self.extra_names, item.record.extra, strict=True):
                 columns[name].append(value)

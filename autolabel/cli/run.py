@@ -23,7 +23,8 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Images per model call.")
 @click.option("--workers", "-w", type=int, default=0, show_default=True,
               help="Decode threads (0: one per core, max 32).")
-@click.option("--top-k", "-k", type=int, default=3, show_default=True, help="Classes kept in top_labels/top_scores.")
+@click.option("--top-k", "-k", type=int, default=None,
+              help="Classes kept in top_labels/top_scores [default: 3; multi-label specs: every class].")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Global acceptance threshold (overrides the spec's; per-class thresholds still apply).")
 @click.option("--max-errors", type=int, default=None, help="Exit 1 if more images than this fail (output is kept).")
