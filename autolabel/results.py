@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,30 @@ from autolabel.errors import SourceError, UsageError
 from autolabel.writers import OUTPUT_SCHEMA, read_metadata
 
 LIST_COLUMNS = ("top_labels", "top_scores")
+
+
+def label_list(value: Any) -> list[str] | None:
+    """A multi-label cell as a list of names: a list (Parquet), a JSON array (CSV), or a plain string (one label).
+
+    None, NaN and "" mean "no labels given" (None); `[]` is an image with none of the classes.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                return [text]
+        else:
+            return [text]
+    if isinstance(value, (str, int, float)):
+        return [str(value).strip()]
+    names = (str(v).strip() for v in value if v is not None)
+    return list(dict.fromkeys(n for n in names if n))
 
 
 @dataclass
@@ -49,6 +74,13 @@ class Results:
     def location(self, path: str, root: Path) -> Path:
         """The file behind a table path."""
         return Path(path) if Path(path).is_absolute() else root / path
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run decided every class on its own (a `labels` column)."""
+        if self.spec is not None:
+            return bool(self.spec.multi_label)
+        return bool(self.metadata.get("multi_label"))
 
     @property
     def min_margin(self) -> float:
@@ -113,5 +145,11 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         classes = list(metadata["classes"])
     else:
         raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
+    results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec)
+    if results.multi_label:
+        if "labels" not in frame.columns:
+            raise SourceError(f"{path}: the spec is multi-label but the table has no 'labels' column; pass the "
+                              "label spec it was labelled with (--labels)")
+        frame["labels"] = [label_list(v) or [] for v in frame["labels"]]
     frame["status"] = frame["status"].astype(str)
-    return Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec)
+    return results
