@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
-from autolabel.results import Results
+from autolabel.results import Results, label_list
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
     "label-studio": label_studio.export,
@@ -29,6 +31,8 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise UsageError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if link not in LINKS:
         raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
+    if fmt == "imagefolder" and results.multi_label:
+        raise UsageError(imagefolder.MULTI_LABEL)
     root = results.images_root(images_root)
     rows = export_rows(results, status, root)
     prepare_out(out, overwrite)
@@ -37,25 +41,30 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     return write_marker(ctx, fmt, marker=fmt != "imagefolder")
 
 
-def read_review(path: Path) -> tuple[str, dict[str, str]]:
-    """A reviewed export from Label Studio (JSON) or CVAT (XML 1.1) → (tool, {key: label})."""
+def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, Any]]:
+    """A reviewed export from Label Studio (JSON) or CVAT (XML 1.1) → (tool, {key: label, or a list of labels})."""
     if not path.exists():
         raise SourceError(f"{path}: no such file")
     if path.suffix.lower() == ".xml":
-        return "cvat", cvat.read_review(path)
+        return "cvat", cvat.read_review(path, multi_label)
     if path.suffix.lower() == ".json":
-        return "label-studio", label_studio.read_review(path)
+        return "label-studio", label_studio.read_review(path, multi_label)
     raise UsageError(f"{path}: expected a Label Studio .json export or a CVAT .xml export")
 
 
 def import_review(results: Results, exported: Path) -> dict[str, Any]:
-    """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts."""
-    tool, reviewed = read_review(exported)
+    """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts.
+
+    Multi-label tables get a list per reviewed row (every class the person chose).
+    """
+    tool, reviewed = read_review(exported, results.multi_label)
     frame = results.frame
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them
         paths = {name: path for path, name in export_names(results).items()}
         reviewed = {paths[n]: label for n, label in reviewed.items() if n in paths}
+    if results.multi_label:
+        return _import_label_lists(results, tool, reviewed, keys)
     unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
@@ -63,6 +72,22 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
     frame["reviewed_by_human"] = frame["reviewed_label"].notna()
     matched = sum(k in reviewed for k in keys)
     changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
+    return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
+            "changed": changed, "labels_outside_spec": unknown}
+
+
+def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[str]], keys: list[str]) -> dict[str, Any]:
+    """import_review for a multi-label table: `reviewed_label` holds lists; a row changed when its set did."""
+    frame = results.frame
+    unknown = sorted({label for labels in reviewed.values() for label in labels if label not in set(results.classes)})
+    previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+    frame["reviewed_label"] = pd.Series([reviewed[k] if k in reviewed else label_list(prev)
+                                         for k, prev in zip(keys, previous, strict=True)],
+                                        index=frame.index, dtype=object)
+    frame["reviewed_by_human"] = [v is not None for v in frame["reviewed_label"]]
+    matched = sum(k in reviewed for k in keys)
+    changed = sum(v is not None and set(v) != set(labels) for v, labels in zip(frame["reviewed_label"],
+                                                                               frame["labels"], strict=True))
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
             "changed": changed, "labels_outside_spec": unknown}
 
@@ -83,8 +108,10 @@ def write_table(results: Results) -> None:
     tmp = path.with_name(f".{path.name}.import.tmp")
     if path.suffix.lower() == ".parquet":
         original = pq.read_schema(path)
-        fields = [original.field(c) if c in original.names else
-                  pa.field(c, pa.bool_() if c == "reviewed_by_human" else pa.string()) for c in results.frame.columns]
+        added = {"reviewed_by_human": pa.bool_(),
+                 "reviewed_label": pa.list_(pa.string()) if results.multi_label else pa.string()}
+        fields = [original.field(c) if c in original.names else pa.field(c, added.get(c, pa.string()))
+                  for c in results.frame.columns]
         table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
         meta = dict(original.metadata or {})
         meta.pop(b"pandas", None)
@@ -93,7 +120,11 @@ def write_table(results: Results) -> None:
         pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
     else:
         frame = results.frame.copy()
-        for column in ("top_labels", "top_scores"):
+        lists = ("top_labels", "top_scores", *(("labels",) if results.multi_label else ()))
+        for column in lists:
             frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
+        if results.multi_label and "reviewed_label" in frame:  # CSV: a JSON array, empty when not reviewed
+            frame["reviewed_label"] = [None if v is None else json.dumps(list(v), ensure_ascii=False)
+                                       for v in frame["reviewed_label"]]
         frame.to_csv(tmp, index=False)
     tmp.replace(path)

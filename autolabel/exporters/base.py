@@ -32,6 +32,7 @@ class ExportRow:
     label: str
     confidence: float
     status: str
+    labels: tuple[tuple[str, float | None], ...] = ()  # multi-label: (class, score) over threshold, best first
 
 
 @dataclass
@@ -51,6 +52,11 @@ class ExportContext:
     def classes(self) -> list[str]:
         """Class names in spec order."""
         return self.results.classes
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether rows carry several labels (ExportRow.labels)."""
+        return self.results.multi_label
 
     @property
     def model_version(self) -> str:
@@ -138,11 +144,19 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     ok = frame[frame["status"] != "error"]
     names = export_names(results)
     rows = []
-    for path, label, conf, stat in ok[["path", "label", "confidence", "status"]].itertuples(index=False):
+    for i, (path, label, conf, stat) in enumerate(ok[["path", "label", "confidence", "status"]]
+                                                 .itertuples(index=False)):
         if status == "all" or stat == status:
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
-                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat)))
+                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat),
+                                  labels=_scored_labels(ok, i) if results.multi_label else ()))
     return rows
+
+
+def _scored_labels(ok: Any, i: int) -> tuple[tuple[str, float | None], ...]:
+    """A multi-label row's labels with their scores (None where --top-k left a label's score out)."""
+    scores = dict(zip(ok["top_labels"].iat[i], ok["top_scores"].iat[i], strict=True))
+    return tuple((str(c), float(scores[c]) if c in scores else None) for c in ok["labels"].iat[i])
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -42,15 +43,20 @@ def export(ctx: ExportContext) -> None:
         width, height = _size(row.source)
         image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
                                               "height": str(height)})
-        tag = ET.SubElement(image, "tag", {"label": row.label, "source": "auto"})
-        ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{row.confidence:.6f}"
+        for label, score in row.labels if ctx.multi_label else ((row.label, row.confidence),):
+            tag = ET.SubElement(image, "tag", {"label": label, "source": "auto"})
+            if score is not None:
+                ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{score:.6f}"
     ET.indent(root)
     ctx.write_text("annotations.xml", '<?xml version="1.0" encoding="utf-8"?>\n' +
                    ET.tostring(root, encoding="unicode") + "\n")
 
 
-def read_review(path: Path) -> dict[str, str]:
-    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags."""
+def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags.
+
+    `multi_label`: for an image a person tagged, every tag it has (the auto ones they kept too), as a list.
+    """
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
@@ -58,6 +64,8 @@ def read_review(path: Path) -> dict[str, str]:
     reviewed = {}
     for image in root.iter("image"):
         tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
-        if tags and image.get("name"):
+        if tags and image.get("name") and multi_label:
+            reviewed[image.get("name")] = list(dict.fromkeys(str(t.get("label")) for t in image.findall("tag")))
+        elif tags and image.get("name"):
             reviewed[image.get("name")] = tags[-1].get("label")
     return reviewed

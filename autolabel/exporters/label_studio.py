@@ -15,12 +15,12 @@ FROM_NAME, TO_NAME = "label", "image"
 LOCAL_FILES = "/data/local-files/?d="
 
 
-def config_xml(classes: list[str]) -> str:
-    """An Image + single-choice Choices labeling config (names escaped by ElementTree)."""
+def config_xml(classes: list[str], multiple: bool = False) -> str:
+    """An Image + Choices labeling config, single or multiple choice (names escaped by ElementTree)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", {"name": TO_NAME, "value": "$image"})
-    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME, "choice": "single",
-                                               "showInLine": "true"})
+    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME,
+                                               "choice": "multiple" if multiple else "single", "showInLine": "true"})
     for name in classes:
         ET.SubElement(choices, "Choice", {"value": name})
     ET.indent(view)
@@ -42,17 +42,18 @@ def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
     tasks = []
     for row in ctx.rows:
+        choices = [name for name, _ in row.labels] if ctx.multi_label else [row.label]
         tasks.append({
             "data": {"image": image_reference(ctx, row.path, row.source), "path": row.path, "status": row.status},
             "predictions": [{
                 "model_version": ctx.model_version,
                 "score": row.confidence,
                 "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": [row.label]}, "score": row.confidence}],
+                            "value": {"choices": choices}, "score": row.confidence}] if choices else [],
             }],
         })
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    ctx.write_text("config.xml", config_xml(ctx.classes))
+    ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
 
 
 def _path_of(task: dict[str, Any]) -> str | None:
@@ -65,8 +66,11 @@ def _path_of(task: dict[str, Any]) -> str | None:
     return unquote(image) if image else None
 
 
-def read_review(path: Path) -> dict[str, str]:
-    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins."""
+def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins.
+
+    `multi_label`: every choice of that annotation, as a list (an annotation with none: `[]`, no class applies).
+    """
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -80,6 +84,9 @@ def read_review(path: Path) -> dict[str, str]:
         for annotation in reversed(annotations):
             choices = [c for r in annotation.get("result") or [] if r.get("type") == "choices"
                        for c in (r.get("value") or {}).get("choices") or []]
+            if multi_label and (key := _path_of(task)):
+                reviewed[key] = list(dict.fromkeys(str(c) for c in choices))
+                break
             if choices and (key := _path_of(task)):
                 reviewed[key] = str(choices[0])
                 break
