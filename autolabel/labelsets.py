@@ -10,7 +10,8 @@ import numpy as np
 
 from autolabel.errors import UsageError
 from autolabel.evaluate import MIN_CALIBRATION_ROWS, Truth, _best_threshold, _prf
-from autolabel.results import Results, label_list
+from autolabel.labelcells import label_list
+from autolabel.results import Results
 
 
 def indicator(sets: Iterable[Iterable[str]], classes: Sequence[str]) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,33 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autolabel.errors import SourceError, UsageError
+from autolabel.labelcells import label_list
 from autolabel.writers import OUTPUT_SCHEMA, read_metadata
 
 LIST_COLUMNS = ("top_labels", "top_scores")
-
-
-def label_list(value: Any) -> list[str] | None:
-    """A multi-label cell as a list of names: a list (Parquet), a JSON array (CSV), or a plain string (one label).
-
-    None, NaN and "" mean "no labels given" (None); `[]` is an image with none of the classes.
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
-                return [text]
-        else:
-            return [text]
-    if isinstance(value, (str, int, float)):
-        return [str(value).strip()]
-    names = (str(v).strip() for v in value if v is not None)
-    return list(dict.fromkeys(n for n in names if n))
 
 
 @dataclass
@@ -140,9 +116,10 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     elif metadata.get("spec"):
         spec = parse_spec(metadata["spec"], f"{path} (metadata)")
     if spec is not None:
-        classes = list(spec.class_names)
+        classes = list(spec.label_names)  # `other` is a label like the classes (eval, exports, report)
     elif metadata.get("classes"):
-        classes = list(metadata["classes"])
+        other = (metadata.get("other") or {}).get("name")
+        classes = list(metadata["classes"]) + ([other] if other else [])
     else:
         raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
     results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,6 +13,7 @@ from autolabel import storage
 from autolabel.cache import EmbeddingCache, content_hash
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
+from autolabel.examples import identity
 from autolabel.sources import ImageRecord, printable_path
 from autolabel.writers import OUTPUT_SCHEMA, output_schema
 
@@ -43,6 +44,8 @@ class Model(Protocol):
     def encode_images(self, batch: ModelInputs) -> Any: ...  # (n, dim) array-like, L2-normalised
 
     def too_long(self, prompts: Sequence[str]) -> list[str]: ...
+
+    def vocabulary(self) -> list[str]: ...  # tokenizer tokens in id order
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -218,12 +221,30 @@ def prediction_row(pred: Prediction | None, error: str | None, multi_label: bool
     }
 
 
+def reviewed_prediction(pred: Prediction, human: str | Sequence[str]) -> Prediction:
+    """A prediction with a person's label(s) and status `reviewed`; confidence and top-k stay the model's.
+
+    Multi-label (a list): `labels` is the person's list, ordered by the model's scores, and `label` its first
+    (the model's best class when the person chose none).
+    """
+    if isinstance(human, str):
+        return replace(pred, label=human, status="reviewed")
+    rank = {name: i for i, name in enumerate(pred.top_labels)}
+    labels = sorted(human, key=lambda name: rank.get(name, len(rank)))
+    return replace(pred, label=labels[0] if labels else pred.label, labels=labels, status="reviewed")
+
+
 @dataclass(frozen=True)
 class Decide:
-    """Stage 3: embeddings → decisions → the output columns of a batch (contract columns, then pass-through)."""
+    """Stage 3: embeddings → decisions → the output columns of a batch (contract columns, then pass-through).
+
+    An image people already labelled (it is among the reviewed examples) keeps their label with status
+    `reviewed`; its confidence and top-k stay the model's.
+    """
 
     classifier: Classifier
     extra_names: tuple[str, ...] = ()
+    reviewed: Mapping[str, Any] = field(default_factory=dict)  # identity(location) → human label (multi: a list)
 
     def __call__(self, items: list[Item], encoded: int, actor: str | None = None) -> tuple[dict[str, list], Counts]:
         ok = [i for i, it in enumerate(items) if it.embedding is not None]
@@ -231,6 +252,11 @@ class Decide:
         if ok:
             vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
             predictions = dict(zip(ok, self.classifier.classify(vectors), strict=True))
+        if self.reviewed:
+            for i, pred in predictions.items():
+                human = self.reviewed.get(identity(items[i].record.location))
+                if human is not None:
+                    predictions[i] = reviewed_prediction(pred, human)
         multi = self.classifier.multi_label is not None  # adds the `labels` column
         columns: dict[str, list[Any]] = {name: [] for name in (*output_schema(multi).names, *self.extra_names)}
         for i, item in enumerate(items):

@@ -17,7 +17,8 @@ from autolabel import labelsets
 from autolabel.cli import main
 from autolabel.errors import UsageError
 from autolabel.evaluate import Truth, resolve_truth
-from autolabel.results import Results, label_list, load_results
+from autolabel.labelcells import label_list
+from autolabel.results import Results, load_results
 
 CLASSES = ["outdoor", "people", "text", "night", "dog"]
 

@@ -12,7 +12,8 @@ import pandas as pd
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
-from autolabel.results import Results, label_list
+from autolabel.labelcells import label_list
+from autolabel.results import Results
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
     "label-studio": label_studio.export,
@@ -42,14 +43,22 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
 
 
 def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, Any]]:
-    """A reviewed export from Label Studio (JSON) or CVAT (XML 1.1) → (tool, {key: label, or a list of labels})."""
+    """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label}).
+
+    `multi_label`: each label is a list of labels.
+    """
     if not path.exists():
         raise SourceError(f"{path}: no such file")
     if path.suffix.lower() == ".xml":
         return "cvat", cvat.read_review(path, multi_label)
     if path.suffix.lower() == ".json":
         return "label-studio", label_studio.read_review(path, multi_label)
-    raise UsageError(f"{path}: expected a Label Studio .json export or a CVAT .xml export")
+    if path.suffix.lower() == ".csv":
+        from autolabel.examples import read_table
+
+        return "csv", {e.location: e.label for e in read_table(str(path), None, multi_label)}
+    raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
+                     ".csv (the report's corrections)")
 
 
 def import_review(results: Results, exported: Path) -> dict[str, Any]:
@@ -63,6 +72,12 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
     if tool == "cvat":  # CVAT knows images by the names our export gave them
         paths = {name: path for path, name in export_names(results).items()}
         reviewed = {paths[n]: label for n, label in reviewed.items() if n in paths}
+    elif tool == "csv":  # the CSV names files (absolute, or relative to itself): match the rows' files
+        from autolabel.examples import identity
+
+        root = results.images_root()
+        by_file = {identity(str(results.location(k, root))): k for k in keys}
+        reviewed = {by_file.get(identity(loc), loc): label for loc, label in reviewed.items()}
     if results.multi_label:
         return _import_label_lists(results, tool, reviewed, keys)
     unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
@@ -81,7 +96,7 @@ def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[st
     frame = results.frame
     unknown = sorted({label for labels in reviewed.values() for label in labels if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
-    frame["reviewed_label"] = pd.Series([reviewed[k] if k in reviewed else label_list(prev)
+    frame["reviewed_label"] = pd.Series([list(reviewed[k]) if k in reviewed else label_list(prev)
                                          for k, prev in zip(keys, previous, strict=True)],
                                         index=frame.index, dtype=object)
     frame["reviewed_by_human"] = [v is not None for v in frame["reviewed_label"]]

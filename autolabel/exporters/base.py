@@ -17,7 +17,7 @@ from autolabel.errors import UsageError
 from autolabel.results import Results
 
 MARKER = ".autolabel-export.json"
-STATUSES = ("all", "accepted", "review")
+STATUSES = ("all", "accepted", "review", "reviewed")
 LINKS = ("symlink", "hardlink", "copy")
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
@@ -29,10 +29,17 @@ class ExportRow:
     path: str  # as in the table
     source: Path  # the image file
     name: str  # a safe, unique, flat file name for it inside the export
-    label: str
-    confidence: float
+    label: str  # the human label on `reviewed` rows, else the model's
+    confidence: float  # the model's top-1 probability
     status: str
-    labels: tuple[tuple[str, float | None], ...] = ()  # multi-label: (class, score) over threshold, best first
+    model_label: str = ""  # the model's top-1 class (differs from `label` where a person overruled it)
+    labels: tuple[tuple[str, float | None], ...] = ()  # multi-label: (class, score), best first (a person's if human)
+    model_labels: tuple[str, ...] = ()  # multi-label: the model's own labels (differ where a person overruled them)
+
+    @property
+    def human(self) -> bool:
+        """A person gave this label (the image was among the reviewed examples)."""
+        return self.status == "reviewed"
 
 
 @dataclass
@@ -144,19 +151,23 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     ok = frame[frame["status"] != "error"]
     names = export_names(results)
     rows = []
-    for i, (path, label, conf, stat) in enumerate(ok[["path", "label", "confidence", "status"]]
-                                                 .itertuples(index=False)):
+    columns = ok[["path", "label", "confidence", "status", "top_labels"]].itertuples(index=False)
+    for i, (path, label, conf, stat, tops) in enumerate(columns):
         if status == "all" or stat == status:
+            model = str(tops[0]) if len(tops) else str(label)
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
                                   name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat),
-                                  labels=_scored_labels(ok, i) if results.multi_label else ()))
+                                  model_label=model, **(_multi(results, ok, i) if results.multi_label else {})))
     return rows
 
 
-def _scored_labels(ok: Any, i: int) -> tuple[tuple[str, float | None], ...]:
-    """A multi-label row's labels with their scores (None where --top-k left a label's score out)."""
+def _multi(results: Results, ok: Any, i: int) -> dict[str, Any]:
+    """A multi-label row's labels with their scores (None where --top-k left one out), and the model's own
+    labels (every class whose score reaches its threshold: a reviewed row's `labels` are the person's)."""
     scores = dict(zip(ok["top_labels"].iat[i], ok["top_scores"].iat[i], strict=True))
-    return tuple((str(c), float(scores[c]) if c in scores else None) for c in ok["labels"].iat[i])
+    thresholds = results.thresholds
+    return {"labels": tuple((str(c), float(scores[c]) if c in scores else None) for c in ok["labels"].iat[i]),
+            "model_labels": tuple(str(c) for c, s in scores.items() if s >= thresholds.get(c, 0.5))}
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -43,8 +43,9 @@ def export(ctx: ExportContext) -> None:
         width, height = _size(row.source)
         image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
                                               "height": str(height)})
-        for label, score in row.labels if ctx.multi_label else ((row.label, row.confidence),):
-            tag = ET.SubElement(image, "tag", {"label": label, "source": "auto"})
+        tags = row.labels if ctx.multi_label else ((row.label, row.confidence),)
+        for label, score in tags:
+            tag = ET.SubElement(image, "tag", {"label": label, "source": "manual" if row.human else "auto"})
             if score is not None:
                 ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{score:.6f}"
     ET.indent(root)

@@ -42,16 +42,21 @@ def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
     tasks = []
     for row in ctx.rows:
-        choices = [name for name, _ in row.labels] if ctx.multi_label else [row.label]
-        tasks.append({
+        chosen = [name for name, _ in row.labels] if ctx.multi_label else [row.label]
+        predicted = list(row.model_labels) if ctx.multi_label else [row.model_label]
+        task: dict[str, Any] = {
             "data": {"image": image_reference(ctx, row.path, row.source), "path": row.path, "status": row.status},
             "predictions": [{
                 "model_version": ctx.model_version,
                 "score": row.confidence,
                 "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": choices}, "score": row.confidence}] if choices else [],
+                            "value": {"choices": predicted}, "score": row.confidence}] if predicted else [],
             }],
-        })
+        }
+        if row.human:  # a person's label travels as an annotation, the model's as the prediction
+            task["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                                "value": {"choices": chosen}}]}]
+        tasks.append(task)
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
 
