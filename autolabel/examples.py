@@ -169,7 +169,7 @@ class Learned:
         """For the run metadata and the summary."""
         if self.fit is None:
             return {"examples": 0}
-        return {"examples": sum(self.fit.examples.values()), "skipped": len(self.skipped), **self.fit.describe()}
+        return {"examples": len(self.reviewed), "skipped": len(self.skipped), **self.fit.describe()}
 
 
 def learn(examples: Sequence[Example], classifier: Any, prepare: Callable[[ImageRecord], Any],

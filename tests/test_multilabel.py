@@ -124,7 +124,8 @@ def test_siglip_multi_label_scores_equal_the_transformers_pipeline(tmp_path: Pat
 
 
 def _eval(table: Path, *extra: str) -> dict:
-    result = CliRunner().invoke(main, ["eval", str(table), "--truth", "colors", "--json", "-", *extra])
+    truth = [] if "--truth" in extra else ["--truth", "colors"]
+    result = CliRunner().invoke(main, ["eval", str(table), *truth, "--json", "-", *extra])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -207,3 +208,47 @@ def test_report_of_a_multi_label_run(shape_pairs: Path, tmp_path: Path) -> None:
     queue = json.loads(document.split("id='rq-data'>")[1].split("</script>")[0])["rows"]
     assert [r[0] for r in queue] == list(review["path"])
     assert [json.loads(r[2]) for r in queue] == [list(v) for v in review["labels"]]
+
+
+def test_examples_with_label_lists_adapt_the_scores_and_keep_the_human_lists(tmp_path: Path) -> None:
+    """Colour tags under names the text tower cannot know: reviewed label lists teach them (multi-hot adapter)."""
+    from make_images import make_pairs
+
+    names = {"red": "blorp", "green": "zib", "blue": "quux", "yellow": "frob"}
+    frames = {}
+    for part, n, seed in (("train", 48, 21), ("test", 96, 22)):
+        frame = pd.read_csv(make_pairs(tmp_path / part, n=n, seed=seed))
+        frame["path"] = [str(tmp_path / part / p) for p in frame["path"]]
+        frame["tags"] = [json.dumps([names[c] for c in json.loads(v)]) for v in frame["colors"]]
+        frames[part] = frame
+    examples = tmp_path / "reviewed.csv"
+    frames["train"][["path", "tags"]].rename(columns={"tags": "reviewed_label"}).to_csv(examples, index=False)
+    source = tmp_path / "source.csv"
+    pd.concat([frames["test"], frames["train"].head(4)])[["path", "tags"]].to_csv(source, index=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"model": str(TINY_SHAPES / "model"), "templates": ["a {label} object."],
+                                    "classes": list(names.values()), "multi_label": True}))
+
+    def run(out: str, *extra: str) -> dict:
+        result = CliRunner().invoke(main, ["run", str(source), "--labels", str(spec), "--out", str(tmp_path / out),
+                                           "--summary-json", str(tmp_path / f"{out}.json"), "-q", *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads((tmp_path / f"{out}.json").read_text())
+
+    run("zero.parquet")
+    summary = run("adapted.parquet", "--examples", str(examples))
+    assert summary["learned"]["method"] == "tip-adapter (multi-hot)" and summary["learned"]["used"]
+    assert summary["learned"]["examples"] == 48 and summary["status"]["reviewed"] == 4
+    zero, adapted = _eval(tmp_path / "zero.parquet", "--truth", "tags"), _eval(tmp_path / "adapted.parquet",
+                                                                                "--truth", "tags")
+    assert zero["n"] == 96 + 4 and adapted["n"] == 96  # reviewed rows are no machine prediction
+    assert adapted["micro_f1"] >= zero["micro_f1"] + 0.1, (zero["micro_f1"], adapted["micro_f1"])
+    table = pd.read_parquet(tmp_path / "adapted.parquet")
+    for row in table[table.status == "reviewed"].itertuples():
+        assert sorted(row.labels) == sorted(json.loads(row.tags)) and row.label == row.labels[0]
+        assert list(row.labels) == [c for c in row.top_labels if c in row.labels]  # the model's order
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f'path,reviewed_label\n{frames["train"].path[0]},"[""blorp"", ""red""]"\n')
+    refused = CliRunner().invoke(main, ["run", str(source), "--labels", str(spec), "--out",
+                                        str(tmp_path / "x.parquet"), "--examples", str(bad)])
+    assert refused.exit_code == 2 and "'red'" in refused.output and not (tmp_path / "x.parquet").exists()
