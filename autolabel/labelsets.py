@@ -132,9 +132,13 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
     }
 
 
-def _threshold(scores: np.ndarray, positive: np.ndarray, target: float) -> dict[str, Any]:
-    """evaluate._best_threshold over (image, class) decisions, plus recall; a score is a label when ≥ t."""
-    found = _best_threshold(scores, np.ones(len(scores), dtype=bool), positive, target)
+def _threshold(scores: np.ndarray, positive: np.ndarray, target: float, governed: np.ndarray) -> dict[str, Any]:
+    """evaluate._best_threshold over (image, class) decisions, plus recall; a score is a label when ≥ t.
+
+    `governed`: the scores the threshold decides on the whole table (labelled or not), see _best_threshold.
+    """
+    found = _best_threshold(scores, np.ones(len(scores), dtype=bool), positive, target,
+                            governed[np.isfinite(governed)])
     if found.get("threshold") is not None:
         found["threshold"] = max(0.0, found["threshold"])  # -inf: a class --top-k left out of every row
         found["recall"] = float((positive & (scores >= found["threshold"])).sum() / positive.sum()) \
@@ -159,6 +163,7 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
             f"{ex['unknown_truth']} with a truth outside the spec"
         )
     scores = score_matrix(results, rows.index)
+    governed = score_matrix(results, np.flatnonzero((results.frame["status"] != "error").to_numpy()))
     out: dict[str, Any] = {
         "target_precision": target,
         "interval_method": "Wilson score interval, 95%",
@@ -166,7 +171,7 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
         "decision": "a class is a label when its score ≥ the threshold; precision over (image, class) labels",
         "rows": n,
         "excluded": rows.excluded,
-        "global": _threshold(scores.ravel(), rows.truth.ravel(), target),
+        "global": _threshold(scores.ravel(), rows.truth.ravel(), target, governed.ravel()),
     }
     missing = np.isinf(scores).sum(axis=0)
     if per_class:
@@ -178,7 +183,7 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
                                        "reason": f"only {support} labelled images have it (need {min_class_rows}): "
                                                  "no threshold set"}
                 continue
-            out["per_class"][c] = _threshold(scores[:, j], rows.truth[:, j], target)
+            out["per_class"][c] = _threshold(scores[:, j], rows.truth[:, j], target, governed[:, j])
             if missing[j]:
                 out["per_class"][c]["rows_without_score"] = int(missing[j])  # run with a larger --top-k
     return out
@@ -202,7 +207,8 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
 
     a, b = table(old), table(new)
     matched = [p for p in a if p in b]
-    compared = [p for p in matched if a[p][1] != "error" and b[p][1] != "error"]
+    machine = ("error", "reviewed")  # flips are the model's: rows a person labelled are reported apart
+    compared = [p for p in matched if a[p][1] not in machine and b[p][1] not in machine]
     changed = [p for p in compared if a[p][0] != b[p][0]]
     classes = list(dict.fromkeys([*old.classes, *new.classes]))
     by_class = {c: {"added": 0, "removed": 0} for c in classes}
@@ -237,4 +243,8 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
         "newly_errored": sum(a[p][1] != "error" and b[p][1] == "error" for p in matched),
         "recovered": sum(a[p][1] == "error" and b[p][1] != "error" for p in matched),
         "status_changes": dict(sorted(transitions.items())),
+        "reviewed": {"old": sum(a[p][1] == "reviewed" for p in matched),
+                     "new": sum(b[p][1] == "reviewed" for p in matched),
+                     "overruled": sum(b[p][1] == "reviewed" and a[p][1] != "error" and a[p][0] != b[p][0]
+                                      for p in matched)},
     }

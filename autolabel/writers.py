@@ -36,10 +36,8 @@ LABELS_FIELD = pa.field("labels", pa.list_(pa.string()))  # multi-label: every c
 
 
 def output_schema(multi_label: bool = False) -> pa.Schema:
-    """The contract columns: OUTPUT_SCHEMA, plus `labels` after `label` for a multi-label spec."""
-    if not multi_label:
-        return OUTPUT_SCHEMA
-    return OUTPUT_SCHEMA.insert(OUTPUT_SCHEMA.get_field_index("label") + 1, LABELS_FIELD)
+    """The contract columns: OUTPUT_SCHEMA, then `labels` for a multi-label spec (before pass-through columns)."""
+    return OUTPUT_SCHEMA.append(LABELS_FIELD) if multi_label else OUTPUT_SCHEMA
 
 
 def output_format(out: str | Path) -> str:

@@ -159,7 +159,7 @@ def test_csv_output_holds_json_arrays_and_evaluates_like_parquet(shape_pairs: Pa
                                        "--summary-json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     raw = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(raw.columns[:4]) == ["path", "label", "labels", "confidence"]
+    assert list(raw.columns[:9]) == [*OUTPUT_SCHEMA.names, "labels"]  # then the manifest's columns
     parquet = pd.read_parquet(shape_pairs)
     assert [json.loads(v) for v in raw["labels"]] == [list(v) for v in parquet["labels"]]
     assert _eval(out, "--labels", str(spec)) == {**_eval(shape_pairs), "truth": "column 'colors'"}
@@ -184,7 +184,7 @@ def test_single_label_runs_keep_their_columns(tmp_path: Path, image_folder: Path
 def test_python_api_multi_label(tiny_clip: Path) -> None:
     labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog", "bird"], multi_label=True, cache=False)
     frame = labeler.label([noise_image(1), noise_image(2)])
-    assert list(frame.columns[:3]) == ["path", "label", "labels"]
+    assert list(frame.columns) == [*OUTPUT_SCHEMA.names, "labels"]
     assert all(len(t) == 3 for t in frame["top_labels"])
     with pytest.raises(autolabel.UsageError, match="multi_label= go with classes="):
         autolabel.Labeler(model=str(tiny_clip), spec="x.yaml", multi_label=True)

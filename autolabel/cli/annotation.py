@@ -14,7 +14,7 @@ from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors,
 @click.option("--to", "fmt", required=True,
               type=click.Choice(["label-studio", "cvat", "fiftyone", "imagefolder", "hf", "open-images"]),
               help="The annotation tool's format.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Folder to write (must be empty).")
+@click.option("--out", "-o", required=True, type=click.Path(), help="Folder to write (empty, or see --overwrite).")
 @click.option("--status", type=click.Choice(["all", "accepted", "review"]), default="all", show_default=True,
               help="Which rows to export (error rows never are).")
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
@@ -22,7 +22,8 @@ from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors,
 @click.option("--link", type=click.Choice(["symlink", "hardlink", "copy"]), default="symlink", show_default=True,
               help="How images are put into --out.")
 @click.option("--url-prefix", default=None, help="Label Studio: image URLs are PREFIX/path instead of local files.")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out (an earlier export of ours is replaced).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty --out: the files an earlier export of ours wrote are replaced, others kept.")
 @SPEC_OPTION
 @handle_errors
 def export(labels_table: str, fmt: str, out: str, status: str, images_root: str | None, link: str,
@@ -42,10 +43,17 @@ def export(labels_table: str, fmt: str, out: str, status: str, images_root: str 
       autolabel export labels.parquet --to label-studio --out ls/ --status review
     """
     from autolabel.exporters import export as write_export
+    from autolabel.fileio import check_output_folder
     from autolabel.results import load_results
 
-    info = write_export(load_results(labels_table, spec), fmt, Path(out), status, images_root, link, url_prefix,
-                        overwrite)
+    check_output_folder(out, "--out")
+    results = load_results(labels_table, spec)
+    info = write_export(results, fmt, Path(out), status, images_root, link, url_prefix, overwrite)
+    if not info["rows"]:
+        which = "" if status == "all" else f" with status {status}"
+        click.echo(f"nothing to export: {labels_table} has no labelled rows{which} ({len(results.frame)} rows); "
+                   f"{out} was not written", err=True)
+        return
     for line in info["skipped"]:
         click.echo(f"skipping {line}", err=True)
     click.echo(f"exported {info['rows'] - len(info['skipped'])} images as {fmt} to {out}", err=True)
@@ -65,8 +73,10 @@ def import_review(exported: str, into: str, spec: str | None) -> None:
     """
     from autolabel.exporters import import_review as merge
     from autolabel.exporters import write_table
+    from autolabel.fileio import check_output_file
     from autolabel.results import load_results
 
+    check_output_file(into, "--into", (exported, spec))
     results = load_results(into, spec)
     counts = merge(results, Path(exported))
     write_table(results)

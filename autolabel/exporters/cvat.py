@@ -9,7 +9,8 @@ from typing import Any
 from PIL import Image
 
 from autolabel.errors import SourceError
-from autolabel.exporters.base import ExportContext
+from autolabel.exporters.base import ExportContext, xml_document
+from autolabel.fileio import MAX_TEXT_BYTES, InputError, read_regular
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -48,9 +49,7 @@ def export(ctx: ExportContext) -> None:
             tag = ET.SubElement(image, "tag", {"label": label, "source": "manual" if row.human else "auto"})
             if score is not None:
                 ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{score:.6f}"
-    ET.indent(root)
-    ctx.write_text("annotations.xml", '<?xml version="1.0" encoding="utf-8"?>\n' +
-                   ET.tostring(root, encoding="unicode") + "\n")
+    ctx.write_text("annotations.xml", xml_document(root))
 
 
 def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
@@ -59,14 +58,17 @@ def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
     `multi_label`: for an image a person tagged, every tag it has (the auto ones they kept too), as a list.
     """
     try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
+        root = ET.fromstring(read_regular(path, MAX_TEXT_BYTES))
+    except InputError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror})") from None
+    except ET.ParseError as exc:
         raise SourceError(f"{path}: not a CVAT XML export ({exc})") from None
     reviewed = {}
     for image in root.iter("image"):
         tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
         if tags and image.get("name") and multi_label:
-            reviewed[image.get("name")] = list(dict.fromkeys(str(t.get("label")) for t in image.findall("tag")))
-        elif tags and image.get("name"):
+            reviewed[image.get("name")] = list(dict.fromkeys(str(t.get("label")) for t in image.findall("tag")
+                                                             if t.get("label") is not None))
+        elif tags and image.get("name") and tags[-1].get("label") is not None:
             reviewed[image.get("name")] = tags[-1].get("label")
     return reviewed
