@@ -62,7 +62,8 @@ def run(source: str, labels: str, out: str, **options: Any) -> None:
 
     SOURCE is a folder (searched recursively), a manifest (.csv .tsv .parquet .jsonl .txt) or - for image
     paths on stdin. Writes one row per image, in input order: path, label, confidence, margin, status
-    (accepted / review / error), top_labels, top_scores, error, then the manifest's own columns.
+    (accepted / review / error), top_labels, top_scores, error, then the manifest's own columns. A spec with
+    `multi_label: true` scores every class on its own and adds `labels` (every class over its threshold).
 
     Image and text embeddings are cached by content, so changing the label spec and running again only
     re-encodes the prompts, and an interrupted run re-run with the same arguments resumes where it stopped.
