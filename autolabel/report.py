@@ -178,7 +178,7 @@ def class_rows(results: Results, ok: pd.DataFrame) -> tuple[dict[str, pd.DataFra
         rows = {c: ok[ok["label"] == c] for c in results.classes}
         rows = {c: r.assign(score=r["confidence"]).sort_values("score", ascending=False) for c, r in rows.items()}
         return rows, {c: r["score"].to_numpy(dtype=float) for c, r in rows.items()}
-    scores = labelsets.score_matrix(results, list(range(len(ok))))
+    scores = labelsets.score_matrix(results, list(ok.index))  # ok keeps the positions of the full table
     rows = {}
     for j, c in enumerate(results.classes):
         mask = np.asarray([c in labels for labels in ok["labels"]], dtype=bool)

@@ -15,9 +15,8 @@ from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.examples import identity
 from autolabel.sources import ImageRecord, printable_path
-from autolabel.writers import OUTPUT_SCHEMA, output_schema
+from autolabel.writers import output_schema
 
-RESULT_COLUMNS = tuple(OUTPUT_SCHEMA.names[1:])  # everything after `path`
 STATUSES = ("accepted", "review", "reviewed", "error")
 
 

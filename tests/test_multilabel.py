@@ -252,3 +252,21 @@ def test_examples_with_label_lists_adapt_the_scores_and_keep_the_human_lists(tmp
     refused = CliRunner().invoke(main, ["run", str(source), "--labels", str(spec), "--out",
                                         str(tmp_path / "x.parquet"), "--examples", str(bad)])
     assert refused.exit_code == 2 and "'red'" in refused.output and not (tmp_path / "x.parquet").exists()
+
+
+def test_report_galleries_take_each_class_score_also_after_error_rows(shape_pairs: Path) -> None:
+    from autolabel.report import class_rows
+    from autolabel.results import load_results
+
+    results = load_results(shape_pairs)
+    frame = results.frame
+    frame.loc[0, ["status", "label", "error"]] = ["error", None, "broken"]
+    frame.at[0, "labels"], frame.at[0, "top_labels"], frame.at[0, "top_scores"] = [], [], []
+    ok = frame[frame["status"] != "error"]
+    rows, histograms = class_rows(results, ok)
+    for c in ["red", "green", "blue", "yellow"]:
+        expected = {p: dict(zip(t, s, strict=True))[c] for p, t, s, labels in
+                    ok[["path", "top_labels", "top_scores", "labels"]].itertuples(index=False) if c in labels}
+        assert dict(zip(rows[c]["path"], rows[c]["score"], strict=True)) == expected
+        assert list(rows[c]["score"]) == sorted(expected.values(), reverse=True)
+        assert len(histograms[c]) == len(ok)
