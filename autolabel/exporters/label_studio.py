@@ -16,12 +16,12 @@ FROM_NAME, TO_NAME = "label", "image"
 LOCAL_FILES = "/data/local-files/?d="
 
 
-def config_xml(classes: list[str]) -> str:
-    """An Image + single-choice Choices labeling config (names escaped by ElementTree)."""
+def config_xml(classes: list[str], multiple: bool = False) -> str:
+    """An Image + Choices labeling config, single or multiple choice (names escaped by ElementTree)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", {"name": TO_NAME, "value": "$image"})
-    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME, "choice": "single",
-                                               "showInLine": "true"})
+    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME,
+                                               "choice": "multiple" if multiple else "single", "showInLine": "true"})
     for name in classes:
         ET.SubElement(choices, "Choice", {"value": name})
     return xml_document(view, declaration=False)
@@ -44,21 +44,23 @@ def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
     tasks = []
     for row in ctx.rows:
+        chosen = [name for name, _ in row.labels] if ctx.multi_label else [row.label]
+        predicted = list(row.model_labels) if ctx.multi_label else [row.model_label]
         task: dict[str, Any] = {
             "data": {"image": image_reference(ctx, row.path, row.source), "path": row.path, "status": row.status},
             "predictions": [{
                 "model_version": ctx.model_version,
                 "score": row.confidence,
                 "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": [row.model_label]}, "score": row.confidence}],
+                            "value": {"choices": predicted}, "score": row.confidence}] if predicted else [],
             }],
         }
         if row.human:  # a person's label travels as an annotation, the model's as the prediction
             task["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                                                "value": {"choices": [row.label]}}]}]
+                                                "value": {"choices": chosen}}]}]
         tasks.append(task)
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    ctx.write_text("config.xml", config_xml(ctx.classes))
+    ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
 
 
 def _path_of(task: dict[str, Any]) -> str | None:
@@ -101,8 +103,11 @@ def _choices(annotation: dict[str, Any], where: str) -> list[str]:
     return choices
 
 
-def read_review(path: Path) -> dict[str, str]:
-    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins."""
+def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins.
+
+    `multi_label`: every choice of that annotation, as a list (an annotation with none: `[]`, no class applies).
+    """
     try:
         tasks = json.loads(read_text(path, "a Label Studio export"))
     except InputError as exc:
@@ -121,6 +126,9 @@ def read_review(path: Path) -> dict[str, str]:
                                   _number(ka[1].get("id"))))
         for k, annotation in reversed(kept):
             choices = _choices(annotation, f"{where}[{k}]")
+            if multi_label and (key := _path_of(task)):
+                reviewed[key] = list(dict.fromkeys(choices))
+                break
             if choices and (key := _path_of(task)):
                 reviewed[key] = choices[0]
                 break
