@@ -200,22 +200,25 @@ def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter) -> Model:
 
 
 def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
-    """The run's stages (see `stages_for`)."""
-    prompts = [p for c in job.spec.classes for p in job.spec.prompts_for(c)]
-    reporter.warn_group(f"prompts are longer than the model's {model.context_length}-token context and are "
-                        "truncated", model.too_long(list(dict.fromkeys(prompts))))
+    """The run's stages (see `stages_for`), after the spec's lint warnings (printed once, grouped by kind)."""
+    from autolabel.lint import lint_spec
+
+    draft = not config.decode.full_decode
+    encode = text_encoder(model, job.cache, embedding_spaces(model, draft)[1])
+    reporter.lint(lint_spec(job.spec, model, encode), job.spec.source)
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
-    return stages_for(job.spec, model, job.cache, job.examples, draft=not config.decode.full_decode,
+    return stages_for(job.spec, model, job.cache, job.examples, draft=draft,
                       top_k=config.classify.top_k_for(job.spec.multi_label, len(job.spec.classes)),
-                      extra_names=extra_names, warn=reporter.warn)
+                      extra_names=extra_names, warn=reporter.warn, encode=encode)
 
 
 def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, examples: Sequence[Example], *,
                draft: bool, top_k: int, extra_names: tuple[str, ...] = (),
-               warn: Callable[[str], None] = lambda message: None) -> tuple[Stages, Learned]:
+               warn: Callable[[str], None] = lambda message: None,
+               encode: Callable[[Sequence[str]], Any] | None = None) -> tuple[Stages, Learned]:
     """Encode the class prompts (through the cache), mine `other`'s negative concepts, learn from the examples."""
     image_space, text_space = embedding_spaces(model, draft)
-    encode = text_encoder(model, cache, text_space)
+    encode = encode or text_encoder(model, cache, text_space)
     classifier = Classifier.build(spec, encode, model.logit_scale, model.logit_bias, top_k,
                                   pairwise_sigmoid=pairwise_sigmoid(model))
     if spec.other is not None:

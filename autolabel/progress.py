@@ -86,6 +86,23 @@ class Reporter:
         more = f" … and {len(items) - len(shown)} more (-v lists them all)" if len(items) > len(shown) else ""
         self.warn(f"{len(items)} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
+    def lint(self, warnings: list[Any], spec: str) -> None:
+        """The spec's lint warnings, once: over-long prompts as one grouped line, other kinds a few lines each."""
+        by_kind: dict[str, list[Any]] = {}
+        for warning in warnings:
+            by_kind.setdefault(warning.kind, []).append(warning)
+        for kind, group in by_kind.items():
+            if kind == "too_long":
+                self.warn_group("prompts are longer than the model's text context and are truncated",
+                                [p for w in group for p in w.prompts])
+                continue
+            shown = group if self.verbose else group[:GROUP_LINES]
+            for warning in shown:
+                self.warn(warning.message)
+            if len(group) > len(shown):
+                self.warn(f"… and {len(group) - len(shown)} more {kind} warnings (`autolabel lint {spec}` or -v "
+                          "lists them all)")
+
     def skip(self, path: str, reason: str) -> None:
         """The line for an image that became an error row (after SKIP_LINES of them, only counted)."""
         self.skipped += 1

@@ -145,17 +145,21 @@ class Embed:
 
 
 def text_encoder(model: Model, cache: EmbeddingCache | None, space: str):  # -> TextEncoder
-    """The model's text encoder behind the cache: only prompts never seen with this model are encoded."""
+    """The model's text encoder behind the cache: only prompts never seen with this model are encoded, and
+    one encoder never encodes a prompt twice (it remembers, with the cache off too)."""
+    seen: dict[str, np.ndarray] = {}
 
     def encode(prompts: Sequence[str]) -> np.ndarray:
-        known = cache.get_texts(space, prompts) if cache is not None else {}
-        missing = [p for p in dict.fromkeys(prompts) if p not in known]
+        wanted = [p for p in dict.fromkeys(prompts) if p not in seen]
+        if wanted and cache is not None:
+            seen.update(cache.get_texts(space, wanted))
+        missing = [p for p in wanted if p not in seen]
         if missing:
             fresh = dict(zip(missing, np.asarray(model.encode_text(missing)), strict=True))
             if cache is not None:
                 cache.put_texts(space, fresh)
-            known.update(fresh)
-        return np.stack([known[p] for p in prompts])
+            seen.update(fresh)
+        return np.stack([seen[p] for p in prompts])
 
     return encode
 

@@ -73,10 +73,13 @@ def import_review(exported: str, into: str, spec: str | None) -> None:
     """
     from autolabel.exporters import import_review as merge
     from autolabel.exporters import write_table
-    from autolabel.fileio import check_output_file
+    from autolabel.fileio import check_output_file, check_output_folder
     from autolabel.results import load_results
 
-    check_output_file(into, "--into", (exported, spec))
+    if Path(into).is_dir():  # a shard folder: each part is rewritten in place
+        check_output_folder(into, "--into")
+    else:
+        check_output_file(into, "--into", (exported, spec))
     results = load_results(into, spec)
     counts = merge(results, Path(exported))
     write_table(results)
