@@ -349,24 +349,25 @@ def _model_identity(model: dict[str, Any]) -> str:
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
     from autolabel.errors import SourceError
-    from autolabel.fileio import InputError, read_text
+    from autolabel.fileio import InputError, read_json_object
 
     target = _join(str(folder), MANIFEST)
     try:
-        text = storage.read_url(target).decode("utf-8") if storage.is_url(target) else read_text(target, MANIFEST)
-        manifest = json.loads(text)
+        if storage.is_url(target):
+            manifest = json.loads(storage.read_url(target))
+            if not isinstance(manifest, dict):
+                raise InputError(errno.EINVAL, "the shard manifest is not a JSON object")
+            return manifest
+        return read_json_object(target, "the shard manifest")
     except FileNotFoundError:
         return {}
     except InputError as exc:
         if exc.errno == errno.ENOENT:
             return {}
-        raise SourceError(f"{target}: cannot read ({exc.strerror})") from None
+        raise SourceError(f"{target}: {exc.strerror}; re-run the job with --overwrite") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{target}: not a manifest autolabel wrote ({exc}); re-run the job with --overwrite") \
             from None
-    if not isinstance(manifest, dict):
-        raise SourceError(f"{target}: not a manifest autolabel wrote; re-run the job with --overwrite")
-    return manifest
 
 
 __all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]
