@@ -50,7 +50,12 @@ def read_review(path: Path) -> tuple[str, dict[str, str]]:
 
 def import_review(results: Results, exported: Path) -> dict[str, Any]:
     """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts."""
-    tool, reviewed = read_review(exported)
+    return merge_review(results, *read_review(exported))
+
+
+def merge_review(results: Results, tool: str, reviewed: dict[str, str]) -> dict[str, Any]:
+    """Merge a tool's reviews ({key: label}) into the table as `reviewed_label` / `reviewed_by_human`; earlier reviews
+    of rows the tool does not mention are kept. Returns counts."""
     frame = results.frame
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them

@@ -55,9 +55,7 @@ class ExportContext:
     @property
     def model_version(self) -> str:
         """Model id (and fingerprint) for tools that record which model predicted."""
-        model = self.results.metadata.get("model", {})
-        name = model.get("id", "autolabel")
-        return f"{name}@{model['fingerprint']}" if model.get("fingerprint") else str(name)
+        return model_version(self.results)
 
     def target(self, *parts: str) -> Path:
         """A path inside --out; anything that would land outside is refused."""
@@ -94,6 +92,13 @@ class ExportContext:
         path.write_text(text, encoding="utf-8")
         self.written.append(name)
         return path
+
+
+def model_version(results: Results) -> str:
+    """The run's model id (and fingerprint), as tools that record which model predicted show it."""
+    model = results.metadata.get("model", {})
+    name = model.get("id", "autolabel")
+    return f"{name}@{model['fingerprint']}" if model.get("fingerprint") else str(name)
 
 
 def safe_names(paths: Sequence[str]) -> list[str]:
