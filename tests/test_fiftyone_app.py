@@ -56,8 +56,13 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-def test_fiftyone_loads_the_export_with_labels_and_confidences(tmp_path: Path, tiny_clip: Path) -> None:
-    python = app(FIFTYONE_PYTHON, "FiftyOne with its database (fiftyone-db)")
+@pytest.fixture()
+def python() -> Path:
+    """The python of the venv with FiftyOne; asked for first, so a skip costs nothing."""
+    return app(FIFTYONE_PYTHON, "FiftyOne with its database (fiftyone-db)")
+
+
+def test_fiftyone_loads_the_export_with_labels_and_confidences(python: Path, tmp_path: Path, tiny_clip: Path) -> None:
     images = tmp_path / "images"
     for i in range(12):
         path = images / ("x" if i % 2 else "y") / f"{i}.{'png' if i % 3 else 'jpg'}"

@@ -157,7 +157,8 @@ def test_push_checks_the_document_root_before_calling_the_server(table: Path) ->
     result = invoke("export", str(table), "--to", "label-studio", "--url", f"http://127.0.0.1:{port}",
                     env={"LABEL_STUDIO_API_KEY": "k", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(photos / "b")})
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: {photos / 'a' / '1.png'}: not under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
+    first = photos / "a" / "1.png"
+    assert result.output.startswith(f"error: {first}: not under LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT")
 
 
 def test_file_export_links_images_relative_to_the_document_root(table: Path, tmp_path: Path) -> None:

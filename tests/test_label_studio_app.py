@@ -240,3 +240,24 @@ def test_a_wrong_key_is_one_line_and_exit_2(server: Server, table: Path) -> None
     assert pushed.returncode == 2
     assert pushed.stderr == (f"error: Label Studio at {server.url} rejected the API key (Invalid token.); "
                              "check --api-key / LABEL_STUDIO_API_KEY\n")
+
+
+@pytest.mark.parametrize("how", ["document root", "url prefix"])
+def test_the_readme_file_recipe_serves_every_image(server: Server, table: Path, tmp_path: Path, how: str) -> None:
+    """README: export files, create the project with config.xml, add a Local Files storage for the images folder
+    (a subfolder of the server's document root; not synced), import tasks.json."""
+    out = tmp_path / "ls"
+    if how == "document root":
+        exported = autolabel("export", str(table), "--to", "label-studio", "--out", str(out),
+                             env={"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(server.document_root)})
+    else:
+        exported = autolabel("export", str(table), "--to", "label-studio", "--out", str(out), "--url-prefix",
+                             "/data/local-files/?d=photos")
+    assert exported.returncode == 0, exported.stderr
+    sdk = client(server)
+    project = sdk.projects.create(title=f"pets (files, {how})", label_config=(out / "config.xml").read_text())
+    sdk.import_storage.local.create(project=project.id, path=str(server.document_root / "photos"))
+    sdk.projects.import_tasks(project.id, request=json.loads((out / "tasks.json").read_text()))
+    tasks = tasks_of(server, project.id)
+    assert len(tasks) == N and all(len(t.predictions) == 1 for t in tasks)
+    _assert_served(server, tasks)
