@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from autolabel.errors import ModelError
+from autolabel.fileio import InputError, read_regular
 
 ModelInputs = dict[str, np.ndarray]
 
@@ -252,16 +253,9 @@ def read_bytes(location: str) -> bytes:
         except Exception as exc:  # each backend has its own error types
             raise DecodeError(storage.explain(exc)) from None
     try:
-        with open(location, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise DecodeError("file not found") from None
-    except IsADirectoryError:
-        raise DecodeError("is a directory, not an image file") from None
-    except PermissionError:
-        raise DecodeError("permission denied (check the file's read permissions)") from None
-    except OSError as exc:
-        raise DecodeError(f"cannot read file ({exc.strerror or exc})") from None
+        return read_regular(location)
+    except InputError as exc:
+        raise DecodeError(exc.strerror) from None
 
 
 def stack(inputs: list[ModelInputs]) -> ModelInputs:

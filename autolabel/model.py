@@ -165,6 +165,11 @@ class ZeroShotModel:
         )
 
     @property
+    def precision(self) -> str:
+        """The weights' dtype as a word, e.g. "float32"."""
+        return str(self.dtype).replace("torch.", "")
+
+    @property
     def pads_to_max_length(self) -> bool:
         """SigLIP models were trained on text padded to the full context."""
         return self.model_type.startswith("siglip")
@@ -224,7 +229,7 @@ class ZeroShotModel:
             "type": self.model_type,
             "fingerprint": self.fingerprint,
             "device": str(self.device),
-            "precision": str(self.dtype).replace("torch.", ""),
+            "precision": self.precision,
             "logit_scale": self.logit_scale,
             "logit_bias": self.logit_bias,
             "preprocessing": self.preprocessing.describe(),

@@ -28,28 +28,65 @@ def stderr_console() -> Console:
     return console
 
 
-class Reporter:
-    """Progress and messages for one command; the bar only on an interactive stderr and without --quiet."""
+SKIP_LINES = 20  # `skipping PATH: reason` lines shown before the rest are only counted (all with -v)
+GROUP_LINES = 3  # items a grouped warning names before "… and N more" (all with -v)
 
-    def __init__(self, quiet: bool = False, console: Console | None = None) -> None:
+
+class Reporter:
+    """Progress and messages for one command; the bar only on an interactive stderr and without --quiet.
+
+    Repetitive lines are bounded: skipped images beyond SKIP_LINES and long warning lists are counted,
+    not printed, unless `verbose`. With `console=None` nothing is written at all (the Python API):
+    warnings then go to the `autolabel` logger.
+    """
+
+    def __init__(self, quiet: bool = False, console: Console | None = None, verbose: bool = False,
+                 silent: bool = False) -> None:
+        self.silent = silent
         self.console = console or stderr_console()
-        self.quiet = quiet
-        self.show_bar = not quiet and self.console.is_terminal and sys.stderr.isatty()
+        self.quiet = quiet or silent
+        self.verbose = verbose
+        self.show_bar = not self.quiet and self.console.is_terminal and sys.stderr.isatty()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self.skipped = 0
+
+    def _print(self, message: str, style: str | None = None) -> None:
+        if self.silent:
+            import logging
+
+            logging.getLogger("autolabel").warning(message)
+        else:
+            self.console.print(message, markup=False, style=style)
 
     def info(self, message: str) -> None:
         """A status line, suppressed by --quiet."""
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self._print(message)
 
     def warn(self, message: str) -> None:
         """A warning line; shown even with --quiet."""
-        self.console.print(f"warning: {message}", markup=False, style="yellow")
+        self._print(f"warning: {message}", style="yellow")
+
+    def warn_group(self, what: str, items: list[str]) -> None:
+        """One warning for many items: `what` with a count, the first few named (all with -v)."""
+        if not items:
+            return
+        shown = items if self.verbose else items[:GROUP_LINES]
+        more = f" … and {len(items) - len(shown)} more (-v lists them all)" if len(items) > len(shown) else ""
+        self.warn(f"{len(items)} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
     def skip(self, path: str, reason: str) -> None:
-        """The line for an image that became an error row."""
-        self.console.print(f"skipping {path}: {reason}", markup=False, style="red")
+        """The line for an image that became an error row (after SKIP_LINES of them, only counted)."""
+        self.skipped += 1
+        if self.verbose or self.skipped <= SKIP_LINES:
+            self._print(f"skipping {path}: {reason}", style="red")
+
+    def skips_done(self) -> None:
+        """Say how many skip lines were held back."""
+        if not self.verbose and self.skipped > SKIP_LINES:
+            self._print(f"… and {self.skipped - SKIP_LINES} more images skipped (their error rows say why; "
+                        "-v prints every one)", style="red")
 
     def start(self, total: int | None, description: str = "labeling") -> None:
         """Open the progress bar (a no-op when it is not shown)."""
@@ -68,6 +105,11 @@ class Reporter:
         )
         self._progress.start()
         self._task = self._progress.add_task(description, total=total, rate="-")
+
+    def set_total(self, total: int) -> None:
+        """The number of images, once known."""
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
 
     def advance(self, n: int, rate: float) -> None:
         """Count n more images done."""

@@ -1,9 +1,10 @@
-"""SOURCE → ImageRecords: a folder walk, a manifest (csv, tsv, parquet, jsonl, txt) or stdin."""
+"""SOURCE → a lazy stream of ImageRecords: a folder walk, a manifest (csv, tsv, parquet, jsonl, txt) or stdin."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -16,26 +17,36 @@ from autolabel.errors import SourceError, UsageError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")
 PATH_COLUMNS = ("path", "image", "file_name", "filepath")
+_SLICE_ROWS = 4096  # manifest rows turned into Python objects at a time
 
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image to label: `path` as it appears in the output, `location` where to read it."""
+    """One image to label: `path` as it appears in the output, `location` where to read it, `row` its input position."""
 
     path: str
     location: str
     extra: tuple[Any, ...] = ()
     error: str | None = None
+    row: int = 0
 
 
 @dataclass(frozen=True)
 class Source:
-    """An opened SOURCE: its records (lazy), pass-through columns, and count when known."""
+    """An opened SOURCE: its records (lazy, one pass), pass-through columns, and where relative paths resolve.
+
+    `count` is known up front for manifests; a folder's is computed by `counter` (a second, cheap walk that
+    only a progress bar needs). `identity` names the SOURCE for resume checks (absolute path or URL).
+    """
 
     description: str
     records: Iterable[ImageRecord]
+    identity: str
+    images_root: str
     extra_schema: pa.Schema = field(default_factory=lambda: pa.schema([]))
     count: int | None = None
+    counter: Callable[[], int] | None = None
+    renamed: list[str] = field(default_factory=list)  # paths whose undecodable bytes were escaped, once walked
 
 
 def is_image_name(name: str) -> bool:
@@ -43,43 +54,110 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def printable_path(path: str) -> str:
+    """`path` as valid UTF-8 text: bytes a file system name holds that are not UTF-8 become `\\xNN` escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def iter_folder(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of the images under `root`, sorted by the full path string, lazily.
+
+    Each folder is listed on its own and its entries sorted with folders keyed `name/`, which gives the
+    order of the full path strings without holding them all. Hidden entries and anything but regular
+    files are skipped; a folder reached twice (symlink loops, two links to one folder) is walked once.
+    """
+    seen: set[tuple[int, int]] = set()
+
+    def walk(folder: str, prefix: str) -> Iterator[str]:
+        try:
+            info = os.stat(folder)
+        except OSError:
+            return
+        if (info.st_dev, info.st_ino) in seen:
+            return
+        seen.add((info.st_dev, info.st_ino))
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            return
+        keyed = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                mode = entry.stat().st_mode  # follows symlinks
+            except OSError:
+                continue
+            if stat.S_ISDIR(mode):
+                keyed.append((entry.name + "/", entry.path))
+            elif stat.S_ISREG(mode) and is_image_name(entry.name):
+                keyed.append((entry.name, ""))
+        for key, sub in sorted(keyed):
+            if sub:
+                yield from walk(sub, prefix + key)
+            else:
+                yield prefix + key
+
+    yield from walk(str(root), "")
+
+
 def walk_folder(root: Path) -> list[str]:
-    """Relative POSIX paths of the images under `root`, hidden files/folders skipped, sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, root)
-        prefix = "" if rel == "." else Path(rel).as_posix() + "/"
-        found.extend(prefix + f for f in filenames if not f.startswith(".") and is_image_name(f))
-    return sorted(found)
+    """Every image path under `root` (see iter_folder), as a list."""
+    return list(iter_folder(root))
 
 
 def _folder(root: Path) -> Source:
-    paths = walk_folder(root)
-    records = [ImageRecord(path=p, location=str(root / p)) for p in paths]
-    return Source(description=f"folder {root}", records=records, count=len(records))
+    renamed: list[str] = []
+
+    def records() -> Iterator[ImageRecord]:
+        for i, rel in enumerate(iter_folder(root)):
+            shown = printable_path(rel)
+            if shown != rel:
+                renamed.append(shown)
+            yield ImageRecord(path=shown, location=os.path.join(root, rel), row=i)
+
+    absolute = str(root.absolute())
+    return Source(description=f"folder {root}", records=records(), identity=absolute, images_root=absolute,
+                  counter=lambda: sum(1 for _ in iter_folder(root)), renamed=renamed)
 
 
-def _read_table(path: Path | str) -> pa.Table:
-    """A manifest as an Arrow table; `path` may be an object-store URL."""
-    suffix = Path(str(path)).suffix.lower()
+def _check_regular(path: Path) -> None:
+    """Manifests are read by pyarrow, which would block on a FIFO: refuse anything but a regular file first."""
     try:
-        if storage.is_url(str(path)):
-            with storage.open_url(str(path)) as f:
-                return _parse_table(f, suffix)
-        return _parse_table(path, suffix)
+        info = os.stat(path)
     except FileNotFoundError:
         raise SourceError(f"{path}: manifest not found") from None
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(f"{path}: not a regular file; a manifest must be a .csv/.tsv/.parquet/.jsonl/.txt file")
+
+
+def _read_table(path: Path | str, suffix: str) -> pa.Table | Iterator[pa.RecordBatch] | Any:
+    """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch)."""
+    try:
+        if storage.is_url(str(path)):
+            handle = storage.open_url(str(path))
+            return _parse_table(handle, suffix) if suffix != ".parquet" else _parquet(handle)
+        _check_regular(Path(path))
+        return _parse_table(path, suffix) if suffix != ".parquet" else _parquet(path)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(f"{path}: cannot read {suffix[1:]} manifest ({first})") from None
 
 
-def _parse_table(source: Any, suffix: str) -> pa.Table:
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
+def _parquet(source: Any) -> Any:
+    import pyarrow.parquet as pq
 
-        return pq.read_table(source)
+    return pq.ParquetFile(source)
+
+
+def _parse_table(source: Any, suffix: str) -> pa.Table:
     if suffix in (".csv", ".tsv"):
         import pyarrow.csv as pcsv
 
@@ -120,43 +198,63 @@ def resolve_location(given: str, base: Path | str) -> str:
 
 
 def _remote_folder(url: str) -> Source:
-    rels = storage.list_images(url, is_image_name)
     base = url.rstrip("/")
-    records = [ImageRecord(path=r, location=f"{base}/{r}") for r in rels]
-    return Source(description=f"folder {url}", records=records, count=len(records))
+
+    def records() -> Iterator[ImageRecord]:
+        for i, rel in enumerate(storage.list_images(url, is_image_name)):
+            yield ImageRecord(path=rel, location=f"{base}/{rel}", row=i)
+
+    return Source(description=f"folder {url}", records=records(), identity=base, images_root=base)
+
+
+def _batches(table: Any) -> Iterator[pa.RecordBatch]:
+    if isinstance(table, pa.Table):
+        yield from table.to_batches(max_chunksize=_SLICE_ROWS)
+    else:  # a ParquetFile: read a few thousand rows at a time
+        yield from table.iter_batches(batch_size=_SLICE_ROWS)
 
 
 def _manifest(path: Path | str, path_column: str | None) -> Source:
-    table = _read_table(path)
-    column = pick_path_column(table.column_names, path_column, str(path))
-    paths = table.column(column)
-    if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
-        paths = paths.cast(pa.string())
-    extras = table.drop_columns([column])
-    base = storage.parent(path) if isinstance(path, str) else path.parent
-    extra_columns = [extras.column(i).to_pylist() for i in range(extras.num_columns)]
+    suffix = Path(str(path)).suffix.lower()
+    table = _read_table(path, suffix)
+    schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
+    count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
+    column = pick_path_column(schema.names, path_column, str(path))
+    extra_schema = pa.schema([f for f in schema if f.name != column])
+    base = storage.parent(path) if isinstance(path, str) and storage.is_url(path) else str(Path(path).absolute().parent)
 
     def records() -> Iterator[ImageRecord]:
-        for i, given in enumerate(paths.to_pylist()):
-            extra = tuple(col[i] for col in extra_columns)
-            if given is None or not given.strip():
-                yield ImageRecord(path="", location="", extra=extra, error=f"row {i + 1}: empty path")
-            else:
-                yield ImageRecord(path=given, location=resolve_location(given, base), extra=extra)
+        row = 0
+        for batch in _batches(table):
+            paths = batch.column(column)
+            if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
+                paths = paths.cast(pa.string())
+            extras = [batch.column(name).to_pylist() for name in extra_schema.names]
+            for j, given in enumerate(paths.to_pylist()):
+                extra = tuple(col[j] for col in extras)
+                if given is None or not given.strip():
+                    yield ImageRecord(path="", location="", extra=extra, error=f"row {row + 1}: empty path", row=row)
+                else:
+                    yield ImageRecord(path=given, location=resolve_location(given, base), extra=extra, row=row)
+                row += 1
 
-    return Source(
-        description=f"manifest {path}", records=records(), extra_schema=extras.schema, count=table.num_rows
-    )
+    identity = str(path) if storage.is_url(str(path)) else str(Path(path).absolute())
+    return Source(description=f"manifest {path}", records=records(), identity=identity, images_root=base,
+                  extra_schema=extra_schema, count=count)
 
 
 def _stdin(stream: TextIO) -> Source:
+    cwd = str(Path.cwd())
+
     def records() -> Iterator[ImageRecord]:
+        row = 0
         for line in stream:
             given = line.strip()
             if given:
-                yield ImageRecord(path=given, location=resolve_location(given, Path.cwd()))
+                yield ImageRecord(path=given, location=resolve_location(given, cwd), row=row)
+                row += 1
 
-    return Source(description="stdin", records=records())
+    return Source(description="stdin", records=records(), identity="-", images_root=cwd)
 
 
 def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None) -> Source:
@@ -175,8 +273,6 @@ def open_source(source: str, path_column: str | None = None, stdin: TextIO | Non
     if path.is_dir():
         return _folder(path)
     if path.suffix.lower() in MANIFEST_SUFFIXES:
-        if not path.exists():
-            raise SourceError(f"{path}: manifest not found")
         return _manifest(path, path_column)
     if not path.exists():
         raise SourceError(f"{source}: no such folder or manifest")

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autolabel.errors import UsageError
+from autolabel.fileio import remove_stale_temps, temp_beside
 
 METADATA_KEY = b"autolabel"
 OUTPUT_SCHEMA = pa.schema(
@@ -70,10 +71,8 @@ class TableWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.out)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.out.name}.{os.getpid()}.", suffix=".tmp", dir=self.out.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        remove_stale_temps(self.out)
+        self.tmp = temp_beside(self.out)
         self._parquet: pq.ParquetWriter | None = None
         self._csv_file: Any = None
         if self.format == "parquet":
@@ -153,24 +152,6 @@ class TableWriter:
             self.tmp.unlink(missing_ok=True)
             if self.remote is not None:
                 shutil.rmtree(self.out.parent, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(out: Path) -> None:
-    """Delete temp files that killed runs (SIGKILL, power loss) left beside OUT; live runs' files stay."""
-    for tmp in out.parent.glob(f".{out.name}.*.tmp*"):
-        pid = tmp.name[len(out.name) + 2 :].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
 
 
 def _csv_cell(value: Any) -> Any:

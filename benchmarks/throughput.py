@@ -23,11 +23,13 @@ import yaml
 from common import ROOT, interleave, make_jpegs, median, save_vit_b32
 from PIL import Image
 
+from autolabel.config import RunConfig
 from autolabel.decode import stack
 from autolabel.model import ZeroShotModel
-from autolabel.pipeline import RunConfig, prepare, run
+from autolabel.pipeline import run
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord
+from autolabel.stages import Prepare
 
 TINY = ROOT / "examples" / "tiny-shapes"
 
@@ -63,9 +65,9 @@ def main() -> None:
 
     def ours(n_classes: int, cache_dir: Path | None = None):
         """A cold run (no cache) unless cache_dir is given."""
-        config = RunConfig(source=folder, labels=str(spec_file(work, n_classes)), out=str(work / "out.parquet"),
-                           batch_size=32, quiet=True, cache_dir=str(cache_dir) if cache_dir else None,
-                           no_cache=cache_dir is None)
+        config = RunConfig.from_options(folder, str(spec_file(work, n_classes)), str(work / "out.parquet"),
+                                        batch_size=32, quiet=True, cache_dir=str(cache_dir) if cache_dir else None,
+                                        no_cache=cache_dir is None)
         return lambda: run(config, model=model, reporter=quiet)
 
     def theirs(n_classes: int, n_images: int):
@@ -92,8 +94,8 @@ def main() -> None:
         ours(1000, text_cache)()  # fills the text cache (and the image cache, which the next run must not use)
 
         def ours_warm_text():
-            config = RunConfig(source=folder, labels=str(work / "classes1000.yaml"), out=str(work / "out.parquet"),
-                               quiet=True, cache_dir=str(text_cache))
+            config = RunConfig.from_options(folder, str(work / "classes1000.yaml"), str(work / "out.parquet"),
+                                            quiet=True, cache_dir=str(text_cache))
             import sqlite3
 
             with sqlite3.connect(text_cache / "embeddings.sqlite") as conn:
@@ -119,7 +121,8 @@ def main() -> None:
     if 3 in sections:
         # 3. Model-only limit: get_image_features on ready tensors, same batch size.
         records = [ImageRecord(path=p.name, location=str(p)) for p in paths]
-        ready = [stack([prepare(r, model.preprocessing).inputs for r in records[i:i + 32]])  # type: ignore[misc]
+        prepare = Prepare(model.preprocessing)
+        ready = [stack([prepare(r).inputs for r in records[i:i + 32]])  # type: ignore[misc]
                  for i in range(0, len(records), 32)]
 
         def model_only():
@@ -140,8 +143,8 @@ def main() -> None:
             shutil.rmtree(cache_dir, ignore_errors=True)
             t = interleave({"cold": ours(10, cache_dir)}, 1)
             spec_file(work, 12)  # a different label spec: 12 classes, new prompts
-            config = RunConfig(source=folder, labels=str(work / "classes12.yaml"), out=str(work / "out.parquet"),
-                               quiet=True, cache_dir=str(cache_dir))
+            config = RunConfig.from_options(folder, str(work / "classes12.yaml"), str(work / "out.parquet"),
+                                            quiet=True, cache_dir=str(cache_dir))
             cold.append(t["cold"][0])
             warm.append(interleave({"warm": lambda c=config: run(c, model=model, reporter=quiet)}, 1)["warm"][0])
         results["warm_speedup"] = median(cold) / median(warm)

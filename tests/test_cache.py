@@ -61,7 +61,7 @@ def test_changed_spec_reuses_every_image_embedding(tmp_path, image_folder, label
 
 def test_text_embeddings_are_cached(tmp_path, labels_yaml, tiny_clip) -> None:
     from autolabel.model import ZeroShotModel
-    from autolabel.pipeline import text_encoder
+    from autolabel.stages import text_encoder
 
     model = ZeroShotModel.load(str(tiny_clip))
     calls = []

@@ -80,7 +80,8 @@ def test_read_bytes_errors(tmp_path, monkeypatch) -> None:
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("builtins.open", denied)
+    (tmp_path / "x.jpg").write_bytes(b"data")
+    monkeypatch.setattr("os.open", denied)
     with pytest.raises(DecodeError, match="permission denied"):
         read_bytes(str(tmp_path / "x.jpg"))
 

@@ -13,7 +13,8 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @main.command(context_settings=CONTEXT)
 @click.argument("source")
 @click.option("--labels", "-l", required=True, type=click.Path(dir_okay=False), help="Label spec YAML.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Output .parquet or .csv.")
+@click.option("--out", "-o", required=True,
+              help="Output .parquet or .csv, or a folder (DIR/ or an existing folder) for resumable shards.")
 @click.option("--model", "-m", default=None,
               help="Hub id or local folder [default: the spec's model:, else openai/clip-vit-base-patch32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
@@ -43,12 +44,14 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--cpus-per-actor", type=float, default=1.0, show_default=True,
               help="Ray: CPUs each model actor holds (and its torch threads).")
 @click.option("--gpus-per-actor", type=float, default=0.0, show_default=True, help="Ray: GPUs per model actor.")
+@click.option("--shard-size", type=int, default=100_000, show_default=True,
+              help="Folder --out: input rows per part-NNNNN.parquet shard.")
+@click.option("--overwrite", is_flag=True,
+              help="Folder --out: replace shards of a different job (spec, model, source or options changed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option("--verbose", "-v", is_flag=True, help="Every skipped image and every item of grouped warnings.")
 @handle_errors
-def run(source: str, labels: str, out: str, model: str | None, device: str, precision: str, batch_size: int,
-        workers: int, top_k: int, threshold: float | None, max_errors: int | None, summary_json: str | None,
-        path_column: str | None, full_decode: bool, cache_dir: str | None, no_cache: bool, engine: str,
-        ray_address: str | None, actors: int, cpus_per_actor: float, gpus_per_actor: float, quiet: bool) -> None:
+def run(source: str, labels: str, out: str, **options: Any) -> None:
     """Label every image of SOURCE with the classes of a label spec.
 
     SOURCE is a folder (searched recursively), a manifest (.csv .tsv .parquet .jsonl .txt) or - for image
@@ -57,29 +60,24 @@ def run(source: str, labels: str, out: str, model: str | None, device: str, prec
 
     Image and text embeddings are cached by content, so changing the label spec and running again only
     re-encodes the prompts, and an interrupted run re-run with the same arguments resumes where it stopped.
+    With a folder --out (DIR/), rows go to part-NNNNN.parquet shards of --shard-size input rows, and a
+    re-run skips the finished shards (on Ray too, where the cache is not used).
 
     \b
     Examples:
       autolabel run photos/ --labels pets.yaml --out labels.parquet
       autolabel run images.csv --labels labels.yaml --out labels.csv --model google/siglip-base-patch16-224
       find shots -name '*.jpg' | autolabel run - --labels labels.yaml --out labels.parquet --quiet
-      autolabel run s3://bucket/list.parquet -l labels.yaml -o s3://bucket/labels.parquet --engine ray
+      autolabel run s3://bucket/list.parquet -l labels.yaml -o s3://bucket/labels/ --engine ray   # shards
     """
     import signal
 
-    from autolabel.pipeline import RunConfig
+    from autolabel.config import RunConfig
     from autolabel.pipeline import run as run_pipeline
 
     def terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a scheduler's SIGTERM ends the run as cleanly as Ctrl-C
 
     signal.signal(signal.SIGTERM, terminated)
-
-    config = RunConfig(
-        source=source, labels=labels, out=out, model=model, device=device, precision=precision,
-        batch_size=batch_size, workers=workers, top_k=top_k, threshold=threshold, max_errors=max_errors,
-        summary_json=summary_json, path_column=path_column, quiet=quiet, draft=not full_decode,
-        cache_dir=cache_dir, no_cache=no_cache, engine=engine, ray_address=ray_address, actors=actors,
-        cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor,
-    )
+    config = RunConfig.from_options(source, labels, out, **options)
     run_pipeline(config, stdin=sys.stdin if source == "-" else None)

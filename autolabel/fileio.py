@@ -1,0 +1,175 @@
+"""Safe file access: regular files only with a size cap, atomic writes, output locations checked up front."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from autolabel.errors import UsageError
+
+MAX_INPUT_BYTES = 256 << 20  # an image file beyond this is refused unread (a device, a runaway file)
+
+
+class InputError(OSError):
+    """A file that cannot be read as input; the message is one line for an error row or an error message."""
+
+
+def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`.
+
+    FIFOs, devices, sockets and folders are refused without blocking (opened non-blocking, checked with
+    fstat before any read), and a file that grows past the cap while being read is refused too.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(errno.ENOENT, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(errno.EISDIR, "is a directory, not an image file") from None
+    except PermissionError:
+        raise InputError(errno.EACCES, "permission denied (check the file's read permissions)") from None
+    except OSError as exc:
+        raise InputError(exc.errno, f"cannot open file ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(errno.EISDIR, "is a directory, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(errno.EINVAL, f"not a regular file ({_kind(info.st_mode)}); only regular files are read")
+        if info.st_size > max_bytes:
+            raise InputError(errno.EFBIG, f"file too large ({info.st_size} bytes, limit {max_bytes})")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise InputError(errno.EFBIG, f"file too large (more than {max_bytes} bytes)")
+        return b"".join(chunks)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(exc.errno, f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = 64 << 20) -> str:
+    """A regular UTF-8 text file (specs, exports, manifests read whole); InputError names the problem."""
+    data = read_regular(path, max_bytes)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(errno.EINVAL, f"{what} is not UTF-8 text (byte {exc.start})") from None
+
+
+def temp_beside(target: Path, tag: str = "tmp") -> Path:
+    """A new hidden temp file in target's folder, named `.NAME.PID.*.TAG` so stale ones can be recognised."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=f".{tag}", dir=target.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process `pid` exists (another user's process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(target: Path) -> None:
+    """Delete temp files that killed writers (SIGKILL, power loss) left beside target; live writers' files stay."""
+    for tmp in target.parent.glob(f".{target.name}.*"):
+        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_write(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success it replaces target in one rename, on failure it is removed.
+
+    Readers see the old file or the whole new one, never half of it.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(target)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Write a UTF-8 text file atomically."""
+    with atomic_write(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _name_problem(path: Path) -> str | None:
+    try:
+        os.fsencode(str(path))
+    except UnicodeEncodeError:
+        return "cannot be encoded as a file name here"
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            return f"the name '{part[:40]}…' is longer than 255 bytes"
+    return None
+
+
+def check_output_file(path: str | os.PathLike[str], option: str) -> None:
+    """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
+
+    Creates the missing parent folders (the write would), then proves the folder takes a new file by
+    creating and removing one; the file itself, if it exists, must not be a folder.
+    """
+    from autolabel import storage
+
+    if storage.is_url(str(path)):
+        return
+    target = Path(path).expanduser()
+    problem = _name_problem(target)
+    if problem:
+        raise UsageError(f"{option} {path}: {problem}; choose a shorter or plain name")
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    for ancestor in target.absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise UsageError(f"{option} {path}: {ancestor} is a file, not a folder; choose another location")
+            break
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe = temp_beside(target, "probe")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable "
+                         "location") from None
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """True when both name one existing file (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

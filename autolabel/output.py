@@ -1,0 +1,332 @@
+"""Where results go: one table file, or a folder of shards (part-NNNNN.parquet + _autolabel.json) a re-run resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from autolabel import storage
+from autolabel.engines.base import Batch, Shard
+from autolabel.errors import UsageError
+from autolabel.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
+from autolabel.sources import ImageRecord
+from autolabel.stages import Counts
+from autolabel.writers import METADATA_KEY, TableWriter, output_format
+
+MANIFEST = "_autolabel.json"
+PART = re.compile(r"^part-(\d{5,})\.parquet$")
+SHARD_KEY = "shard"
+
+
+def part_name(index: int) -> str:
+    """The file name of shard `index`."""
+    return f"part-{index:05d}.parquet"
+
+
+def is_folder_output(out: str) -> bool:
+    """`--out DIR/` (trailing slash), an existing folder, or an existing object-store prefix."""
+    if out.endswith("/"):
+        return True
+    if storage.is_url(out):
+        return Path(out).suffix == "" and storage.is_folder(out)
+    return Path(out).expanduser().is_dir()
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder.rstrip('/')}/{name}" if storage.is_url(folder) else str(Path(folder) / name)
+
+
+@dataclass(frozen=True)
+class PartWriter:
+    """Writes one shard as an atomic Parquet file carrying the run metadata and its own place in the run.
+
+    Picklable, so Ray workers write their shards themselves.
+    """
+
+    folder: str
+    schema: pa.Schema
+    key: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def open(self, index: int) -> TableWriter:
+        """A writer for shard `index` (nothing is visible at its name until `close`)."""
+        return TableWriter(_join(self.folder, part_name(index)), self.schema)
+
+    def close(self, writer: TableWriter, index: int, first_row: int, rows: int, counts: Counts) -> Shard:
+        """Commit a shard's file with its metadata; returns what the manifest records of it."""
+        meta = dict(self.metadata)
+        meta[SHARD_KEY] = {"index": index, "first_row": first_row, "rows": rows, "key": self.key,
+                           "counts": counts.to_dict()}
+        writer.commit(meta)
+        return Shard(index, part_name(index), first_row, rows, counts)
+
+    def write(self, index: int, first_row: int, columns: Iterable[dict[str, list[Any]]]) -> Shard:
+        """Write a whole shard from its batches of columns."""
+        writer = self.open(index)
+        rows, counts = 0, Counts()
+        try:
+            for cols in columns:
+                writer.write(cols)
+                rows += len(cols["path"])
+                counts += Counts.of(cols, 0)
+            return self.close(writer, index, first_row, rows, counts)
+        except BaseException:
+            writer.abort()
+            raise
+
+
+class FileSink:
+    """One .parquet/.csv table, written to a temp file and renamed into place at the end."""
+
+    resumed: tuple[Shard, ...] = ()
+
+    def __init__(self, out: str, schema: pa.Schema) -> None:
+        self.out, self.schema = out, schema
+        self.writer: TableWriter | None = None
+
+    def check(self) -> None:
+        """Before any work: the location must take the file."""
+        output_format(self.out)
+        check_output_file(self.out, "--out")
+
+    def check_model(self, model: dict[str, Any]) -> None:
+        """Nothing to match: a single file is always written whole."""
+
+    def pending(self, records: Iterable[ImageRecord]) -> Iterator[ImageRecord]:
+        """Every record: a single file is always written whole."""
+        return iter(records)
+
+    def write(self, batch: Batch) -> None:
+        """Append a batch's rows."""
+        if self.writer is None:
+            self.writer = TableWriter(self.out, self.schema)
+        self.writer.write(batch.columns or {})
+
+    def commit(self, metadata: dict[str, Any]) -> str:
+        """Put the finished table at OUT."""
+        if self.writer is None:
+            self.writer = TableWriter(self.out, self.schema)
+        return str(self.writer.commit(metadata))
+
+    def abort(self) -> None:
+        """Leave nothing half-written."""
+        if self.writer is not None:
+            self.writer.abort()
+
+
+class ShardSink:
+    """A folder of shards of `shard_size` consecutive input rows; shards of an earlier run of the same job are kept.
+
+    Each part is committed atomically with the run's key in its metadata, so a killed run leaves only
+    whole parts, and a re-run skips every part whose key and row range match. Parts of a different job
+    are refused unless --overwrite; files that autolabel did not write are never touched.
+    """
+
+    def __init__(self, folder: str, schema: pa.Schema, key: str, shard_size: int, overwrite: bool) -> None:
+        self.folder, self.schema, self.key = folder.rstrip("/") or "/", schema, key
+        self.shard_size, self.overwrite = shard_size, overwrite
+        self.parts: PartWriter | None = None
+        self.finished: dict[int, Shard] = {}
+        self.models: dict[int, str] = {}  # finished shard → the model (fingerprint:precision) that labelled it
+        self.stale: set[int] = set()
+        self.written: dict[int, Shard] = {}
+        self._open: tuple[int, int, TableWriter] | None = None  # (shard, first row, writer)
+        self._open_rows, self._open_counts = 0, Counts()
+
+    # --- before the model loads ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Create the folder, prove it takes files, and read what an earlier run left there."""
+        if not storage.is_url(self.folder):
+            folder = Path(self.folder).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"--out {self.folder}: exists and is not a folder")
+            check_output_file(folder / MANIFEST, "--out")
+        for index, meta in self._existing_parts():
+            shard = meta.get(SHARD_KEY) if isinstance(meta, dict) else None
+            name = part_name(index)
+            if not isinstance(shard, dict) or "key" not in shard:
+                raise UsageError(f"--out {self.folder}: {name} was not written by autolabel; refusing to touch it "
+                                 "(choose an empty folder)")
+            if shard["key"] != self.key:
+                if not self.overwrite:
+                    raise UsageError(f"--out {self.folder}: holds shards of a different job (label spec, model, "
+                                     "source or options changed); pass --overwrite to replace them, or choose "
+                                     "another folder")
+                self.stale.add(index)
+                continue
+            self.finished[index] = Shard(index, name, int(shard["first_row"]), int(shard["rows"]),
+                                         Counts.from_dict(shard["counts"]))
+            self.models[index] = _model_identity(meta.get("model") or {})
+        if self.stale:
+            self._remove(MANIFEST)  # the old manifest no longer describes the folder
+
+    def check_model(self, model: dict[str, Any]) -> None:
+        """Once the model is loaded: shards labelled by other weights or precision are refused or replaced."""
+        other = sorted(k for k, seen in self.models.items() if seen != _model_identity(model))
+        if other and not self.overwrite:
+            raise UsageError(f"--out {self.folder}: {len(other)} shard(s) were labelled by other model weights or "
+                             "precision; pass --overwrite to replace them, or choose another folder")
+        for index in other:
+            del self.finished[index]
+            self.stale.add(index)
+
+    def _existing_parts(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        from autolabel.writers import read_metadata
+
+        for name in sorted(self._listing()):
+            match = PART.match(name)
+            if match:
+                try:
+                    meta = read_metadata(_join(self.folder, name))
+                except Exception:  # a file named like a part that is not a Parquet table of ours
+                    meta = {}
+                yield int(match.group(1)), meta
+
+    def _listing(self) -> list[str]:
+        if storage.is_url(self.folder):
+            fs, path = storage.filesystem(self.folder)
+            try:
+                return [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+            except FileNotFoundError:
+                return []
+        folder = Path(self.folder).expanduser()
+        return os.listdir(folder) if folder.is_dir() else []
+
+    def _remove(self, name: str) -> None:
+        target = _join(self.folder, name)
+        if storage.is_url(target):
+            fs, path = storage.filesystem(target)
+            if fs.exists(path):
+                fs.rm(path)
+        else:
+            Path(target).expanduser().unlink(missing_ok=True)
+
+    # --- during the run -----------------------------------------------------------------------------
+    @property
+    def resumed(self) -> tuple[Shard, ...]:
+        """Shards an earlier run finished, which this one keeps."""
+        return tuple(self.finished[k] for k in sorted(self.finished))
+
+    def prepare(self, metadata: dict[str, Any]) -> PartWriter:
+        """The part writer (with the run metadata every part carries); engines may hand it to their workers."""
+        self.parts = PartWriter(self.folder, self.schema, self.key, metadata)
+        if not storage.is_url(self.folder):
+            Path(self.folder).expanduser().mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(Path(self.folder).expanduser() / MANIFEST)
+        return self.parts
+
+    def pending(self, records: Iterable[ImageRecord]) -> Iterator[ImageRecord]:
+        """The records of shards not finished yet.
+
+        A full finished shard is skipped outright. A shorter one (the last shard of an earlier run) is
+        kept only if the source still ends where it did; its records are held back until that is known.
+        """
+        held: list[ImageRecord] = []
+        held_shard = -1
+        for record in records:
+            k = record.row // self.shard_size
+            if held and k != held_shard:
+                held = []  # the source ended the shard where the earlier run did: it stays finished
+            done = self.finished.get(k)
+            if done is None:
+                yield record
+            elif done.rows == self.shard_size:
+                continue
+            elif record.row < done.first_row + done.rows:
+                held.append(record)
+                held_shard = k
+            else:  # the source grew past an earlier final shard: redo it
+                del self.finished[k]
+                yield from held
+                held = []
+                yield record
+
+    def write(self, batch: Batch) -> None:
+        """Record a shard a worker wrote, or route a batch's rows into their shards' files."""
+        if batch.shard is not None:
+            self.written[batch.shard.index] = batch.shard
+            return
+        columns, rows = batch.columns or {}, batch.rows
+        n, start = len(rows), 0
+        while start < n:
+            k = rows[start] // self.shard_size
+            end = start
+            while end < n and rows[end] // self.shard_size == k:
+                end += 1
+            self._append(k, rows[start], {name: values[start:end] for name, values in columns.items()})
+            start = end
+
+    def _append(self, k: int, first_row: int, columns: dict[str, list[Any]]) -> None:
+        if self._open is not None and self._open[0] != k:
+            self._close()
+        if self._open is None:
+            assert self.parts is not None, "prepare() first"
+            self._open = (k, first_row, self.parts.open(k))
+            self._open_rows, self._open_counts = 0, Counts()
+        self._open[2].write(columns)
+        self._open_rows += len(columns["path"])
+        self._open_counts += Counts.of(columns, 0)
+
+    def _close(self) -> None:
+        if self._open is not None and self.parts is not None:
+            k, first, writer = self._open
+            self.written[k] = self.parts.close(writer, k, first, self._open_rows, self._open_counts)
+        self._open = None
+
+    def commit(self, metadata: dict[str, Any]) -> str:
+        """Close the last shard, drop parts this job no longer has, then write the manifest (last)."""
+        self._close()
+        shards = {**self.finished, **self.written}
+        for index in sorted(self.stale - set(shards)):
+            self._remove(part_name(index))
+        last = max(shards, default=-1)
+        for index, _ in list(self._existing_parts()):
+            if index > last:  # an earlier run of this job saw a longer source
+                self._remove(part_name(index))
+        manifest = {"autolabel": metadata, "shard_size": self.shard_size, "key": self.key,
+                    "rows": sum(s.rows for s in shards.values()), "complete": True,
+                    "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows,
+                                "counts": s.counts.to_dict()} for _, s in sorted(shards.items())]}
+        text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
+        target = _join(self.folder, MANIFEST)
+        if storage.is_url(target):
+            local = temp_beside(Path(os.environ.get("TMPDIR", "/tmp")) / MANIFEST)
+            try:
+                local.write_text(text, encoding="utf-8")
+                storage.upload(str(local), target)
+            finally:
+                local.unlink(missing_ok=True)
+        else:
+            write_text(Path(target).expanduser(), text)
+        return self.folder + "/"
+
+    def abort(self) -> None:
+        """Drop the shard being written; finished shards stay for the re-run."""
+        if self._open is not None:
+            self._open[2].abort()
+            self._open = None
+
+
+def _model_identity(model: dict[str, Any]) -> str:
+    return f"{model.get('fingerprint')}:{model.get('precision')}"
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
+    target = _join(str(folder), MANIFEST)
+    try:
+        if storage.is_url(target):
+            return json.loads(storage.read_url(target))
+        return json.loads(Path(target).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+
+
+__all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]

@@ -1,0 +1,242 @@
+"""The stages every engine runs: prepare (cache lookup or decode), embed, decide; result rows and their counts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from autolabel import storage
+from autolabel.cache import EmbeddingCache, content_hash
+from autolabel.classify import Classifier, Prediction
+from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
+from autolabel.sources import ImageRecord, printable_path
+from autolabel.writers import OUTPUT_SCHEMA
+
+RESULT_COLUMNS = tuple(OUTPUT_SCHEMA.names[1:])  # everything after `path`
+STATUSES = ("accepted", "review", "reviewed", "error")
+
+
+class Model(Protocol):
+    """What the stages need of a model: ZeroShotModel, or a fake with the same members in tests."""
+
+    name: str
+    fingerprint: str
+    preprocessing: Preprocessing
+    context_length: int
+
+    @property
+    def precision(self) -> str: ...  # e.g. "float32"
+
+    @property
+    def logit_scale(self) -> float: ...
+
+    @property
+    def logit_bias(self) -> float: ...
+
+    def encode_text(self, prompts: Sequence[str]) -> Any: ...  # (n, dim) array-like, L2-normalised
+
+    def encode_images(self, batch: ModelInputs) -> Any: ...  # (n, dim) array-like, L2-normalised
+
+    def too_long(self, prompts: Sequence[str]) -> list[str]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Item:
+    """One record on its way through a batch: model inputs, or a cached embedding, or an error."""
+
+    record: ImageRecord
+    inputs: ModelInputs | None = None
+    embedding: np.ndarray | None = None
+    error: str | None = None
+    digest: str | None = None  # content hash, when the cache is on
+    file_key: tuple[str, int, int] | None = None  # (absolute path, size, mtime_ns) for the cache's file index
+    cached: bool = False
+
+
+def embedding_spaces(model: Model, draft: bool) -> tuple[str, str]:
+    """Cache namespaces: (image, text). Images also depend on the preprocessing and on draft decoding."""
+    base = f"{model.fingerprint}:{model.precision}"
+    return f"{base}:{model.preprocessing.fingerprint()}:{'draft' if draft else 'full'}", f"{base}:text"
+
+
+@dataclass(frozen=True)
+class Prepare:
+    """Stage 1 (a decode worker's job): the cached embedding if the cache has this content, else model inputs."""
+
+    preprocessing: Preprocessing
+    draft: bool = True
+    cache: EmbeddingCache | None = None
+    space: str = ""
+
+    def __call__(self, record: ImageRecord) -> Item:
+        if record.error:
+            return Item(record, error=record.error)
+        try:
+            digest = file_key = None
+            if self.cache is not None:
+                hit, file_key = self._indexed(record)
+                if hit is not None:
+                    return hit
+            data = read_bytes(record.location)
+            if self.cache is not None:
+                digest = content_hash(data)
+                vec = self.cache.get_image(digest, self.space)
+                if vec is not None:  # same bytes seen under another name or date
+                    return Item(record, embedding=vec, digest=digest, file_key=file_key, cached=True)
+            image = open_image(data, 2 * self.preprocessing.input_size if self.draft else None)
+            return Item(record, inputs=self.preprocessing(image), digest=digest, file_key=file_key)
+        except DecodeError as exc:
+            return Item(record, error=str(exc))
+        except Exception as exc:  # a decoder bug must not stop a run of millions
+            return Item(record, error=f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+
+    def _indexed(self, record: ImageRecord) -> tuple[Item | None, tuple[str, int, int] | None]:
+        """A hit through the file index (no read at all), and the file's (path, size, mtime) key."""
+        if storage.is_url(record.location) or self.cache is None:
+            return None, None  # objects are found by content hash only
+        location = os.path.abspath(record.location)
+        try:
+            st = os.stat(location)
+        except OSError:
+            return None, None  # read_bytes reports it properly
+        file_key = (printable_path(location), st.st_size, st.st_mtime_ns)
+        digest = self.cache.known_hash(*file_key)
+        vec = self.cache.get_image(digest, self.space) if digest else None
+        return (Item(record, embedding=vec, digest=digest, cached=True) if vec is not None else None), file_key
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Stage 2: one model call for the batch's images the cache did not have; stores what it computed."""
+
+    model: Model
+    cache: EmbeddingCache | None = None
+    space: str = ""
+
+    def __call__(self, items: list[Item]) -> int:
+        """Fill in the missing embeddings in place; returns how many were encoded."""
+        todo = [it for it in items if it.inputs is not None]
+        if todo:
+            vectors = np.asarray(self.model.encode_images(stack([it.inputs for it in todo])))  # type: ignore[misc]
+            for it, vec in zip(todo, vectors, strict=True):
+                it.embedding, it.inputs = vec, None
+        if self.cache is not None:
+            new = [(it.digest, it.embedding) for it in todo if it.digest]
+            files = [(*it.file_key, it.digest) for it in items
+                     if it.file_key and it.digest and it.embedding is not None]
+            if new or files:
+                self.cache.put_images(self.space, new, files)  # type: ignore[arg-type]
+            self.cache.touch_images(self.space, [it.digest for it in items if it.cached and it.digest])  # type: ignore[misc]
+        return len(todo)
+
+
+def text_encoder(model: Model, cache: EmbeddingCache | None, space: str):  # -> TextEncoder
+    """The model's text encoder behind the cache: only prompts never seen with this model are encoded."""
+
+    def encode(prompts: Sequence[str]) -> np.ndarray:
+        known = cache.get_texts(space, prompts) if cache is not None else {}
+        missing = [p for p in dict.fromkeys(prompts) if p not in known]
+        if missing:
+            fresh = dict(zip(missing, np.asarray(model.encode_text(missing)), strict=True))
+            if cache is not None:
+                cache.put_texts(space, fresh)
+            known.update(fresh)
+        return np.stack([known[p] for p in prompts])
+
+    return encode
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What one batch (or a whole run: counts add up) produced, per status and per class."""
+
+    images: int = 0
+    encoded: int = 0
+    status: Mapping[str, int] = field(default_factory=dict)
+    classes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    actors: frozenset[str] = frozenset()  # Ray actors that did model work
+
+    def __add__(self, other: Counts) -> Counts:
+        status = {k: self.status.get(k, 0) + other.status.get(k, 0) for k in dict.fromkeys([*self.status,
+                                                                                            *other.status])}
+        classes = {}
+        for name in dict.fromkeys([*self.classes, *other.classes]):
+            a, b = self.classes.get(name, {}), other.classes.get(name, {})
+            classes[name] = {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
+        return Counts(self.images + other.images, self.encoded + other.encoded, status, classes,
+                      self.actors | other.actors)
+
+    @classmethod
+    def of(cls, columns: Mapping[str, Sequence[Any]], encoded: int, actors: Iterable[str] = ()) -> Counts:
+        """Count a batch's result columns."""
+        status: dict[str, int] = {}
+        classes: dict[str, dict[str, int]] = {}
+        for label, state in zip(columns["label"], columns["status"], strict=True):
+            status[state] = status.get(state, 0) + 1
+            if label is not None:
+                per = classes.setdefault(label, {"images": 0})
+                per["images"] += 1
+                per[state] = per.get(state, 0) + 1
+        return cls(len(columns["status"]), encoded, status, classes, frozenset(actors))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (shard metadata)."""
+        return {"images": self.images, "encoded": self.encoded, "status": dict(self.status),
+                "classes": {k: dict(v) for k, v in self.classes.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Counts:
+        """Inverse of to_dict."""
+        return cls(int(data["images"]), int(data["encoded"]), dict(data["status"]),
+                   {k: dict(v) for k, v in data["classes"].items()})
+
+
+def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]:
+    """The contract's result columns for one image (nulls and empty lists on error)."""
+    return {
+        "label": pred.label if pred else None,
+        "confidence": pred.confidence if pred else None,
+        "margin": pred.margin if pred else None,
+        "status": pred.status if pred else "error",
+        "top_labels": pred.top_labels if pred else [],
+        "top_scores": pred.top_scores if pred else [],
+        "error": None if pred else error,
+    }
+
+
+@dataclass(frozen=True)
+class Decide:
+    """Stage 3: embeddings → decisions → the output columns of a batch (contract columns, then pass-through)."""
+
+    classifier: Classifier
+    extra_names: tuple[str, ...] = ()
+
+    def __call__(self, items: list[Item], encoded: int, actor: str | None = None) -> tuple[dict[str, list], Counts]:
+        ok = [i for i, it in enumerate(items) if it.embedding is not None]
+        predictions: dict[int, Prediction] = {}
+        if ok:
+            vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
+            predictions = dict(zip(ok, self.classifier.classify(vectors), strict=True))
+        columns: dict[str, list[Any]] = {name: [] for name in ("path", *RESULT_COLUMNS, *self.extra_names)}
+        for i, item in enumerate(items):
+            columns["path"].append(item.record.path)
+            for name, value in prediction_row(predictions.get(i), item.error).items():
+                columns[name].append(value)
+            for name, value in zip(self.extra_names, item.record.extra, strict=True):
+                columns[name].append(value)
+        return columns, Counts.of(columns, encoded, [actor] if actor and ok else [])
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The three stages an engine runs, built once per run."""
+
+    prepare: Prepare
+    embed: Embed
+    decide: Decide
