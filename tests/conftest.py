@@ -176,3 +176,16 @@ def interrupt_on_batch(monkeypatch: pytest.MonkeyPatch, n: int):
 
     monkeypatch.setattr(ZeroShotModel, "encode_images", interrupted)
     return real
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Label Studio takes a minute to start: when its tests are selected, start it now (see tests/apps.py)."""
+    from .apps import start_label_studio_early
+
+    start_label_studio_early(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from .apps import stop_early_label_studio
+
+    stop_early_label_studio()

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,8 @@ from click.testing import CliRunner
 
 from autolabel.cli import main
 
-from .apps import LABEL_STUDIO, app, free_port
+from .apps import LabelStudioServer as Server
+from .apps import label_studio_server
 from .conftest import noise_image
 
 pytestmark = pytest.mark.apps
@@ -29,61 +28,16 @@ CLASSES = ["cat", "dog", "b & c"]
 N = 30
 
 
-@dataclass(frozen=True)
-class Server:
-    url: str
-    token: str  # the legacy token given at start
-    document_root: Path
-    log: Path
-
-
-def _wait_ready(url: str, token: str, process: subprocess.Popen, log: Path, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"Label Studio exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"},
-                         timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"Label Studio did not answer within {seconds:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Label Studio on a free port: SQLite in a temp data dir, one user with a generated token, local files served
-    from a temp document root; killed by PID afterwards."""
-    executable = app(LABEL_STUDIO, f"Label Studio {VERSION}")
-    home = tmp_path_factory.mktemp("label-studio")
-    root = home / "files"
-    root.mkdir()
-    port, token = free_port(), secrets.token_hex(20)
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    env.update(LABEL_STUDIO_BASE_DATA_DIR=str(home / "data"), DJANGO_DB="sqlite", LATEST_VERSION_CHECK="false",
-               COLLECT_ANALYTICS="false", LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-               LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root))
-    log = home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-             "--username", "reviewer@example.com", "--password", secrets.token_urlsafe(16), "--user-token", token,
-             "--enable-legacy-api-token"],
-            cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+def server() -> Iterator[Server]:
+    """A real Label Studio server (started when collection ended, see tests/apps.py), stopped after this module."""
+    started = label_studio_server()
     try:
-        _wait_ready(url, token, process, log)
-        assert httpx.get(f"{url}/api/version", timeout=5).json()["release"] == VERSION
-        yield Server(url=url, token=token, document_root=root, log=log)
+        started.wait_ready()
+        assert httpx.get(f"{started.url}/api/version", timeout=5).json()["release"] == VERSION
+        yield started
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +57,26 @@ def table(server: Server, tiny_clip: Path) -> Path:
     return out
 
 
-def autolabel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess (stdout and stderr apart), with only the given Label Studio variables."""
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def autolabel(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """The CLI (in-process: a subprocess costs seconds of imports) with only the given Label Studio variables."""
+    clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LABEL_STUDIO_")}
+    result = CliRunner().invoke(main, list(args), env={**clean, **(env or {})})
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def autolabel_process(*args: str, env: dict[str, str]) -> Ran:
+    """The real command in a subprocess: its stdout and stderr as a shell sees them."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
-    return subprocess.run([sys.executable, "-m", "autolabel", *args], env={**clean, **(env or {})}, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "autolabel", *args], env={**clean, **env}, capture_output=True,
                           text=True, timeout=300)
+    return Ran(done.returncode, done.stdout, done.stderr)
 
 
 def client(server: Server, api_key: str | None = None):  # -> label_studio_sdk.LabelStudio
@@ -128,8 +97,8 @@ def personal_access_token(server: Server) -> str:
 @dataclass(frozen=True)
 class Pushed:
     project_id: int
-    first: subprocess.CompletedProcess
-    second: subprocess.CompletedProcess
+    first: Ran
+    second: Ran
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +107,7 @@ def local_files_push(server: Server, table: Path) -> Pushed:
     token, then with a Personal Access Token."""
     common = ["export", str(table), "--to", "label-studio", "--project", "pets (local files)"]
     env = {"LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(server.document_root)}
-    first = autolabel(*common, env={**env, "LABEL_STUDIO_API_KEY": server.token})
+    first = autolabel_process(*common, env={**env, "LABEL_STUDIO_API_KEY": server.token})
     assert first.returncode == 0, first.stderr
     second = autolabel(*common, env={**env, "LABEL_STUDIO_API_KEY": personal_access_token(server)})
     assert second.returncode == 0, second.stderr
