@@ -1,19 +1,33 @@
-"""autolabel: label image datasets with zero-shot image-text models; version and public API."""
+"""autolabel: label image datasets with zero-shot image-text models; version and the public Python API."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from autolabel.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from autolabel.pipeline import RunConfig, RunResult
+    from autolabel.api import Labeler
+    from autolabel.config import RunConfig
+    from autolabel.pipeline import RunResult
 
-__all__ = ["__version__", "label_images"]
+__all__ = ["__version__", "Labeler", "AutolabelError", "UsageError", "SpecError", "SourceError", "ModelError",
+           "TooManyErrors", "label_images"]
+
+
+def __getattr__(name: str) -> Any:
+    """`autolabel.Labeler` without importing torch at `import autolabel`."""
+    if name == "Labeler":
+        from autolabel.api import Labeler
+
+        return Labeler
+    raise AttributeError(f"module 'autolabel' has no attribute {name!r}")
 
 
 def label_images(config: RunConfig, **kwargs: Any) -> RunResult:
-    """Run a labeling job (see `autolabel.pipeline.run`); imports torch lazily."""
+    """Run a labeling job from a RunConfig (see `autolabel.pipeline.run`; `Labeler` is the friendlier way)."""
     from autolabel.pipeline import run
 
     return run(config, **kwargs)

@@ -314,6 +314,29 @@ class ShardSink:
             self._open = None
 
 
+def rewrite_shards(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:
+    """Write an updated table (e.g. with review columns) back over a shard folder, part by part, atomically."""
+    import pyarrow.parquet as pq
+
+    from autolabel.fileio import atomic_write
+
+    offset = 0
+    for shard in read_manifest(folder).get("shards", []):
+        target = folder / shard["file"]
+        original = pq.read_schema(target)
+        part = frame.iloc[offset: offset + shard["rows"]]
+        offset += shard["rows"]
+        part_meta = json.loads(original.metadata[METADATA_KEY])
+        part_meta.update({k: v for k, v in metadata.items() if k != SHARD_KEY})
+        fields = [original.field(c) if c in original.names else None for c in part.columns]
+        inferred = pa.Table.from_pandas(part, preserve_index=False).schema
+        schema = pa.schema([f if f is not None else inferred.field(i) for i, f in enumerate(fields)])
+        table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(part_meta, default=str).encode()})
+        with atomic_write(target) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+
+
 def _model_identity(model: dict[str, Any]) -> str:
     return f"{model.get('fingerprint')}:{model.get('precision')}"
 

@@ -78,13 +78,14 @@ class RunResult:
 
 
 def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | None = None,
-        model: Model | None = None) -> RunResult:
+        model: Model | None = None, spec: LabelSpec | None = None) -> RunResult:
     """Label every image of config.source and write config.output; an interrupted run re-run resumes.
 
-    `model` may be passed in (a loaded ZeroShotModel, or a fake with the same members) to skip loading.
+    `model` (a loaded ZeroShotModel, or a fake with the same members) and `spec` may be passed in, else
+    they are loaded from config.
     """
     reporter = reporter or Reporter(quiet=config.quiet, verbose=config.verbose)
-    job = plan(config, stdin, reporter)
+    job = plan(config, stdin, reporter, spec)
     try:
         model = model or load_model(config, job.spec, reporter)
         job.sink.check_model(model.describe())
@@ -112,9 +113,10 @@ def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | 
     return finish(config, job, summary, out, reporter)
 
 
-def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | None = None) -> Job:
+def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | None = None,
+         spec: LabelSpec | None = None) -> Job:
     """Everything that can fail without the model, checked up front: spec, SOURCE, outputs, cache, engine."""
-    spec = load_spec(config.labels).with_threshold(config.classify.threshold)
+    spec = (spec or load_spec(config.labels)).with_threshold(config.classify.threshold)
     source = open_source(config.source, config.path_column, stdin)
     out = config.output.out
     for given, what in ((config.labels, "the label spec"), (config.source, "SOURCE"),
@@ -204,7 +206,7 @@ def build_engine(config: RunConfig, job: Job, stages: Stages, model: Model, meta
                          config.output.shard_size if parts is not None else 0)
     from autolabel.engines.local import LocalEngine
 
-    return LocalEngine(stages, config.engine.batch_size, config.decode.workers)
+    return LocalEngine(stages, config.engine.batch_size, config.decode.workers, str(model.device) == "cpu")
 
 
 def run_metadata(job: Job, classifier: Classifier, model: Model, config: RunConfig) -> dict[str, Any]:

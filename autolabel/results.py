@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autolabel.errors import SourceError, UsageError
@@ -57,6 +58,23 @@ class Results:
         return float(self.spec.min_margin) if self.spec is not None else 0.0
 
 
+def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A shard folder written by `autolabel run --out DIR/`: its parts in order, and the manifest's metadata."""
+    from autolabel.output import read_manifest
+
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise SourceError(f"{folder}: no _autolabel.json, so the run that writes this folder has not finished; "
+                          "re-run the same `autolabel run` command to complete it")
+    try:
+        tables = [pq.read_table(folder / shard["file"]) for shard in manifest["shards"]]
+    except (OSError, KeyError) as exc:
+        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc})") from None
+    frame = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas() if tables else \
+        pd.DataFrame(columns=OUTPUT_SCHEMA.names)
+    return frame, dict(manifest.get("autolabel") or {})
+
+
 def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     """Load OUT of `autolabel run`. CSV tables need the label spec (`labels`) for their class list."""
     from autolabel.spec import load_spec, parse_spec
@@ -65,7 +83,9 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     if not path.exists():
         raise SourceError(f"{path}: no such labels table")
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
+    if path.is_dir():
+        frame, metadata = _read_shards(path)
+    elif suffix == ".parquet":
         try:
             frame = pq.read_table(path).to_pandas()
             metadata = read_metadata(path)

@@ -27,6 +27,7 @@ class Model(Protocol):
     fingerprint: str
     preprocessing: Preprocessing
     context_length: int
+    device: Any  # str() gives "cpu", "cuda:0", "mps"
 
     @property
     def precision(self) -> str: ...  # e.g. "float32"

@@ -178,6 +178,18 @@ def interrupt_on_batch(monkeypatch: pytest.MonkeyPatch, n: int):
     return real
 
 
+SLOW_MODEL = Path(__file__).resolve().parent / "slowmodel"
+
+
+def slow_env(seconds: float, **extra: str) -> dict[str, str]:
+    """The environment for a subprocess whose model (in every process it starts, Ray's too) is slow per batch."""
+    import os
+
+    env = dict(os.environ, AUTOLABEL_TEST_SLOW_ENCODE=str(seconds), **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(SLOW_MODEL), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Label Studio takes a minute to start: when its tests are selected, start it now (see tests/apps.py)."""
     from .apps import start_label_studio_early

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from autolabel.cache import EmbeddingCache
 from autolabel.cli import main
 from autolabel.decode import open_image
 
-from .conftest import interrupt_on_batch, noise_image
+from .conftest import interrupt_on_batch, noise_image, slow_env
 
 
 def run(source: Path, labels: Path, out: Path, model: Path, cache: Path, *extra: str) -> dict:
@@ -127,13 +126,15 @@ def _cached_images(cache: Path) -> int:
 
 
 def _stop_midway(cmd: list[str], cache: Path, after: int, sig: int) -> subprocess.Popen:
-    """Start a run, wait until `after` embeddings are cached, then send it `sig`."""
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
+    """Start a run whose model takes 0.3 s more per batch, wait until `after` embeddings are cached, send `sig`.
+
+    The slowed model leaves seconds of work after that point, so the signal always lands mid-run.
+    """
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=slow_env(0.3))
+    deadline = time.time() + 120
     while _cached_images(cache) < after and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        pytest.skip("the run finished before it could be stopped (machine too fast for this test)")
+        time.sleep(0.01)
+    assert proc.poll() is None, f"the slowed run ended before it could be stopped: {proc.stderr.read()}"
     proc.send_signal(sig)
     return proc
 

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,8 +145,8 @@ def test_ray_engine_equals_local_engine_from_s3_to_s3(ray_cluster, s3, tmp_path,
     assert summary["ray"]["actors_used"] == 2
     remote = read_s3(s3["client"], "out/ray.parquet")
     assert_same(pd.read_parquet(local), remote)
-    assert remote.loc[remote.status == "error", "error"].tolist() == ["empty file (0 bytes)",
-                                                                       remote.error[9]]
+    errors = remote.loc[remote.status == "error", "error"].tolist()
+    assert errors[0] == "empty file (0 bytes)" and errors[1].startswith("truncated or corrupt image data (")
 
 
 def test_ray_engine_local_folder_with_siglip(ray_cluster, tmp_path, image_folder, labels_yaml, tiny_siglip) -> None:
@@ -170,8 +171,10 @@ def test_engine_ray_without_ray_installed_exits_2(tmp_path, image_folder, labels
 def test_unreachable_cluster_exits_2_quickly(tmp_path, image_folder, labels_yaml, tiny_clip) -> None:
     pytest.importorskip("ray")
     port = _free_port()  # nothing listens there
+    started = time.monotonic()
     result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--out",
                                        str(tmp_path / "o.parquet"), "--model", str(tiny_clip), "--engine", "ray",
                                        "--ray-address", f"127.0.0.1:{port}"])
+    assert time.monotonic() - started < 60  # Ray itself waits over 3 minutes; our probe gives up after 5 s
     assert result.exit_code == 2
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in result.output

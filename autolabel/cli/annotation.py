@@ -111,7 +111,7 @@ def _push(results: Results, url: str, api_key: str | None, project: str | None, 
 @main.command("import-review", context_settings=CONTEXT)
 @click.argument("exported", metavar="[EXPORTED_RESULTS]", required=False,
                 type=click.Path(dir_okay=False, exists=True))
-@click.option("--into", "into", required=True, type=click.Path(dir_okay=False, exists=True),
+@click.option("--into", "into", required=True, type=click.Path(exists=True),
               help="The labels table to update (rewritten in place, every column kept).")
 @click.option("--from-label-studio", "server", metavar="URL", default=None,
               help="Fetch the reviews from the Label Studio server at URL instead of an export file.")

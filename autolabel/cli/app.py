@@ -70,7 +70,7 @@ def stderr():  # -> rich Console
     return stderr_console()
 
 
-LABELS_TABLE = click.argument("labels_table", metavar="LABELS", type=click.Path(dir_okay=False))
+LABELS_TABLE = click.argument("labels_table", metavar="LABELS", type=click.Path())
 SPEC_OPTION = click.option("--labels", "spec", type=click.Path(dir_okay=False), default=None,
                            help="Label spec (needed for CSV tables, which do not record their classes).")
 TRUTH_OPTION = click.option(

@@ -79,8 +79,8 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("old", type=click.Path(dir_okay=False))
-@click.argument("new", type=click.Path(dir_okay=False))
+@click.argument("old", type=click.Path())
+@click.argument("new", type=click.Path())
 @SPEC_OPTION
 @click.option("--max-flip-rate", type=float, default=None, help="Exit 1 if more than this share of labels flipped.")
 @click.option("--json", "json_out", default=None, help="Write the result as JSON (`-`: stdout).")

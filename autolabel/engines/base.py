@@ -16,7 +16,8 @@ class Shard:
 
     index: int
     file: str
-    rows: tuple[int, ...]  # the input row number of each row
+    first_row: int
+    rows: int
     counts: Counts
 
 

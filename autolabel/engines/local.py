@@ -22,9 +22,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers() -> int:
-    """Decode threads: one per available core, at most 32 (a GPU eats thousands of images a second)."""
-    return max(1, min(32, available_cores()))
+def default_workers(on_cpu: bool = False) -> int:
+    """Decode threads. Beside a GPU: one per core, at most 32 (it eats thousands of images a second). On the
+    CPU the model needs the cores and one decode thread per four cores keeps up with it (draft decoding),
+    so decoders and torch's threads do not fight over the same cores."""
+    cores = available_cores()
+    return max(1, cores // 4) if on_cpu else max(1, min(32, cores))
 
 
 def prepared_batches(
@@ -63,12 +66,13 @@ class LocalEngine:
 
     stages: Stages
     batch_size: int = 32
-    workers: int = 0
+    workers: int = 0  # 0: default_workers(on_cpu)
+    on_cpu: bool = False
 
     def batches(self, records: Iterable[ImageRecord]) -> Iterator[Batch]:
         """Labelled batches in input order."""
         for items in prepared_batches(records, self.stages.prepare, self.batch_size,
-                                      self.workers or default_workers()):
+                                      self.workers or default_workers(self.on_cpu)):
             encoded = self.stages.embed(items)
             columns, counts = self.stages.decide(items, encoded)
             yield Batch(rows=tuple(it.record.row for it in items), counts=counts, columns=columns,

@@ -80,6 +80,11 @@ def write_table(results: Results) -> None:
     from autolabel.writers import METADATA_KEY
 
     path = results.path
+    if path.is_dir():
+        from autolabel.output import rewrite_shards
+
+        rewrite_shards(path, results.frame, results.metadata)
+        return
     tmp = path.with_name(f".{path.name}.import.tmp")
     if path.suffix.lower() == ".parquet":
         original = pq.read_schema(path)

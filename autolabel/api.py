@@ -1,0 +1,180 @@
+"""The Python API: `Labeler` loads a model once and labels paths or PIL images into a DataFrame, quietly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from autolabel.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from PIL import Image
+
+    from autolabel.cache import EmbeddingCache
+    from autolabel.pipeline import RunResult
+    from autolabel.progress import Reporter
+    from autolabel.sources import ImageRecord
+    from autolabel.spec import LabelSpec
+    from autolabel.stages import Item, Model, Stages
+
+
+class Labeler:
+    """Zero-shot labels from Python, with the CLI's exact numbers.
+
+    Give a label spec file (`spec="labels.yaml"`) or the classes inline (`classes=["cat", "dog"]`, optionally
+    `templates=[...]` or a shipped set's name). The model loads once, here. Nothing is printed unless
+    `progress=True`; problems raise `autolabel.AutolabelError` subclasses. Image embeddings of files are
+    cached by content as in the CLI (`cache=False` to bypass, `cache_dir` to move it).
+    """
+
+    def __init__(self, model: str | None = None, spec: str | os.PathLike[str] | None = None, *,
+                 classes: Sequence[str | Mapping[str, Any]] | None = None, templates: Sequence[str] | str | None = None,
+                 threshold: float | None = None, top_k: int = 3, device: str = "auto", precision: str = "auto",
+                 cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
+                 workers: int = 0, full_decode: bool = False, progress: bool = False) -> None:
+        from autolabel.cache import EmbeddingCache, default_cache_dir
+        from autolabel.config import ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
+        from autolabel.spec import load_spec, parse_spec
+
+        if (spec is None) == (classes is None):
+            raise UsageError("Labeler needs either spec= (a label-spec YAML file) or classes= (a list of names)")
+        if spec is not None:
+            if templates is not None:
+                raise UsageError("templates= goes with classes=; a spec file has its own templates")
+            self.spec: LabelSpec = load_spec(spec)
+        else:
+            data: dict[str, Any] = {"classes": list(classes or [])}
+            if templates is not None:
+                data["templates"] = templates if isinstance(templates, str) else list(templates)
+            self.spec = parse_spec(data, "<classes>")
+        self.spec = self.spec.with_threshold(threshold)
+        self.model_config = ModelConfig(model, device, precision)
+        self.classify_config = ClassifyConfig(top_k=top_k, threshold=threshold)
+        self.decode_config = DecodeConfig(full_decode=full_decode, workers=workers)
+        self.engine_config = EngineConfig(batch_size=batch_size)
+        self.progress = progress
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self.cache: EmbeddingCache | None = (EmbeddingCache(self.cache_dir or default_cache_dir())
+                                             if cache else None)
+        self.model: Model = self._load()
+        self._stages: Stages | None = None
+
+    def _load(self) -> Model:
+        from autolabel.model import DEFAULT_MODEL, ZeroShotModel
+
+        name = self.model_config.model or self.spec.model_location() or DEFAULT_MODEL
+        return ZeroShotModel.load(name, device=self.model_config.device, precision=self.model_config.precision)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names in spec order."""
+        return list(self.spec.class_names)
+
+    def _reporter(self) -> Reporter:
+        from autolabel.progress import Reporter
+
+        return Reporter(quiet=False) if self.progress else Reporter(silent=True)
+
+    def stages(self) -> Stages:
+        """The run's stages for this model and spec (text encoded once, then kept)."""
+        if self._stages is None:
+            from autolabel.classify import Classifier
+            from autolabel.stages import Decide, Embed, Prepare, Stages, embedding_spaces, text_encoder
+
+            draft = not self.decode_config.full_decode
+            image_space, text_space = embedding_spaces(self.model, draft)
+            classifier = Classifier.build(self.spec, text_encoder(self.model, self.cache, text_space),
+                                          self.model.logit_scale, self.model.logit_bias, self.classify_config.top_k)
+            self._stages = Stages(Prepare(self.model.preprocessing, draft, self.cache, image_space),
+                                  Embed(self.model, self.cache, image_space), Decide(classifier))
+        return self._stages
+
+    def label(self, images: Iterable[str | os.PathLike[str] | Image.Image]) -> pd.DataFrame:
+        """One row per image in input order, the contract's columns (`path` is `<image N>` for PIL images)."""
+        import pyarrow as pa
+
+        from autolabel.engines.local import LocalEngine
+        from autolabel.sources import ImageRecord
+        from autolabel.writers import OUTPUT_SCHEMA
+
+        records, pictures = [], {}
+        for i, image in enumerate(images):
+            if isinstance(image, (str, os.PathLike)):
+                given = os.fspath(image)
+                records.append(ImageRecord(path=given, location=os.path.expanduser(given), row=i))
+            elif hasattr(image, "convert") and hasattr(image, "size"):
+                records.append(ImageRecord(path=f"<image {i}>", location="", row=i))
+                pictures[i] = image
+            else:
+                raise UsageError(f"images[{i}]: expected a path or a PIL image, got {type(image).__name__}")
+        stages = self.stages()
+        if pictures:
+            from dataclasses import replace
+
+            stages = replace(stages, prepare=_WithPictures(stages.prepare, pictures))
+        engine = LocalEngine(stages, self.engine_config.batch_size, self.decode_config.workers,
+                             str(self.model.device) == "cpu")
+        reporter = self._reporter()
+        reporter.start(len(records))
+        columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
+        try:
+            for batch in engine.batches(records):
+                for name in columns:
+                    columns[name].extend((batch.columns or {})[name])
+                reporter.advance(len(batch.rows), 0.0)
+        finally:
+            reporter.stop()
+        return pa.table(columns, schema=OUTPUT_SCHEMA).to_pandas()
+
+    def label_to(self, source: str | os.PathLike[str], out: str | os.PathLike[str], **options: Any) -> RunResult:
+        """`autolabel run SOURCE --out OUT` with this model and spec; options are the CLI's, by their Python names.
+
+        E.g. `label_to("photos/", "labels.parquet", summary_json="s.json")` or a folder `out="shards/"`.
+        """
+        from autolabel.config import RunConfig
+        from autolabel.pipeline import run
+
+        given = {"model": self.model_config.model, "device": self.model_config.device,
+                 "precision": self.model_config.precision, "top_k": self.classify_config.top_k,
+                 "threshold": self.classify_config.threshold, "full_decode": self.decode_config.full_decode,
+                 "workers": self.decode_config.workers, "batch_size": self.engine_config.batch_size,
+                 "cache_dir": self.cache_dir, "no_cache": self.cache is None, "quiet": not self.progress}
+        config = RunConfig.from_options(os.fspath(source), self.spec.source, os.fspath(out), **{**given, **options})
+        return run(config, model=self.model, spec=self.spec, reporter=self._reporter())
+
+    def close(self) -> None:
+        """Close the embedding cache (the model is freed with the object)."""
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> Labeler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _WithPictures:
+    """The prepare stage, with in-memory PIL images taking the place of files (they are never cached)."""
+
+    def __init__(self, prepare: Any, pictures: dict[int, Any]) -> None:
+        self.prepare, self.pictures = prepare, pictures
+
+    def __call__(self, record: ImageRecord) -> Item:
+        from autolabel.decode import DecodeError, to_rgb
+        from autolabel.stages import Item
+
+        picture = self.pictures.get(record.row)
+        if picture is None:
+            return self.prepare(record)
+        try:
+            from PIL import ImageOps
+
+            return Item(record, inputs=self.prepare.preprocessing(to_rgb(ImageOps.exif_transpose(picture))))
+        except (DecodeError, OSError, ValueError) as exc:
+            return Item(record, error=f"cannot use this image ({exc})")
+
+
+__all__ = ["Labeler"]

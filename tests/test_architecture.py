@@ -1,0 +1,68 @@
+"""The shape of the code: no import cycles between modules, engines never reach back into the runner."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import autolabel
+from autolabel import pipeline
+
+PACKAGE = Path(autolabel.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Every autolabel module `path` imports, at the top or inside functions (a lazy import is still a dependency)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in known}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in known else node.module)
+    return {m for m in found if m in known and m != "autolabel"}  # the package root is only a facade
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path, set(files)) - {name} for name, path in files.items() if name != "autolabel"}
+
+
+def test_no_module_imports_itself_back_through_others() -> None:
+    edges = graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_engines_and_stages_never_import_the_runner_or_the_cli() -> None:
+    edges = graph()
+    for name in ("autolabel.engines.local", "autolabel.engines.ray", "autolabel.engines.base", "autolabel.stages",
+                 "autolabel.output", "autolabel.config"):
+        assert not {m for m in edges[name] if m in ("autolabel.pipeline", "autolabel.api")
+                    or m.startswith("autolabel.cli")}, name
+
+
+def test_run_only_composes() -> None:
+    lines = inspect.getsource(pipeline.run).splitlines()
+    assert len(lines) <= 40, f"run() has {len(lines)} lines"
