@@ -33,7 +33,8 @@ class Labeler:
                  classes: Sequence[str | Mapping[str, Any]] | None = None, templates: Sequence[str] | str | None = None,
                  threshold: float | None = None, top_k: int = 3, device: str = "auto", precision: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
-                 workers: int = 0, full_decode: bool = False, progress: bool = False) -> None:
+                 workers: int = 0, full_decode: bool = False, examples: Sequence[str | os.PathLike[str]] = (),
+                 examples_column: str | None = None, progress: bool = False) -> None:
         from autolabel.cache import EmbeddingCache, default_cache_dir
         from autolabel.config import ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
         from autolabel.spec import load_spec, parse_spec
@@ -58,6 +59,11 @@ class Labeler:
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.cache: EmbeddingCache | None = (EmbeddingCache(self.cache_dir or default_cache_dir())
                                              if cache else None)
+        from autolabel.examples import collect
+
+        self.examples_tables = tuple(os.fspath(e) for e in examples)
+        self.examples_column = examples_column
+        self.examples = tuple(collect(self.spec, self.examples_tables, examples_column, self._reporter().warn))
         self.model: Model = self._load()
         self._stages: Stages | None = None
 
@@ -80,15 +86,11 @@ class Labeler:
     def stages(self) -> Stages:
         """The run's stages for this model and spec (text encoded once, then kept)."""
         if self._stages is None:
-            from autolabel.classify import Classifier
-            from autolabel.stages import Decide, Embed, Prepare, Stages, embedding_spaces, text_encoder
+            from autolabel.pipeline import stages_for
 
-            draft = not self.decode_config.full_decode
-            image_space, text_space = embedding_spaces(self.model, draft)
-            classifier = Classifier.build(self.spec, text_encoder(self.model, self.cache, text_space),
-                                          self.model.logit_scale, self.model.logit_bias, self.classify_config.top_k)
-            self._stages = Stages(Prepare(self.model.preprocessing, draft, self.cache, image_space),
-                                  Embed(self.model, self.cache, image_space), Decide(classifier))
+            self._stages, self.learned = stages_for(
+                self.spec, self.model, self.cache, self.examples, draft=not self.decode_config.full_decode,
+                top_k=self.classify_config.top_k, warn=self._reporter().warn)
         return self._stages
 
     def label(self, images: Iterable[str | os.PathLike[str] | Image.Image]) -> pd.DataFrame:
@@ -140,7 +142,8 @@ class Labeler:
                  "precision": self.model_config.precision, "top_k": self.classify_config.top_k,
                  "threshold": self.classify_config.threshold, "full_decode": self.decode_config.full_decode,
                  "workers": self.decode_config.workers, "batch_size": self.engine_config.batch_size,
-                 "cache_dir": self.cache_dir, "no_cache": self.cache is None, "quiet": not self.progress}
+                 "cache_dir": self.cache_dir, "no_cache": self.cache is None, "quiet": not self.progress,
+                 "examples": self.examples_tables, "examples_column": self.examples_column}
         config = RunConfig.from_options(os.fspath(source), self.spec.source, os.fspath(out), **{**given, **options})
         return run(config, model=self.model, spec=self.spec, reporter=self._reporter())
 

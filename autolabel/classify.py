@@ -1,12 +1,19 @@
-"""Prompt ensembling into a class matrix, probabilities, top-k, margin and the accept/review decision."""
+"""Prompt ensembling into a class matrix, probabilities, top-k, margin and the accept/review decision.
+
+The logits of an image are `scale · cos(image, class) + bias` per class (the zero-shot classifier). Two
+optional parts add to them: an `other` column for images that match none of the classes (its logit is
+that of the best negative concept, see openset.py), and an adapter learnt from reviewed examples
+(adapt.py). Probabilities are the softmax over all columns.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from autolabel.adapt import Adapter
 from autolabel.spec import LabelSpec
 
 TextEncoder = Callable[[Sequence[str]], np.ndarray]
@@ -41,9 +48,12 @@ class Classifier:
     matrix: np.ndarray  # (classes, dim), unit rows
     scale: float
     bias: float
-    thresholds: np.ndarray  # per class
+    thresholds: np.ndarray  # per column: the classes, then `other`
     min_margin: float
     top_k: int
+    other: str | None = None  # the open-set label, when the spec has one
+    negatives: np.ndarray | None = None  # (n, dim) unit rows: concepts that are none of the classes
+    adapter: Adapter | None = None
 
     @classmethod
     def build(
@@ -63,32 +73,63 @@ class Classifier:
             thresholds=np.asarray(spec.thresholds(), np.float64),
             min_margin=spec.min_margin,
             top_k=max(1, min(top_k, len(spec.classes))),
+            other=spec.other.name if spec.other is not None else None,
         )
 
-    def probabilities(self, image_embeddings: np.ndarray) -> np.ndarray:
-        """Softmax over classes of scale·cos + bias, (images, classes), float64."""
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The labels the logits are over: the classes, then `other`."""
+        return self.class_names + ((self.other,) if self.other is not None else ())
+
+    def with_parts(self, negatives: np.ndarray | None = None, adapter: Adapter | None = None) -> Classifier:
+        """A copy with negative concepts and/or an adapter."""
+        return replace(self, negatives=negatives if negatives is not None else self.negatives,
+                       adapter=adapter if adapter is not None else self.adapter)
+
+    def zero_shot_logits(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """scale·cos + bias per class; `other` gets its best negative concept's logit (else the weakest class's)."""
         image = _unit(np.asarray(image_embeddings, np.float64))
         logits = self.scale * image @ self.matrix.T + self.bias
+        if self.other is None:
+            return logits
+        if self.negatives is not None and len(self.negatives):
+            other = self.scale * (image @ self.negatives.T).max(axis=1) + self.bias
+        else:  # no zero-shot evidence for `other`: as weak as the weakest class
+            other = logits.min(axis=1)
+        return np.concatenate([logits, other[:, None]], axis=1)
+
+    def logits(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Zero-shot logits plus what the reviewed examples taught (the adapter), (images, columns)."""
+        logits = self.zero_shot_logits(image_embeddings)
+        if self.adapter is not None:
+            logits = logits + self.adapter.logits(image_embeddings)
+        return logits
+
+    def probabilities(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Softmax over the columns, (images, columns), float64."""
+        logits = self.logits(image_embeddings)
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
 
     def decide(self, probabilities: np.ndarray) -> list[Prediction]:
-        """Top-k, margin and accepted/review status for each row of probabilities."""
+        """Top-k (real classes only), margin and accepted/review status for each row of probabilities."""
+        columns = self.columns
+        n_classes = len(self.class_names)
         order = np.argsort(-probabilities, axis=1, kind="stable")
         out = []
         for row, idx in zip(probabilities, order, strict=True):
             best, second = row[idx[0]], row[idx[1]]
             margin = float(best - second)
             accepted = best >= self.thresholds[idx[0]] and margin >= self.min_margin
-            top = idx[: self.top_k]
+            top = [i for i in idx if i < n_classes][: self.top_k]
             out.append(
                 Prediction(
-                    label=self.class_names[idx[0]],
+                    label=columns[idx[0]],
                     confidence=float(best),
                     margin=margin,
                     status="accepted" if accepted else "review",
-                    top_labels=[self.class_names[i] for i in top],
+                    top_labels=[columns[i] for i in top],
                     top_scores=[float(row[i]) for i in top],
                 )
             )

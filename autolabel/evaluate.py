@@ -89,12 +89,15 @@ def usable_rows(results: Results, truth: Truth) -> Evaluation:
     """Rows with a prediction and a truth among the spec's classes; every other row is counted in `excluded`."""
     known = set(results.classes)
     index, y_true, y_pred, top, status = [], [], [], [], []
-    excluded: dict[str, Any] = {"error": 0, "no_truth": 0, "unknown_truth": 0, "unknown_truth_labels": {}}
+    excluded: dict[str, Any] = {"error": 0, "reviewed": 0, "no_truth": 0, "unknown_truth": 0,
+                                "unknown_truth_labels": {}}
     frame = results.frame
     columns = zip(frame["label"], frame["top_labels"], frame["status"], truth.labels, strict=True)
     for i, (label, tops, stat, truth_label) in enumerate(columns):
         if stat == "error" or _clean(label) is None:
             excluded["error"] += 1
+        elif stat == "reviewed":  # a person's label, not the machine's: counted, never scored
+            excluded["reviewed"] += 1
         elif truth_label is None:
             excluded["no_truth"] += 1
         elif truth_label not in known:
@@ -106,7 +109,7 @@ def usable_rows(results: Results, truth: Truth) -> Evaluation:
             y_pred.append(str(label))
             top.append(list(tops))
             status.append(stat)
-    excluded["total"] = excluded["error"] + excluded["no_truth"] + excluded["unknown_truth"]
+    excluded["total"] = excluded["error"] + excluded["reviewed"] + excluded["no_truth"] + excluded["unknown_truth"]
     return Evaluation(index, y_true, y_pred, top, status, excluded)
 
 
@@ -249,7 +252,9 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
     a = old.frame[["path", "label", "status"]].drop_duplicates("path")
     b = new.frame[["path", "label", "status"]].drop_duplicates("path")
     merged = a.merge(b, on="path", how="inner", suffixes=("_old", "_new"))
-    both_ok = (merged["status_old"] != "error") & (merged["status_new"] != "error")
+    machine = ("error", "reviewed")  # flips are the model's: rows a person labelled are reported apart
+    both_ok = ~merged["status_old"].isin(machine) & ~merged["status_new"].isin(machine)
+    reviewed_new = merged["status_new"] == "reviewed"
     flipped = both_ok & (merged["label_old"] != merged["label_new"])
     compared = int(both_ok.sum())
     flips_by_class: dict[str, dict[str, int]] = {}
@@ -274,4 +279,7 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
         "newly_errored": int(((merged.status_old != "error") & (merged.status_new == "error")).sum()),
         "recovered": int(((merged.status_old == "error") & (merged.status_new != "error")).sum()),
         "status_changes": {f"{o}->{n}": int(v) for (o, n), v in transitions.items() if o != n},
+        "reviewed": {"old": int((merged["status_old"] == "reviewed").sum()), "new": int(reviewed_new.sum()),
+                     "overruled": int((reviewed_new & (merged["status_old"] != "error")
+                                       & (merged["label_old"] != merged["label_new"])).sum())},
     }

@@ -190,6 +190,10 @@ class ZeroShotModel:
         bias = getattr(self.model, "logit_bias", None)
         return 0.0 if bias is None else float(bias.detach().float().item())
 
+    def vocabulary(self) -> list[str]:
+        """The tokenizer's tokens in id order (frequent first for BPE): where negative concepts come from."""
+        return [token for token, _ in sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
+
     def too_long(self, prompts: Sequence[str]) -> list[str]:
         """Prompts whose tokens exceed the model's text context (they will be truncated)."""
         ids = self.tokenizer(list(prompts), truncation=False)["input_ids"]

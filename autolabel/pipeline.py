@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,12 +14,13 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from autolabel import __version__, storage
+from autolabel import __version__, openset, storage
 from autolabel.cache import EmbeddingCache, default_cache_dir
 from autolabel.classify import Classifier
 from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
+from autolabel.examples import Example, Learned, collect, learn
 from autolabel.fileio import check_output_file, same_file, write_text
 from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
@@ -40,6 +41,7 @@ class Job:
     schema: pa.Schema
     cache: EmbeddingCache | None
     key: str  # what must match for a re-run to keep an earlier run's shards
+    examples: tuple[Example, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class RunSummary:
     threshold: float
     thresholds: dict[str, float]
     min_margin: float
+    learned: dict[str, Any] = field(default_factory=dict)
     ray_actors: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,8 +92,8 @@ def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | 
     try:
         model = model or load_model(config, job.spec, reporter)
         job.sink.check_model(model.describe())
-        stages, classifier = build_stages(job, model, config, reporter)
-        meta = run_metadata(job, classifier, model, config)
+        stages, learned = build_stages(job, model, config, reporter)
+        meta = run_metadata(job, learned, model, config)
         engine = build_engine(config, job, stages, model, meta)
         counts, started = Counts(), time.perf_counter()
         start_progress(reporter, job.source)
@@ -98,7 +101,7 @@ def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | 
             job.sink.write(batch)
             counts += batch.counts
             report_batch(reporter, batch, counts, started)
-        summary = summarize(job, counts, time.perf_counter() - started, model, classifier)
+        summary = summarize(job, counts, time.perf_counter() - started, model, learned)
         out = job.sink.commit({**meta, "counts": {"images": summary.images, "status": summary.status,
                                                   "classes": summary.classes},
                                "timings": {"seconds": summary.seconds,
@@ -124,7 +127,9 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
         if not storage.is_url(out) and same_file(out, given):
             raise UsageError(f"--out {out} is {what}; choose another output file so nothing you wrote is replaced")
     schema = full_schema(source.extra_schema)
-    key = job_key(spec, source, config)
+    examples = tuple(collect(spec, config.examples, config.examples_column,
+                             reporter.warn if reporter else lambda message: None))
+    key = job_key(spec, source, config, examples)
     sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite)
                                   if is_folder_output(out) else FileSink(out, schema))
     sink.check()
@@ -141,7 +146,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     cache = None
     if not config.cache.no_cache and config.engine.engine == "local":
         cache = EmbeddingCache(config.cache.cache_dir or default_cache_dir(), warn=reporter.warn if reporter else None)
-    return Job(spec, source, records, sink, schema, cache, key)
+    return Job(spec, source, records, sink, schema, cache, key, examples)
 
 
 def peek(records: Iterable[ImageRecord]) -> tuple[ImageRecord | None, Iterator[ImageRecord]]:
@@ -158,9 +163,10 @@ def peek(records: Iterable[ImageRecord]) -> tuple[ImageRecord | None, Iterator[I
     return first, chained()
 
 
-def job_key(spec: LabelSpec, source: Source, config: RunConfig) -> str:
+def job_key(spec: LabelSpec, source: Source, config: RunConfig, examples: tuple[Example, ...] = ()) -> str:
     """A digest of everything that decides a row's content, except the model's weights (checked once loaded)."""
     settings = {
+        "other": spec.other.name if spec.other else None, "examples": [(e.location, e.label) for e in examples],
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes}, "thresholds": spec.thresholds(),
         "min_margin": spec.min_margin, "top_k": config.classify.top_k, "model": config.model.model or spec.model,
         "precision": config.model.precision, "draft": not config.decode.full_decode, "source": source.identity,
@@ -178,19 +184,29 @@ def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter) -> Model:
     return ZeroShotModel.load(name, device=config.model.device, precision=config.model.precision)
 
 
-def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Classifier]:
-    """Encode the class prompts (through the cache) and set up the three stages."""
-    draft = not config.decode.full_decode
-    image_space, text_space = embedding_spaces(model, draft)
+def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
+    """The run's stages (see `stages_for`)."""
     prompts = [p for c in job.spec.classes for p in job.spec.prompts_for(c)]
     reporter.warn_group(f"prompts are longer than the model's {model.context_length}-token context and are "
                         "truncated", model.too_long(list(dict.fromkeys(prompts))))
-    classifier = Classifier.build(job.spec, text_encoder(model, job.cache, text_space), model.logit_scale,
-                                  model.logit_bias, config.classify.top_k)
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
-    stages = Stages(Prepare(model.preprocessing, draft, job.cache, image_space), Embed(model, job.cache, image_space),
-                    Decide(classifier, extra_names))
-    return stages, classifier
+    return stages_for(job.spec, model, job.cache, job.examples, draft=not config.decode.full_decode,
+                      top_k=config.classify.top_k, extra_names=extra_names, warn=reporter.warn)
+
+
+def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, examples: Sequence[Example], *,
+               draft: bool, top_k: int, extra_names: tuple[str, ...] = (),
+               warn: Callable[[str], None] = lambda message: None) -> tuple[Stages, Learned]:
+    """Encode the class prompts (through the cache), mine `other`'s negative concepts, learn from the examples."""
+    image_space, text_space = embedding_spaces(model, draft)
+    encode = text_encoder(model, cache, text_space)
+    classifier = Classifier.build(spec, encode, model.logit_scale, model.logit_bias, top_k)
+    if spec.other is not None:
+        negatives = openset.mine(spec, classifier.matrix, openset.vocabulary_words(model.vocabulary()), encode)
+        classifier = classifier.with_parts(negatives=negatives.matrix)
+    prepare, embed = Prepare(model.preprocessing, draft, cache, image_space), Embed(model, cache, image_space)
+    learned = learn(examples, classifier, prepare, embed, warn)
+    return Stages(prepare, embed, Decide(learned.classifier, extra_names, learned.reviewed)), learned
 
 
 def build_engine(config: RunConfig, job: Job, stages: Stages, model: Model, meta: dict[str, Any]) -> Engine:
@@ -209,9 +225,9 @@ def build_engine(config: RunConfig, job: Job, stages: Stages, model: Model, meta
     return LocalEngine(stages, config.engine.batch_size, config.decode.workers, str(model.device) == "cpu")
 
 
-def run_metadata(job: Job, classifier: Classifier, model: Model, config: RunConfig) -> dict[str, Any]:
+def run_metadata(job: Job, learned: Learned, model: Model, config: RunConfig) -> dict[str, Any]:
     """Everything needed to interpret (and reproduce) the output, stored with it."""
-    spec = job.spec
+    spec, classifier = job.spec, learned.classifier
     return {
         "tool": "autolabel",
         "version": __version__,
@@ -223,11 +239,14 @@ def run_metadata(job: Job, classifier: Classifier, model: Model, config: RunConf
         "spec": dict(spec.raw),
         "spec_path": str(Path(spec.source).absolute()),
         "classes": list(spec.class_names),
+        "other": {"name": spec.other.name, "negative_concepts": len(classifier.negatives)
+                  if classifier.negatives is not None else 0} if spec.other else None,
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes},
         "threshold": spec.threshold,
-        "thresholds": dict(zip(spec.class_names, classifier.thresholds.tolist(), strict=True)),
+        "thresholds": dict(zip(spec.label_names, classifier.thresholds.tolist(), strict=True)),
         "min_margin": spec.min_margin,
         "top_k": classifier.top_k,
+        "learned": learned.describe(),
     }
 
 
@@ -245,21 +264,22 @@ def report_batch(reporter: Reporter, batch: Batch, counts: Counts, started: floa
     reporter.advance(len(batch.rows), counts.images / max(time.perf_counter() - started, 1e-9))
 
 
-def summarize(job: Job, counts: Counts, seconds: float, model: Model, classifier: Classifier) -> RunSummary:
-    """This run's counts plus those of the shards it kept."""
+def summarize(job: Job, counts: Counts, seconds: float, model: Model, learned: Learned) -> RunSummary:
+    """This run's counts plus those of the shards it kept (and the examples it had to encode)."""
     resumed = sum((s.counts for s in job.sink.resumed), Counts())
     total = counts + resumed
     status = {s: total.status.get(s, 0) for s in STATUSES}
     classes = {c: {"images": total.classes.get(c, {}).get("images", 0),
                    **{s: total.classes.get(c, {}).get(s, 0) for s in STATUSES if s != "error"}}
-               for c in job.spec.class_names}
+               for c in job.spec.label_names}
     return RunSummary(
-        out="", images=total.images, status=status, classes=classes, encoded=counts.encoded,
+        out="", images=total.images, status=status, classes=classes, encoded=counts.encoded + learned.encoded,
         cached=counts.images - counts.status.get("error", 0) - counts.encoded, resumed=resumed.images,
         seconds=round(seconds, 3), images_per_second=round(counts.images / seconds, 3) if seconds > 0 else 0.0,
         model=model.describe(), classes_order=list(job.spec.class_names), threshold=job.spec.threshold,
-        thresholds=dict(zip(job.spec.class_names, classifier.thresholds.tolist(), strict=True)),
-        min_margin=job.spec.min_margin, ray_actors=len(counts.actors) if counts.actors else None,
+        thresholds=dict(zip(job.spec.label_names, learned.classifier.thresholds.tolist(), strict=True)),
+        min_margin=job.spec.min_margin, learned=learned.describe(),
+        ray_actors=len(counts.actors) if counts.actors else None,
     )
 
 

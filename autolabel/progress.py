@@ -166,7 +166,8 @@ def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
         f"  macro F1 {_pct(metrics['macro_f1'])}  weighted F1 {_pct(metrics['weighted_f1'])}\n"
         f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, precision {_pct(acc['precision'])}), "
         f"review share {_pct(metrics['review_share'])}\n"
-        f"excluded {ex['total']}: {ex['error']} error rows, {ex['no_truth']} without truth, "
+        f"excluded {ex['total']}: {ex['error']} error rows, {ex.get('reviewed', 0)} reviewed by people, "
+        f"{ex['no_truth']} without truth, "
         f"{ex['unknown_truth']} with a truth outside the spec",
         markup=False,
     )
@@ -212,6 +213,10 @@ def show_diff(console: Console, result: dict[str, Any]) -> None:
         flips = result["flips_by_class"].get(name, {}).get("total", 0)
         table.add_row(name, str(row["old"]), str(row["new"]), f"{row['change']:+d}", str(flips))
     console.print(table)
+    reviewed = result.get("reviewed") or {}
+    if reviewed.get("old") or reviewed.get("new"):
+        console.print(f"reviewed by people (not counted as flips): {reviewed['old']} old, {reviewed['new']} new, "
+                      f"{reviewed['overruled']} of them overrule the old label", markup=False)
     if result["status_changes"]:
         console.print("status changes: " + ", ".join(f"{k} {v}" for k, v in result["status_changes"].items()),
                       markup=False)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel import review_ui
 from autolabel.decode import DecodeError, open_image, read_bytes
 from autolabel.evaluate import Truth, evaluate
 from autolabel.results import Results
@@ -24,8 +25,8 @@ class ReportLimits:
 
     gallery_total: int = 600  # thumbnails over all class galleries
     gallery_per_class: int = 24
-    review_thumbs: int = 60
-    review_rows: int = 2000  # rows of the paginated review table
+    review_thumbs: int = 300  # rows of the review queue shown with their image
+    review_rows: int = 2000  # rows of the review queue
     error_rows: int = 1000
     misclassified_thumbs: int = 60
     thumb_px: int = 96
@@ -70,25 +71,12 @@ justify-content:center;color:#999}figcaption{word-break:break-all}.hist rect{fil
 .pager button{margin:0 4px}td.cm{min-width:28px}
 """
 
-SCRIPT = """
-(function(){
-  var data = JSON.parse(document.getElementById('review-data').textContent);
-  var body = document.getElementById('review-body'), info = document.getElementById('review-page');
-  var size = 100, page = 0, pages = Math.max(1, Math.ceil(data.length / size));
-  function esc(s){return String(s).replace(/[&<>"']/g,function(c){return '&#'+c.charCodeAt(0)+';';});}
-  function show(){
-    var rows = data.slice(page*size, (page+1)*size).map(function(r){
-      return '<tr><td>'+esc(r[0])+'</td><td>'+esc(r[1])+'</td><td>'+r[2].toFixed(3)+'</td><td>'+r[3].toFixed(3)+
-             '</td><td>'+esc(r[4])+'</td></tr>';});
-    body.innerHTML = rows.join('');
-    info.textContent = 'page ' + (page+1) + ' of ' + pages;
-  }
-  document.getElementById('review-prev').onclick = function(){ if(page>0){page--; show();} };
-  document.getElementById('review-next').onclick = function(){ if(page<pages-1){page++; show();} };
-  show();
-  document.body.setAttribute('data-ready', '1');
-})();
-"""
+SCRIPT = review_ui.SCRIPT + "document.body.setAttribute('data-ready', '1');\n"
+
+
+def _absolute(location: Path | str) -> str:
+    text = str(location)
+    return text if "://" in text else str(Path(text).absolute())
 
 
 class _Thumbs:
@@ -133,12 +121,9 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         galleries.append((c, len(rows), [(thumbs.want(p), f"{p} · {conf:.2f}")
                                           for p, conf in zip(picks["path"], picks["confidence"], strict=True)]))
     review = frame[frame["status"] == "review"].sort_values(["margin", "path"], kind="stable")
-    review_figs = [(thumbs.want(p), f"{p} · {lab} {conf:.2f} (margin {m:.2f})")
-                   for p, lab, conf, m in review[["path", "label", "confidence", "margin"]]
-                   .head(limits.review_thumbs).itertuples(index=False)]
-    review_data = [[p, lab, float(conf), float(m), ", ".join(tops[:3])]
-                   for p, lab, conf, m, tops in review[["path", "label", "confidence", "margin", "top_labels"]]
-                   .head(limits.review_rows).itertuples(index=False)]
+    queue = review[["path", "label", "confidence", "margin", "top_labels"]].head(limits.review_rows)
+    for p in queue["path"].head(limits.review_thumbs):
+        thumbs.want(p)
     errors = frame[frame["status"] == "error"]
     metrics, misclassified = None, []
     if truth is not None:
@@ -155,7 +140,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     counts = frame["status"].value_counts()
     model = results.metadata.get("model", {})
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
-             f"{_e(results.path.name)}</title><style>{CSS}</style></head><body>"]
+             f"{_e(results.path.name)}</title><style>{CSS}{review_ui.CSS}</style></head><body>"]
     parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
                  f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
                  f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
@@ -187,16 +172,12 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         parts.append(f"<h3>{_e(c)} <span class='muted'>({n})</span></h3><div class='grid'>"
                      + "".join(thumbs.figure(p, cap) for p, cap in figs) + "</div>")
     parts.append("</section>")
-    parts.append(f"<section id='review'><h2>Review queue ({len(review)})</h2><p class='muted'>Lowest margin first."
-                 f" Thumbnails for the first {min(len(review), limits.review_thumbs)}; the table holds the first "
-                 f"{min(len(review), limits.review_rows)}.</p><div class='grid'>"
-                 + "".join(thumbs.figure(p, cap) for p, cap in review_figs) + "</div>")
-    parts.append("<div class='pager'><button id='review-prev'>previous</button><span id='review-page'></span>"
-                 "<button id='review-next'>next</button></div><table><thead><tr><th>path</th><th>label</th>"
-                 "<th>confidence</th><th>margin</th><th>top labels</th></tr></thead><tbody id='review-body'>"
-                 "</tbody></table>")
-    review_json = json.dumps(review_data, ensure_ascii=False).replace("</", "<\\/")
-    parts.append(f"<script type='application/json' id='review-data'>{review_json}</script></section>")
+    other = (results.metadata.get("other") or {}).get("name")
+    rows = [review_ui.QueueRow(p, _absolute(results.location(p, root)), lab, float(conf), float(m),
+                               review_ui.candidates(list(tops), classes, other), thumbs.made.get(p))
+            for p, lab, conf, m, tops in queue.itertuples(index=False)]
+    report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
+    parts.append(review_ui.section(rows, classes, len(review), report_id))
     parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
     for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
         parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")

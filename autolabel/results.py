@@ -108,9 +108,10 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     elif metadata.get("spec"):
         spec = parse_spec(metadata["spec"], f"{path} (metadata)")
     if spec is not None:
-        classes = list(spec.class_names)
+        classes = list(spec.label_names)  # `other` is a label like the classes (eval, exports, report)
     elif metadata.get("classes"):
-        classes = list(metadata["classes"])
+        other = (metadata.get("other") or {}).get("name")
+        classes = list(metadata["classes"]) + ([other] if other else [])
     else:
         raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
     frame["status"] = frame["status"].astype(str)

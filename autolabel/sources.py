@@ -138,7 +138,7 @@ def _check_regular(path: Path) -> None:
         raise SourceError(f"{path}: not a regular file; a manifest must be a .csv/.tsv/.parquet/.jsonl/.txt file")
 
 
-def _read_table(path: Path | str, suffix: str) -> pa.Table | Iterator[pa.RecordBatch] | Any:
+def open_table(path: Path | str, suffix: str) -> Any:
     """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch)."""
     try:
         if storage.is_url(str(path)):
@@ -216,7 +216,7 @@ def _batches(table: Any) -> Iterator[pa.RecordBatch]:
 
 def _manifest(path: Path | str, path_column: str | None) -> Source:
     suffix = Path(str(path)).suffix.lower()
-    table = _read_table(path, suffix)
+    table = open_table(path, suffix)
     schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
     count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
     column = pick_path_column(schema.names, path_column, str(path))

@@ -15,8 +15,9 @@ from autolabel.errors import SpecError
 from autolabel.prompts import expand, has_placeholder, template_sets
 
 DEFAULT_TEMPLATES = "default"
-TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin")
-CLASS_KEYS = ("name", "synonyms", "prompts", "threshold")
+TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin", "other")
+CLASS_KEYS = ("name", "synonyms", "prompts", "threshold", "examples")
+OTHER_KEYS = ("name", "threshold")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,15 @@ class ClassSpec:
     name: str
     synonyms: tuple[str, ...] = ()
     prompts: tuple[str, ...] = ()
+    threshold: float | None = None
+    examples: tuple[str, ...] = ()  # reviewed images of this class: paths or globs, relative to the spec file
+
+
+@dataclass(frozen=True)
+class OtherSpec:
+    """The open-set label for images that match none of the classes, and its acceptance threshold."""
+
+    name: str
     threshold: float | None = None
 
 
@@ -38,6 +48,7 @@ class LabelSpec:
     model: str | None = None
     threshold: float = 0.5
     min_margin: float = 0.0
+    other: OtherSpec | None = None
     source: str = "<spec>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -47,8 +58,22 @@ class LabelSpec:
         return [c.name for c in self.classes]
 
     def thresholds(self) -> list[float]:
-        """Acceptance threshold per class, in class order."""
-        return [self.threshold if c.threshold is None else c.threshold for c in self.classes]
+        """Acceptance threshold per class, in class order (then `other`'s, when the spec has one)."""
+        own = [self.threshold if c.threshold is None else c.threshold for c in self.classes]
+        if self.other is not None:
+            own.append(self.threshold if self.other.threshold is None else self.other.threshold)
+        return own
+
+    @property
+    def label_names(self) -> list[str]:
+        """Every label a row may get: the classes, then the `other` name."""
+        return self.class_names + ([self.other.name] if self.other is not None else [])
+
+    def example_paths(self) -> dict[str, list[str]]:
+        """Per class, its `examples:` patterns resolved against the spec file's folder."""
+        base = Path(self.source).parent
+        return {c.name: [str(p if Path(p).is_absolute() else base / p) for p in c.examples]
+                for c in self.classes if c.examples}
 
     def prompts_for(self, cls: ClassSpec) -> list[str]:
         """Every prompt of a class: templates × (name and synonyms), then its literal prompts."""
@@ -145,7 +170,24 @@ def _class(item: Any, i: int, src: str) -> ClassSpec:
         synonyms=_string_list(item.get("synonyms") or [], f"{where}: synonyms", "names"),
         prompts=_string_list(item.get("prompts") or [], f"{where}: prompts", "prompts"),
         threshold=None if threshold is None else _probability(threshold, f"{where}: threshold"),
+        examples=_string_list(item.get("examples") or [], f"{where}: examples", "image paths or globs"),
     )
+
+
+def _other(value: Any, src: str) -> OtherSpec | None:
+    where = f"{src}: other"
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, Mapping):
+        raise _fail(where, f"must be a label name such as \"none of these\" or a mapping with 'name', got {value!r}")
+    _unknown_keys(value, OTHER_KEYS, where)
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _fail(where, "needs a non-empty name (e.g. `other: none of these`)")
+    threshold = value.get("threshold")
+    return OtherSpec(name.strip(), None if threshold is None else _probability(threshold, f"{where}: threshold"))
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
@@ -168,6 +210,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
                     f"'{name}' is already used by class '{seen[key]}'; class names and synonyms must be unique",
                 )
             seen[key] = cls.name
+    other = _other(data.get("other"), source)
+    if other is not None and other.name.casefold() in seen:
+        raise _fail(f"{source}: other", f"'{other.name}' is already used by class '{seen[other.name.casefold()]}'; "
+                                        "the open-set label must differ from every class name and synonym")
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise _fail(f"{source}: model", f"must be a model id or path, got {model!r}")
@@ -177,6 +223,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
         model=model.strip() if model else None,
         threshold=_probability(data.get("threshold", 0.5), f"{source}: threshold"),
         min_margin=_probability(data.get("min_margin", 0.0), f"{source}: min_margin"),
+        other=other,
         source=source,
         raw=data,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -13,6 +13,7 @@ from autolabel import storage
 from autolabel.cache import EmbeddingCache, content_hash
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
+from autolabel.examples import identity
 from autolabel.sources import ImageRecord, printable_path
 from autolabel.writers import OUTPUT_SCHEMA
 
@@ -43,6 +44,8 @@ class Model(Protocol):
     def encode_images(self, batch: ModelInputs) -> Any: ...  # (n, dim) array-like, L2-normalised
 
     def too_long(self, prompts: Sequence[str]) -> list[str]: ...
+
+    def vocabulary(self) -> list[str]: ...  # tokenizer tokens in id order
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -213,10 +216,15 @@ def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class Decide:
-    """Stage 3: embeddings → decisions → the output columns of a batch (contract columns, then pass-through)."""
+    """Stage 3: embeddings → decisions → the output columns of a batch (contract columns, then pass-through).
+
+    An image people already labelled (it is among the reviewed examples) keeps their label with status
+    `reviewed`; its confidence and top-k stay the model's.
+    """
 
     classifier: Classifier
     extra_names: tuple[str, ...] = ()
+    reviewed: Mapping[str, str] = field(default_factory=dict)  # examples.identity(location) → human label
 
     def __call__(self, items: list[Item], encoded: int, actor: str | None = None) -> tuple[dict[str, list], Counts]:
         ok = [i for i, it in enumerate(items) if it.embedding is not None]
@@ -224,6 +232,11 @@ class Decide:
         if ok:
             vectors = np.stack([items[i].embedding for i in ok])  # type: ignore[misc]
             predictions = dict(zip(ok, self.classifier.classify(vectors), strict=True))
+        if self.reviewed:
+            for i, pred in predictions.items():
+                human = self.reviewed.get(identity(items[i].record.location))
+                if human is not None:
+                    predictions[i] = replace(pred, label=human, status="reviewed")
         columns: dict[str, list[Any]] = {name: [] for name in ("path", *RESULT_COLUMNS, *self.extra_names)}
         for i, item in enumerate(items):
             columns["path"].append(item.record.path)

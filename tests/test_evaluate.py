@@ -78,8 +78,8 @@ def test_edge_cases_match_sklearn_and_exclusions_are_counted() -> None:
     m = evaluate(make_results(pred), Truth(truth, "t"))
     kept_t, kept_p = ["cat", "dog", "dog", "cat", "dog"], ["cat", "cat", "dog", "bird", "dog"]
     assert m["n"] == 5
-    assert m["excluded"] == {"error": 1, "no_truth": 1, "unknown_truth": 1, "unknown_truth_labels": {"zebra": 1},
-                             "total": 3}
+    assert m["excluded"] == {"error": 1, "reviewed": 0, "no_truth": 1, "unknown_truth": 1,
+                             "unknown_truth_labels": {"zebra": 1}, "total": 3}
     p, r, f, _ = precision_recall_fscore_support(kept_t, kept_p, labels=CLASSES, average="macro", zero_division=0)
     assert (m["macro_precision"], m["macro_recall"], m["macro_f1"]) == pytest.approx((p, r, f))
     assert m["per_class"]["fish"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}

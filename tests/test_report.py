@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -90,7 +93,7 @@ def test_report_has_every_section_and_escapes(tmp_path: Path) -> None:
     results, truth = synthetic(300, tmp_path / "imgs", 300, classes)
     document = build_report(results, tmp_path / "imgs", truth)
     checker = check(document)
-    assert set(SECTIONS) | {"confusion", "misclassified", "review-data"} <= checker.ids
+    assert set(SECTIONS) | {"confusion", "misclassified", "rq-data"} <= checker.ids
     assert checker.images > 50
     assert "a &lt;b&gt; &amp; &quot;c&quot;" in document and "b" not in checker.tags  # the class name stays text
     without_truth = check(build_report(results, tmp_path / "imgs"))
@@ -130,3 +133,76 @@ def test_report_cli_on_a_real_run_and_in_a_browser(tmp_path: Path, image_folder:
     ).stdout
     assert 'data-ready="1"' in dom  # the page's script ran to its end without an error
     assert "page 1 of" in dom
+
+
+def _driver(download_dir: Path, profile: Path):  # -> selenium WebDriver
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium (the test extra)")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver_path = shutil.which("chromedriver")
+    if browser is None or driver_path is None:
+        pytest.skip("no Chromium/ChromeDriver here (apt-get install chromium chromium-driver) to drive the report")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                              "download.prompt_for_download": False})
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(options=options, service=Service(driver_path))
+
+
+def test_review_queue_edited_by_keyboard_downloads_corrections_that_run_and_import_accept(
+        tmp_path: Path, image_folder: Path, tiny_clip: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: ['a photo of a {label}.']\nclasses: [cat, dog, bird, car, tree]\nthreshold: 0.99\n")
+    out = tmp_path / "o.parquet"
+    assert CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(spec), "--out", str(out), "--model",
+                                     str(tiny_clip), "-q"]).exit_code == 0
+    page = tmp_path / "report.html"
+    assert CliRunner().invoke(main, ["report", str(out), "--out", str(page)]).exit_code == 0
+    data = json.loads(re.search(r"id='rq-data'>(.*?)</script>", page.read_text(), re.S).group(1))
+    rows, labels = data["rows"], data["labels"]
+    assert len(rows) == 6  # every row is uncertain at a 0.99 threshold
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = _driver(downloads, tmp_path / "profile")
+    try:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        driver.get(page.as_uri())
+        assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+        body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys("2")  # row 0: its second candidate
+        body.send_keys(Keys.ENTER)  # row 1: keep the model's label
+        body.send_keys(Keys.ARROW_DOWN)  # row 2: skipped
+        body.send_keys("1", Keys.ARROW_UP, "0")  # row 3: picked, then back to it… and undone
+        body.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)  # row 4
+        driver.find_elements(By.CSS_SELECTOR, "#rq-4 button")[2].click()  # row 4: third candidate, by mouse
+        assert driver.find_element(By.ID, "rq-count").text == "3"
+        driver.find_element(By.ID, "rq-download").click()
+        target = downloads / "corrections.csv"
+        for _ in range(100):
+            if target.exists():
+                break
+            time.sleep(0.05)
+    finally:
+        driver.quit()
+    got = pd.read_csv(target)
+    expected = [(rows[0][1], labels[rows[0][5][1]]), (rows[1][1], rows[1][2]), (rows[4][1], labels[rows[4][5][2]])]
+    assert list(got.columns) == ["path", "reviewed_label"]
+    assert list(zip(got.path, got.reviewed_label, strict=True)) == expected
+    merged = CliRunner().invoke(main, ["import-review", str(target), "--into", str(out)])
+    assert merged.exit_code == 0, merged.output
+    table = pd.read_parquet(out)
+    by_file = dict(zip([str(image_folder / p) for p in table.path], table.reviewed_label, strict=True))
+    assert {k: by_file[k] for k, _ in expected} == dict(expected)
+    again = tmp_path / "again.parquet"
+    result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(spec), "--out", str(again),
+                                       "--model", str(tiny_clip), "--examples", str(target), "-q"])
+    assert result.exit_code == 0, result.output
+    second = pd.read_parquet(again)
+    assert sorted(second.loc[second.status == "reviewed", "path"]) == sorted(
+        Path(k).relative_to(image_folder).as_posix() for k, _ in expected)

@@ -38,14 +38,19 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
 
 
 def read_review(path: Path) -> tuple[str, dict[str, str]]:
-    """A reviewed export from Label Studio (JSON) or CVAT (XML 1.1) → (tool, {key: label})."""
+    """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label})."""
     if not path.exists():
         raise SourceError(f"{path}: no such file")
     if path.suffix.lower() == ".xml":
         return "cvat", cvat.read_review(path)
     if path.suffix.lower() == ".json":
         return "label-studio", label_studio.read_review(path)
-    raise UsageError(f"{path}: expected a Label Studio .json export or a CVAT .xml export")
+    if path.suffix.lower() == ".csv":
+        from autolabel.examples import read_table
+
+        return "csv", {e.location: e.label for e in read_table(str(path), None)}
+    raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
+                     ".csv (the report's corrections)")
 
 
 def import_review(results: Results, exported: Path) -> dict[str, Any]:
@@ -61,6 +66,12 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, str]) -> dict[
     if tool == "cvat":  # CVAT knows images by the names our export gave them
         paths = {name: path for path, name in export_names(results).items()}
         reviewed = {paths[n]: label for n, label in reviewed.items() if n in paths}
+    elif tool == "csv":  # the CSV names files (absolute, or relative to itself): match the rows' files
+        from autolabel.examples import identity
+
+        root = results.images_root()
+        by_file = {identity(str(results.location(k, root))): k for k in keys}
+        reviewed = {by_file.get(identity(loc), loc): label for loc, label in reviewed.items()}
     unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)

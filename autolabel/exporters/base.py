@@ -17,7 +17,7 @@ from autolabel.errors import UsageError
 from autolabel.results import Results
 
 MARKER = ".autolabel-export.json"
-STATUSES = ("all", "accepted", "review")
+STATUSES = ("all", "accepted", "review", "reviewed")
 LINKS = ("symlink", "hardlink", "copy")
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
 
@@ -29,9 +29,15 @@ class ExportRow:
     path: str  # as in the table
     source: Path  # the image file
     name: str  # a safe, unique, flat file name for it inside the export
-    label: str
-    confidence: float
+    label: str  # the human label on `reviewed` rows, else the model's
+    confidence: float  # the model's top-1 probability
     status: str
+    model_label: str = ""  # the model's top-1 class (differs from `label` where a person overruled it)
+
+    @property
+    def human(self) -> bool:
+        """A person gave this label (the image was among the reviewed examples)."""
+        return self.status == "reviewed"
 
 
 @dataclass
@@ -143,10 +149,13 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     ok = frame[frame["status"] != "error"]
     names = export_names(results)
     rows = []
-    for path, label, conf, stat in ok[["path", "label", "confidence", "status"]].itertuples(index=False):
+    columns = ok[["path", "label", "confidence", "status", "top_labels"]].itertuples(index=False)
+    for path, label, conf, stat, tops in columns:
         if status == "all" or stat == status:
+            model = str(tops[0]) if len(tops) else str(label)
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
-                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat)))
+                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat),
+                                  model_label=model))
     return rows
 
 

@@ -42,7 +42,7 @@ def export(ctx: ExportContext) -> None:
         width, height = _size(row.source)
         image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
                                               "height": str(height)})
-        tag = ET.SubElement(image, "tag", {"label": row.label, "source": "auto"})
+        tag = ET.SubElement(image, "tag", {"label": row.label, "source": "manual" if row.human else "auto"})
         ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{row.confidence:.6f}"
     ET.indent(root)
     ctx.write_text("annotations.xml", '<?xml version="1.0" encoding="utf-8"?>\n' +

@@ -13,6 +13,7 @@ def export(ctx: ExportContext) -> None:
     labels = {}
     for row in ctx.rows:
         if ctx.place(row, "data", row.name):
-            labels[PurePosixPath(row.name).stem] = {"label": row.label, "confidence": row.confidence}
+            labels[PurePosixPath(row.name).stem] = {"label": row.label,
+                                                    "confidence": None if row.human else row.confidence}
     ctx.write_text("labels.json", json.dumps({"classes": ctx.classes, "labels": labels}, indent=1,
                                              ensure_ascii=False) + "\n")

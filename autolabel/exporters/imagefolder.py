@@ -1,4 +1,4 @@
-"""One folder per class; review rows under _review/<predicted class>/; errors left out."""
+"""One folder per class (accepted and human-reviewed rows); review rows under _review/<predicted class>/."""
 
 from __future__ import annotations
 

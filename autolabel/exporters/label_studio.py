@@ -60,16 +60,21 @@ def image_reference(ctx: ExportContext, path: str, source: Path) -> str:
 
 
 def task(row: ExportRow, image: str, model_version: str) -> dict[str, Any]:
-    """One Label Studio task: the image, our table path and status, and the model's choice as a prediction."""
-    return {
+    """One Label Studio task: the image, our table path and status, the model's choice as a prediction, and on
+    reviewed rows the person's label as an annotation."""
+    item: dict[str, Any] = {
         "data": {"image": image, "path": row.path, "status": row.status},
         "predictions": [{
             "model_version": model_version,
             "score": row.confidence,
             "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                        "value": {"choices": [row.label]}, "score": row.confidence}],
+                        "value": {"choices": [row.model_label]}, "score": row.confidence}],
         }],
     }
+    if row.human:  # a person's label travels as an annotation, the model's as the prediction
+        item["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                            "value": {"choices": [row.label]}}]}]
+    return item
 
 
 def export(ctx: ExportContext) -> None:

@@ -1,0 +1,177 @@
+"""Reviewed examples: read from `--examples` tables and the spec's per-class `examples:`, checked, embedded."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autolabel import storage
+from autolabel.errors import SpecError, UsageError
+from autolabel.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
+from autolabel.spec import LabelSpec
+
+LABEL_COLUMNS = ("reviewed_label", "label")  # the default --examples-column: the first present
+
+
+@dataclass(frozen=True)
+class Example:
+    """One reviewed image: where it is, the human label, and where it was named (for messages)."""
+
+    location: str
+    label: str
+    origin: str
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The examples that could be read, their unit embeddings, and how many images that took encoding."""
+
+    examples: tuple[Example, ...]
+    embeddings: np.ndarray  # (n, dim)
+    encoded: int
+    skipped: tuple[str, ...]  # "ORIGIN: reason" of examples that could not be read
+
+
+def identity(location: str) -> str:
+    """The key an example and a SOURCE image share when they are the same file (its real path, or the URL)."""
+    return location if storage.is_url(location) else os.path.realpath(location)
+
+
+def _clean(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def read_table(path: str, column: str | None) -> list[Example]:
+    """A Parquet/CSV/JSONL table with a path column and a label column (empty labels skipped)."""
+    from autolabel.sources import open_table
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
+        raise UsageError(f"--examples {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl")
+    table = open_table(path, suffix)
+    if not hasattr(table, "column_names"):
+        table = table.read()
+    names = table.column_names
+    where = f"--examples {path}"
+    path_column = next((c for c in PATH_COLUMNS if c in names), None)
+    if path_column is None:
+        raise UsageError(f"{where}: no path column (one of {', '.join(PATH_COLUMNS)}); columns are: {', '.join(names)}")
+    label_column = column or next((c for c in LABEL_COLUMNS if c in names), None)
+    if label_column is None or label_column not in names:
+        wanted = f"'{column}' (--examples-column)" if column else "'reviewed_label' or 'label'"
+        raise UsageError(f"{where}: no label column {wanted}; columns are: {', '.join(names)}")
+    base = storage.parent(path) if storage.is_url(path) else str(Path(path).absolute().parent)
+    out = []
+    for i, (given, label) in enumerate(zip(table.column(path_column).to_pylist(),
+                                           table.column(label_column).to_pylist(), strict=True)):
+        label, given = _clean(label), _clean(given)
+        if label is not None and given is not None:
+            out.append(Example(resolve_location(given, base), label, f"{path} row {i + 1}"))
+    return out
+
+
+def from_spec(spec: LabelSpec, warn: Callable[[str], None]) -> list[Example]:
+    """The spec's per-class `examples:` (paths or globs relative to the spec file), sorted per pattern."""
+    out = []
+    for name, patterns in spec.example_paths().items():
+        for pattern in patterns:
+            matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            if not matches:
+                warn(f"{spec.source}: examples of '{name}': '{pattern}' matches no file")
+            out.extend(Example(m, name, f"{spec.source} ({name})") for m in matches if not os.path.isdir(m))
+    return out
+
+
+def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
+            warn: Callable[[str], None]) -> list[Example]:
+    """Every example, checked: a label that is neither a class nor the `other` name is an error (exit 2).
+
+    One image named twice keeps the last label given (tables in order, then the spec), with a warning.
+    """
+    examples = [e for table in tables for e in read_table(table, column)] + from_spec(spec, warn)
+    allowed = spec.label_names
+    unknown = sorted({e.label for e in examples} - set(allowed))
+    if unknown:
+        shown = ", ".join(f"'{u}'" for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10
+                                                             else "")
+        raise SpecError(f"examples: label(s) {shown} are not in the label spec; labels must be one of: "
+                        f"{', '.join(allowed)}" + ("" if spec.other else " (or add `other:` to the spec)"))
+    kept: dict[str, Example] = {}
+    conflicts = 0
+    for example in examples:
+        key = identity(example.location)
+        if key in kept and kept[key].label != example.label:
+            conflicts += 1
+        kept[key] = example
+    if conflicts:
+        warn(f"{conflicts} example image(s) were given two different labels; the last one given is used")
+    return list(kept.values())
+
+
+def embed(examples: Sequence[Example], prepare: Callable[[ImageRecord], Any], embed_batch: Callable[[list], int],
+          batch_size: int = 32) -> Embedded:
+    """Embed the examples with the run's own stages (cache hits are free); unreadable ones are skipped."""
+    kept, vectors, skipped, encoded = [], [], [], 0
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start: start + batch_size]
+        items = [prepare(ImageRecord(path=printable_path(e.location), location=e.location)) for e in chunk]
+        encoded += embed_batch(items)
+        for example, item in zip(chunk, items, strict=True):
+            if item.embedding is None:
+                skipped.append(f"{example.origin}: {printable_path(example.location)}: {item.error}")
+            else:
+                kept.append(example)
+                vectors.append(np.asarray(item.embedding, np.float64))
+    matrix = np.stack(vectors) if vectors else np.zeros((0, 0))
+    return Embedded(tuple(kept), matrix, encoded, tuple(skipped))
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What the examples changed: the classifier (adapted or not), the fit, and the images people labelled."""
+
+    classifier: Any  # classify.Classifier
+    fit: Any  # adapt.Fit, or None without examples
+    reviewed: dict[str, str]  # identity(location) → human label
+    encoded: int
+    skipped: tuple[str, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """For the run metadata and the summary."""
+        if self.fit is None:
+            return {"examples": 0}
+        return {"examples": sum(self.fit.examples.values()), "skipped": len(self.skipped), **self.fit.describe()}
+
+
+def learn(examples: Sequence[Example], classifier: Any, prepare: Callable[[ImageRecord], Any],
+          embed_batch: Callable[[list], int], warn: Callable[[str], None]) -> Learned:
+    """Embed the examples and fit the adapter on them (see adapt.py); unreadable examples are warned about."""
+    from autolabel import adapt
+
+    if not examples:
+        return Learned(classifier, None, {}, 0, ())
+    embedded = embed(examples, prepare, embed_batch)
+    for line in embedded.skipped[:20]:
+        warn(f"example skipped: {line}")
+    if len(embedded.skipped) > 20:
+        warn(f"… and {len(embedded.skipped) - 20} more examples skipped")
+    reviewed = {identity(e.location): e.label for e in embedded.examples}
+    if not embedded.examples:
+        return Learned(classifier, None, reviewed, embedded.encoded, embedded.skipped)
+    columns = list(classifier.columns)
+    indices = np.asarray([columns.index(e.label) for e in embedded.examples])
+    other = len(classifier.class_names) if classifier.other is not None else None
+    fitted = adapt.fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),
+                       classifier.scale, columns, other)
+    if fitted.adapter is not None:
+        classifier = classifier.with_parts(adapter=fitted.adapter)
+    return Learned(classifier, fitted, reviewed, embedded.encoded, embedded.skipped)
