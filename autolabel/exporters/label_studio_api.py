@@ -127,7 +127,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     for folder in storages:
         _ensure_storage(client, project.id, folder)
     version = model_version(results)
-    sample = None
+    sample, done = None, 0
     if reporter is not None:
         reporter.start(len(new), "pushing")
     started = time.perf_counter()
@@ -139,14 +139,15 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
             with _calling(f"import {len(tasks)} tasks"):
                 client.projects.import_tasks(project.id, request=tasks)
             sample = sample or images[0]
+            done += len(batch)
             if reporter is not None:
-                reporter.advance(len(batch), len(batch) / max(time.perf_counter() - started, 1e-9))
+                reporter.advance(len(batch), done / max(time.perf_counter() - started, 1e-9))
     finally:
         if reporter is not None:
             reporter.stop()
     problem = _unserved(client, sample) if sample else None
     how = {"local": "Local Files storage " + ", ".join(map(str, storages)), "prefix": f"at {config.url_prefix}",
-           "upload": "uploaded to Label Studio"}[_mode(config)]
+           "upload": "uploaded to Label Studio"}[mode]
     return PushResult(project_id=project.id, project_title=title, project_url=f"{base}/projects/{project.id}/data",
                       created=created, added=len(new), present=len(rows) - len(new), images=how,
                       skipped=tuple(skipped), warnings=(problem,) if problem else ())
