@@ -84,6 +84,8 @@ def test_push_without_api_key_says_where_to_get_one(table: Path) -> None:
 
 
 def test_unreachable_server_is_one_line_and_exit_2_at_once(table: Path) -> None:
+    import label_studio_sdk  # noqa: F401  (imported ahead: the time measured is the probe's, not the import's)
+
     port = free_port()  # nothing listens there
     started = time.monotonic()
     result = invoke("export", str(table), "--to", "label-studio", "--url", f"http://127.0.0.1:{port}",
