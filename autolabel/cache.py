@@ -9,6 +9,7 @@ files are not re-read; renamed or copied files are found by content.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sqlite3
 import threading
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from autolabel.errors import UsageError
 
 CACHE_FILE = "embeddings.sqlite"
 _SCHEMA = """
@@ -38,6 +41,15 @@ def default_cache_dir() -> Path:
 def content_hash(data: bytes) -> str:
     """The cache key of a file's bytes."""
     return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+def _location_key(location: str) -> str:
+    """The file index key: the path itself, or for a name that is not UTF-8 a form no real path can take."""
+    try:
+        location.encode("utf-8")
+        return location
+    except UnicodeEncodeError:
+        return "\0" + location.encode("utf-8", "surrogatepass").hex()
 
 
 def _blob(vec: np.ndarray) -> bytes:
@@ -69,8 +81,15 @@ class EmbeddingCache:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._warn = warn
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._open_checked()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and not self.path.is_file():
+                raise OSError(f"{self.path.name} there is not a regular file")
+            self._open_checked()
+        except (OSError, sqlite3.OperationalError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UsageError(f"cannot use {self.folder} as the embedding cache ({reason}); pass a writable "
+                             "--cache-dir (or set AUTOLABEL_CACHE_DIR), or run with --no-cache") from None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -102,6 +121,8 @@ class EmbeddingCache:
                 raise sqlite3.DatabaseError("quick_check failed")
             conn.executescript(_SCHEMA)
             conn.close()
+        except sqlite3.OperationalError:
+            raise  # cannot open or write the file (a read-only folder, a lock): not damage, nothing to move aside
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{CACHE_FILE}.damaged-{int(time.time())}")
             for suffix in ("", "-wal", "-shm"):
@@ -128,7 +149,7 @@ class EmbeddingCache:
     def known_hash(self, location: str, size: int, mtime_ns: int) -> str | None:
         """The content hash recorded for this exact file state, if any."""
         row = self._read_one("SELECT hash FROM files WHERE location=? AND size=? AND mtime_ns=?",
-                             (location, size, mtime_ns))
+                             (_location_key(location), size, mtime_ns))
         return row[0] if row else None
 
     def _read_one(self, sql: str, args: tuple) -> tuple | None:
@@ -150,7 +171,7 @@ class EmbeddingCache:
         now = time.time()
         self._transaction([
             ("INSERT OR REPLACE INTO images VALUES (?, ?, ?, ?)", [(h, space, _blob(v), now) for h, v in entries]),
-            ("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", list(files)),
+            ("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", [(_location_key(loc), *rest) for loc, *rest in files]),
         ])
 
     def _transaction(self, statements: list[tuple[str, list[tuple]]]) -> None:
@@ -191,45 +212,58 @@ class EmbeddingCache:
     # --- maintenance -------------------------------------------------------------------------------
     def info(self) -> CacheInfo:
         """Sizes and entry counts per embedding space."""
-        size = sum(Path(str(self.path) + s).stat().st_size for s in ("", "-wal") if Path(str(self.path) + s).exists())
         images = dict(self.conn.execute("SELECT space, COUNT(*) FROM images GROUP BY space ORDER BY space"))
         texts = dict(self.conn.execute("SELECT space, COUNT(*) FROM texts GROUP BY space ORDER BY space"))
         files = self.conn.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        return CacheInfo(path=self.path, bytes=size, images=images, texts=texts, files=files)
+        return CacheInfo(path=self.path, bytes=self.file_bytes(), images=images, texts=texts, files=files)
+
+    def file_bytes(self) -> int:
+        """What the cache takes on disk: the SQLite file and its write-ahead log."""
+        return sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+
+    def _compact(self) -> None:
+        """Give freed pages back to the file system: VACUUM, then fold the log into the (now smaller) file."""
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def clear(self) -> int:
         """Remove every entry; returns how many."""
         removed = sum(self.conn.execute(f"DELETE FROM {t}").rowcount for t in ("images", "texts", "files"))
-        self.conn.execute("VACUUM")
+        self._compact()
         return removed
 
     def prune(self, max_bytes: int | None = None, older_than_s: float | None = None) -> int:
-        """Drop entries unused for `older_than_s`, then least-recently-used ones until under `max_bytes`."""
+        """Drop entries unused for `older_than_s`, then least-recently-used ones until the file is under `max_bytes`.
+
+        Sizes are the file's own, measured after compaction (image embeddings go first, then text ones);
+        an empty cache still takes a few kilobytes, so a smaller limit leaves it empty.
+        """
+        if (max_bytes is not None and max_bytes < 0) or (older_than_s is not None and older_than_s < 0):
+            raise UsageError("cache sizes and ages must not be negative")
         conn = self.conn
         removed = 0
         if older_than_s is not None:
             cutoff = time.time() - older_than_s
             removed += conn.execute("DELETE FROM images WHERE used < ?", (cutoff,)).rowcount
             removed += conn.execute("DELETE FROM texts WHERE used < ?", (cutoff,)).rowcount
-        if max_bytes is not None:
-            excess = self._payload_bytes() - max_bytes
-            doomed = []
-            for rowid, size in conn.execute("SELECT rowid, length(vec) + 64 FROM images ORDER BY used"):
-                if excess <= 0:
+        self._drop_orphans()
+        self._compact()
+        for table in ("images", "texts"):
+            while max_bytes is not None and self.file_bytes() > max_bytes:
+                rows = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                if not rows:
                     break
-                doomed.append((rowid,))
-                excess -= size
-            conn.executemany("DELETE FROM images WHERE rowid=?", doomed)
-            removed += len(doomed)
-        conn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM images)")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("VACUUM")
+                # Rows are about the same size: drop the share of them the file is over, at least one.
+                size = self.file_bytes()
+                n = max(1, math.ceil(rows * (size - max_bytes) / size))
+                removed += conn.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+                                        "ORDER BY used LIMIT ?)", (n,)).rowcount
+                self._drop_orphans()
+                self._compact()
         return removed
 
-    def _payload_bytes(self) -> int:
-        row = self.conn.execute(
-            "SELECT COALESCE(SUM(length(vec)) + 64 * COUNT(*), 0) FROM images").fetchone()
-        return int(row[0])
+    def _drop_orphans(self) -> None:
+        self.conn.execute("DELETE FROM files WHERE hash NOT IN (SELECT hash FROM images)")
 
     def close(self) -> None:
         """Close every thread's connection (the last one to close folds the WAL back into the file)."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from autolabel.errors import SourceError, UsageError
+from autolabel.errors import SourceError, TooManyErrors, UsageError
+from autolabel.fileio import InputError, open_regular
 from autolabel.results import Results
 
 MIN_CALIBRATION_ROWS = 30
@@ -34,7 +36,7 @@ def resolve_truth(results: Results, spec: str) -> Truth:
         return Truth([_clean(v) for v in frame[spec]], f"column '{spec}'")
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".parquet") and path.exists():
-        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path, dtype=str)
+        table = _read_truth(path)
         label_col = next((c for c in ("label", "truth", "reviewed_label") if c in table.columns), None)
         if "path" not in table.columns or label_col is None:
             raise SourceError(f"{path}: a truth file needs a 'path' column and a 'label' (or 'truth') column")
@@ -45,6 +47,17 @@ def resolve_truth(results: Results, spec: str) -> Truth:
         f"--truth {spec}: not a column of {results.path} ({columns}), not an existing .csv/.parquet file, "
         "and not 'folder'"
     )
+
+
+def _read_truth(path: Path) -> pd.DataFrame:
+    """A truth file (regular files only: a FIFO or device is refused, never waited on)."""
+    try:
+        with open_regular(path) as f:
+            return pd.read_parquet(f) if path.suffix.lower() == ".parquet" else pd.read_csv(f, dtype=str)
+    except InputError as exc:
+        raise SourceError(f"--truth {path}: cannot read it ({exc.strerror})") from None
+    except Exception as exc:  # pandas and pyarrow raise many types for files that are not tables
+        raise SourceError(f"--truth {path}: not a readable table ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _clean(value: Any) -> str | None:
@@ -164,8 +177,25 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
     }
 
 
-def _best_threshold(conf: np.ndarray, margin_ok: np.ndarray, correct: np.ndarray, target: float) -> dict[str, Any]:
-    """Lowest threshold whose accepted rows (confidence ≥ t and margin rule) reach `target` precision."""
+def shortest_between(low: float, high: float) -> float:
+    """The number with the fewest decimals in (low, high]: a threshold that reads well and, with `low` the next
+    confidence below `high`, accepts exactly the rows `high` would."""
+    exact = Decimal(repr(high))
+    for digits in range(18):
+        candidate = float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
+        if low < candidate <= high:
+            return candidate
+    return high
+
+
+def _best_threshold(conf: np.ndarray, margin_ok: np.ndarray, correct: np.ndarray, target: float,
+                    governed: np.ndarray) -> dict[str, Any]:
+    """Lowest threshold whose accepted rows (confidence ≥ t and margin rule) reach `target` precision.
+
+    `governed` are the confidences of every row of the table the threshold decides (labelled or not): the
+    threshold reported is the shortest decimal between the cut and the next confidence below it, so a run
+    with it accepts exactly the rows promised here.
+    """
     order = np.argsort(-conf, kind="stable")
     conf, margin_ok, correct = conf[order], margin_ok[order], correct[order]
     accepted = np.cumsum(margin_ok)
@@ -180,9 +210,11 @@ def _best_threshold(conf: np.ndarray, margin_ok: np.ndarray, correct: np.ndarray
         return {"threshold": None, "reachable": False, "best_precision": float(prec[best]) if n else None,
                 "rows": n}
     i = ok[-1]  # the lowest qualifying threshold accepts the most rows
+    cut = float(conf[i])
+    below = governed[governed < cut]
     lo, hi = wilson_interval(int(right[i]), int(accepted[i]))
     return {
-        "threshold": float(conf[i]),
+        "threshold": shortest_between(float(below.max()) if below.size else 0.0, cut),
         "reachable": True,
         "precision": float(prec[i]),
         "precision_ci95": [lo, hi],
@@ -197,6 +229,8 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
     """Thresholds reaching `target` precision on accepted rows, with coverage and Wilson 95% intervals."""
     if not 0.0 < target <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {target}")
+    if min_class_rows < 0:
+        raise UsageError(f"--min-class-rows must be 0 or more, got {min_class_rows}")
     rows = usable_rows(results, truth)
     n = len(rows.y_true)
     if n < MIN_CALIBRATION_ROWS:
@@ -209,13 +243,16 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
     margin_ok = results.frame["margin"].to_numpy(dtype=float)[rows.index] >= results.min_margin
     pred = np.asarray(rows.y_pred)
     correct = pred == np.asarray(rows.y_true)
+    decided = results.frame[(results.frame["status"] != "error") & results.frame["confidence"].notna()]
+    governed_conf = decided["confidence"].to_numpy(dtype=float)
+    governed_label = decided["label"].astype(str).to_numpy()
     out: dict[str, Any] = {
         "target_precision": target,
         "interval_method": "Wilson score interval, 95%",
         "min_margin": results.min_margin,
         "rows": n,
         "excluded": rows.excluded,
-        "global": _best_threshold(conf, margin_ok, correct, target),
+        "global": _best_threshold(conf, margin_ok, correct, target, governed_conf),
     }
     if per_class:
         out["per_class"] = {}
@@ -226,24 +263,32 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
                                        "reason": f"only {int(mask.sum())} labelled rows (need {min_class_rows}): "
                                                  "no threshold set"}
             else:
-                out["per_class"][c] = _best_threshold(conf[mask], margin_ok[mask], correct[mask], target)
+                out["per_class"][c] = _best_threshold(conf[mask], margin_ok[mask], correct[mask], target,
+                                                      governed_conf[governed_label == c])
     return out
 
 
 def spec_with_thresholds(raw: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any]:
-    """The label spec as given, with the calibrated global and per-class thresholds filled in."""
+    """The label spec as given, with the calibrated global and per-class thresholds filled in exactly."""
     spec = dict(raw)
     if calibration["global"].get("threshold") is not None:
-        spec["threshold"] = round(float(calibration["global"]["threshold"]), 6)
+        spec["threshold"] = float(calibration["global"]["threshold"])
     per_class = calibration.get("per_class") or {}
     classes = []
     for item in spec.get("classes", []):
         entry = dict(item) if isinstance(item, dict) else {"name": item}
         found = per_class.get(str(entry["name"]), {})
         if found.get("threshold") is not None:
-            entry["threshold"] = round(float(found["threshold"]), 6)
+            entry["threshold"] = float(found["threshold"])
         classes.append(entry if len(entry) > 1 else entry["name"])
     spec["classes"] = classes
+    other = spec.get("other")
+    if other is not None:  # the open-set label is calibrated like a class; its threshold lives under `other:`
+        entry = dict(other) if isinstance(other, dict) else {"name": other}
+        found = per_class.get(str(entry["name"]), {})
+        if found.get("threshold") is not None:
+            entry["threshold"] = float(found["threshold"])
+        spec["other"] = entry if len(entry) > 1 else entry["name"]
     return spec
 
 
@@ -283,3 +328,12 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
                      "overruled": int((reviewed_new & (merged["status_old"] != "error")
                                        & (merged["label_old"] != merged["label_new"])).sum())},
     }
+
+
+def flip_gate(result: dict[str, Any], max_flip_rate: float) -> None:
+    """`diff --max-flip-rate`: TooManyErrors (exit 1) when more labels flipped, or when no row could be compared."""
+    if result["compared"] == 0:
+        raise TooManyErrors(f"no rows to compare ({result['matched']} paths in both tables, none labelled in both): "
+                            "--max-flip-rate cannot pass; check that OLD and NEW label the same images")
+    if result["flip_rate"] > max_flip_rate:
+        raise TooManyErrors(f"flip rate {result['flip_rate']:.4f} exceeds --max-flip-rate {max_flip_rate}")

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 from autolabel import storage
+from autolabel.adapt import Fit, fit
+from autolabel.classify import Classifier
 from autolabel.errors import SpecError, UsageError
 from autolabel.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
 from autolabel.spec import LabelSpec
@@ -139,8 +141,8 @@ def embed(examples: Sequence[Example], prepare: Callable[[ImageRecord], Any], em
 class Learned:
     """What the examples changed: the classifier (adapted or not), the fit, and the images people labelled."""
 
-    classifier: Any  # classify.Classifier
-    fit: Any  # adapt.Fit, or None without examples
+    classifier: Classifier
+    fit: Fit | None  # None without examples
     reviewed: dict[str, str]  # identity(location) → human label
     encoded: int
     skipped: tuple[str, ...]
@@ -152,11 +154,9 @@ class Learned:
         return {"examples": sum(self.fit.examples.values()), "skipped": len(self.skipped), **self.fit.describe()}
 
 
-def learn(examples: Sequence[Example], classifier: Any, prepare: Callable[[ImageRecord], Any],
+def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable[[ImageRecord], Any],
           embed_batch: Callable[[list], int], warn: Callable[[str], None]) -> Learned:
     """Embed the examples and fit the adapter on them (see adapt.py); unreadable examples are warned about."""
-    from autolabel import adapt
-
     if not examples:
         return Learned(classifier, None, {}, 0, ())
     embedded = embed(examples, prepare, embed_batch)
@@ -170,7 +170,7 @@ def learn(examples: Sequence[Example], classifier: Any, prepare: Callable[[Image
     columns = list(classifier.columns)
     indices = np.asarray([columns.index(e.label) for e in embedded.examples])
     other = len(classifier.class_names) if classifier.other is not None else None
-    fitted = adapt.fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),
+    fitted = fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),
                        classifier.scale, columns, other)
     if fitted.adapter is not None:
         classifier = classifier.with_parts(adapter=fitted.adapter)

@@ -5,18 +5,48 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from autolabel.errors import UsageError
 
 MAX_INPUT_BYTES = 256 << 20  # an image file beyond this is refused unread (a device, a runaway file)
+MAX_TEXT_BYTES = 64 << 20  # a label spec or review export
+MAX_TABLE_BYTES = 64 << 30  # a manifest or labels table
 
 
 class InputError(OSError):
     """A file that cannot be read as input; the message is one line for an error row or an error message."""
+
+
+def _open_checked(path: str | os.PathLike[str], max_bytes: int) -> tuple[int, int]:
+    """(fd, size) of a regular file of at most `max_bytes`, opened without blocking; InputError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(errno.ENOENT, "file not found") from None
+    except IsADirectoryError:
+        raise InputError(errno.EISDIR, "is a directory, not a file") from None
+    except PermissionError:
+        raise InputError(errno.EACCES, "permission denied (check the file's read permissions)") from None
+    except OSError as exc:
+        raise InputError(exc.errno, f"cannot open file ({exc.strerror or exc})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(errno.EISDIR, "is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(errno.EINVAL, f"not a regular file ({_kind(info.st_mode)}); only regular files are read")
+        if info.st_size > max_bytes:
+            raise InputError(errno.EFBIG, f"file too large ({info.st_size} bytes, limit {max_bytes})")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
 
 
 def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_BYTES) -> bytes:
@@ -25,24 +55,8 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_BYTES)
     FIFOs, devices, sockets and folders are refused without blocking (opened non-blocking, checked with
     fstat before any read), and a file that grows past the cap while being read is refused too.
     """
+    fd, _ = _open_checked(path, max_bytes)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise InputError(errno.ENOENT, "file not found") from None
-    except IsADirectoryError:
-        raise InputError(errno.EISDIR, "is a directory, not an image file") from None
-    except PermissionError:
-        raise InputError(errno.EACCES, "permission denied (check the file's read permissions)") from None
-    except OSError as exc:
-        raise InputError(exc.errno, f"cannot open file ({exc.strerror or exc})") from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise InputError(errno.EISDIR, "is a directory, not an image file")
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(errno.EINVAL, f"not a regular file ({_kind(info.st_mode)}); only regular files are read")
-        if info.st_size > max_bytes:
-            raise InputError(errno.EFBIG, f"file too large ({info.st_size} bytes, limit {max_bytes})")
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
@@ -61,6 +75,13 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_BYTES)
         os.close(fd)
 
 
+def open_regular(path: str | os.PathLike[str], max_bytes: int = MAX_TABLE_BYTES) -> BinaryIO:
+    """A binary file object on a regular file, for readers that stream (Parquet, CSV); same checks as read_regular."""
+    fd, _ = _open_checked(path, max_bytes)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
@@ -69,7 +90,7 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = 64 << 20) -> str:
+def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:
     """A regular UTF-8 text file (specs, exports, manifests read whole); InputError names the problem."""
     data = read_regular(path, max_bytes)
     try:
@@ -79,10 +100,17 @@ def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = 64 << 20
 
 
 def temp_beside(target: Path, tag: str = "tmp") -> Path:
-    """A new hidden temp file in target's folder, named `.NAME.PID.*.TAG` so stale ones can be recognised."""
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=f".{tag}", dir=target.parent)
-    os.close(fd)
-    return Path(name)
+    """A new hidden temp file in target's folder, named `.NAME.PID.*.TAG` so stale ones can be recognised.
+
+    Created with the permissions a plain new file gets (0666 less the umask), so the renamed result has them too.
+    """
+    while True:
+        path = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{tag}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666))
+            return path
+        except FileExistsError:
+            continue
 
 
 def pid_alive(pid: int) -> bool:
@@ -137,34 +165,64 @@ def _name_problem(path: Path) -> str | None:
     return None
 
 
-def check_output_file(path: str | os.PathLike[str], option: str) -> None:
-    """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
-
-    Creates the missing parent folders (the write would), then proves the folder takes a new file by
-    creating and removing one; the file itself, if it exists, must not be a folder.
-    """
-    from autolabel import storage
-
-    if storage.is_url(str(path)):
-        return
+def _checked_target(path: str | os.PathLike[str], option: str) -> Path:
+    """The target as a Path after the checks every output shares: a name this system takes, under a folder."""
     target = Path(path).expanduser()
     problem = _name_problem(target)
     if problem:
         raise UsageError(f"{option} {path}: {problem}; choose a shorter or plain name")
-    if target.is_dir():
-        raise UsageError(f"{option} {path}: is a folder; give a file name")
     for ancestor in target.absolute().parents:
         if ancestor.exists():
             if not ancestor.is_dir():
                 raise UsageError(f"{option} {path}: {ancestor} is a file, not a folder; choose another location")
             break
+    return target
+
+
+def _unwritable(path: str | os.PathLike[str], option: str, exc: OSError) -> UsageError:
+    return UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable location")
+
+
+def check_output_file(path: str | os.PathLike[str], option: str,
+                      inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
+
+    Creates the missing parent folders (the write would), then proves the folder takes a new file by
+    creating and removing one; the file itself, if it exists, must not be a folder, nor one of the
+    command's `inputs` (writing there would destroy what is being read).
+    """
+    from autolabel import storage
+
+    if storage.is_url(str(path)):
+        return
+    target = _checked_target(path, option)
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name")
+    for given in inputs:
+        if given is not None and same_file(target, given):
+            raise UsageError(f"{option} {path}: is {given}, an input of this command; write to another file")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         probe = temp_beside(target, "probe")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable "
-                         "location") from None
+        raise _unwritable(path, option, exc) from None
+
+
+def check_output_folder(path: str | os.PathLike[str], option: str) -> None:
+    """Refuse (UsageError, one line) an output folder that could not be written, creating nothing.
+
+    The folder, or its nearest existing ancestor, must be a folder that takes a new entry (proved with a
+    probe folder, removed at once).
+    """
+    target = _checked_target(path, option)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder; choose a folder")
+    nearest = next(p for p in (target.absolute(), *target.absolute().parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".autolabel-probe-", dir=nearest))
+    except OSError as exc:
+        raise _unwritable(path, option, exc) from None
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

@@ -256,7 +256,13 @@ def _preprocessor_config(source: str) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
 
         path = Path(hf_hub_download(source, "preprocessor_config.json"))
+    from autolabel.fileio import read_text
+
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(read_text(path, "the preprocessor config"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read the preprocessor config ({exc})") from None
+        raise ModelError(f"{path}: cannot read the preprocessor config ({getattr(exc, 'strerror', None) or exc})") \
+            from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: the preprocessor config is not a JSON object")
+    return config

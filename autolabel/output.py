@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -343,13 +344,25 @@ def _model_identity(model: dict[str, Any]) -> str:
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
+    from autolabel.errors import SourceError
+    from autolabel.fileio import InputError, read_text
+
     target = _join(str(folder), MANIFEST)
     try:
-        if storage.is_url(target):
-            return json.loads(storage.read_url(target))
-        return json.loads(Path(target).read_text(encoding="utf-8"))
+        text = storage.read_url(target).decode("utf-8") if storage.is_url(target) else read_text(target, MANIFEST)
+        manifest = json.loads(text)
     except FileNotFoundError:
         return {}
+    except InputError as exc:
+        if exc.errno == errno.ENOENT:
+            return {}
+        raise SourceError(f"{target}: cannot read ({exc.strerror})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{target}: not a manifest autolabel wrote ({exc}); re-run the job with --overwrite") \
+            from None
+    if not isinstance(manifest, dict):
+        raise SourceError(f"{target}: not a manifest autolabel wrote; re-run the job with --overwrite")
+    return manifest
 
 
 __all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]

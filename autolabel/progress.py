@@ -22,9 +22,19 @@ MAX_SUMMARY_ROWS = 40  # beyond this the table shows the largest classes
 
 def stderr_console() -> Console:
     """The console for people: stderr, no syntax highlighting, 120 columns when not a terminal."""
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console(stderr=True)
+
+
+def stdout_console() -> Console:
+    """The console for a command's main output (the tables of eval, calibrate, diff): stdout."""
+    return _console(stderr=False)
+
+
+def _console(stderr: bool) -> Console:
+    # markup off: class names and paths are data, and "[/x]" in one must print as written, not fail
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
     if not console.is_terminal:
-        console = Console(stderr=True, highlight=False, soft_wrap=True, width=120)
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, markup=False, width=120)
     return console
 
 
@@ -189,7 +199,7 @@ def show_calibration(console: Console, result: dict[str, Any]) -> None:
             table.add_row(scope, "—", "", "", "", "", str(r["rows"]), why)
             return
         lo, hi = r["precision_ci95"]
-        table.add_row(scope, f"{r['threshold']:.4f}", _pct(r["precision"]), f"{_pct(lo)}–{_pct(hi)}",
+        table.add_row(scope, repr(r["threshold"]), _pct(r["precision"]), f"{_pct(lo)}–{_pct(hi)}",
                       _pct(r["coverage"]), str(r["accepted"]), str(r["rows"]), "")
 
     add("global", result["global"])

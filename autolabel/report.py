@@ -6,6 +6,8 @@ import base64
 import hashlib
 import html
 import io
+import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,16 +46,71 @@ def thumbnail(location: Path, px: int) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _histogram_svg(values: np.ndarray, bins: int = 20, width: int = 200, height: int = 48) -> str:
+def histogram_svg(values: np.ndarray, threshold: float | None = None, bins: int = 20) -> str:
+    """A confidence histogram with axes: x from 0 to 1, y in images per bin (log scale when one bin dominates),
+    each bar titled with its range and count, and the class threshold as a dashed line."""
     counts, _ = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    width, height, left, bottom, top_pad = 240, 80, 30, 14, 6
+    plot_w, plot_h = width - left - 4, height - bottom - top_pad
     top = max(1, int(counts.max()))
-    bar = width / bins
-    rects = "".join(
-        f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{bar - 1:.1f}" height="{h:.1f}"/>'
-        for i, c in enumerate(counts) if (h := height * c / top) > 0
-    )
-    return (f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-            f'aria-label="confidence histogram">{rects}</svg>')
+    nonzero = counts[counts > 0]
+    log = len(nonzero) > 1 and top > 10 * float(np.median(nonzero))
+
+    def y(count: float) -> float:
+        share = math.log10(1 + count) / math.log10(1 + top) if log else count / top
+        return plot_h * share
+
+    bar = plot_w / bins
+    parts = [f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="confidence histogram of {int(counts.sum())} images{", log scale" if log else ""}">']
+    for i, count in enumerate(counts):
+        if count:
+            h = max(1.0, y(count))
+            parts.append(f'<rect x="{left + i * bar:.1f}" y="{top_pad + plot_h - h:.1f}" width="{bar - 1:.1f}" '
+                         f'height="{h:.1f}"><title>{i / bins:.2f}–{(i + 1) / bins:.2f}: {count} images</title></rect>')
+    base = top_pad + plot_h
+    parts.append(f'<path class="axis" d="M{left},{top_pad} V{base} H{left + plot_w}"/>')
+    for tick in (0.0, 0.5, 1.0):
+        x = left + tick * plot_w
+        parts.append(f'<path class="axis" d="M{x:.1f},{base} v3"/><text x="{x:.1f}" y="{height - 2}" '
+                     f'text-anchor="middle">{tick:g}</text>')
+    parts.append(f'<text x="{left - 3}" y="{top_pad + 7}" text-anchor="end">{top}</text>'
+                 f'<text x="{left - 3}" y="{base}" text-anchor="end">0</text>')
+    if log:
+        parts.append(f'<text x="{left + 3}" y="{top_pad + 7}">log scale</text>')
+    if threshold is not None and 0.0 <= threshold <= 1.0:
+        x = left + threshold * plot_w
+        parts.append(f'<path class="threshold" d="M{x:.1f},{top_pad} V{base}"><title>threshold {threshold:g}'
+                     '</title></path>')
+    return "".join(parts) + "</svg>"
+
+
+def short_path(path: str, limit: int = 40) -> str:
+    """A path longer than `limit` characters cut in the middle (`head…tail`), at separators where it can be,
+    keeping the file name whole where it fits."""
+    if len(path) <= limit:
+        return path
+    budget = limit - 1
+    tokens = re.split(r"(?<=[/_.\-])", path)
+    room = max(budget * 2 // 3, min(len(path.rsplit("/", 1)[-1]), budget - 8))
+    tail = ""
+    for token in reversed(tokens):
+        if len(tail) + len(token) > room:
+            break
+        tail = token + tail
+    if len(tail) < room // 2:  # one long name: cut inside it rather than show almost nothing
+        tail = path[-room:]
+    head = ""
+    for token in tokens:
+        if len(head) + len(token) > budget - len(tail):
+            break
+        head += token
+    return (head or path[: budget - len(tail)]) + "…" + tail
+
+
+def _breakable(text: str) -> str:
+    """Escaped text with line-break opportunities after path separators, so captions wrap between words."""
+    return re.sub(r"([/_.\-])", r"\1<wbr>", _e(text))
 
 
 def _e(text: Any) -> str:
@@ -67,7 +124,9 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:
 td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0;width:112px;font-size:11px;overflow:hidden}figure img{width:96px;height:96px;object-fit:contain;
 background:#eee;display:block}figure .none{width:96px;height:96px;background:#eee;display:flex;align-items:center;
-justify-content:center;color:#999}figcaption{word-break:break-all}.hist rect{fill:#48a}.muted{color:#777}
+justify-content:center;color:#999}figcaption{overflow-wrap:anywhere}.hist rect{fill:#48a}
+.hist text{font-size:9px;fill:#555}.hist .axis{stroke:#888;fill:none}.hist .threshold{stroke:#c33;stroke-dasharray:3 2}
+.muted{color:#777}
 .pager button{margin:0 4px}td.cm{min-width:28px}
 """
 
@@ -98,10 +157,12 @@ class _Thumbs:
         with ThreadPoolExecutor(max_workers=8) as pool:
             self.made = dict(pool.map(one, list(self.wanted)))
 
-    def figure(self, path: str, caption: str) -> str:
+    def figure(self, path: str, detail: str) -> str:
+        """A thumbnail with its path (shortened in the middle, whole in the tooltip) and a detail line."""
         uri = self.made.get(path)
         img = f'<img loading="lazy" src="{uri}" alt="{_e(path)}">' if uri else '<div class="none">no image</div>'
-        return f'<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>'
+        return (f'<figure title="{_e(path)} · {_e(detail)}">{img}<figcaption>{_breakable(short_path(path))}'
+                f'<br>{_e(detail)}</figcaption></figure>')
 
 
 def build_report(results: Results, root: Path, truth: Truth | None = None,
@@ -118,7 +179,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         rows = ok[ok["label"] == c].sort_values("confidence", ascending=False)
         picks = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(per_class, len(rows))).astype(int))] \
             if len(rows) else rows
-        galleries.append((c, len(rows), [(thumbs.want(p), f"{p} · {conf:.2f}")
+        galleries.append((c, len(rows), [(thumbs.want(p), f"{conf:.2f}")
                                           for p, conf in zip(picks["path"], picks["confidence"], strict=True)]))
     review = frame[frame["status"] == "review"].sort_values(["margin", "path"], kind="stable")
     queue = review[["path", "label", "confidence", "margin", "top_labels"]].head(limits.review_rows)
@@ -133,8 +194,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                  and truth_col[i] in set(classes) and truth_col[i] != frame.at[i, "label"]]
         for i in sorted(wrong, key=lambda i: -frame.at[i, "confidence"])[: limits.misclassified_thumbs]:
             misclassified.append((thumbs.want(frame.at[i, "path"]),
-                                  f"{frame.at[i, 'path']} · truth {truth_col[i]} → {frame.at[i, 'label']} "
-                                  f"{frame.at[i, 'confidence']:.2f}"))
+                                  f"truth {truth_col[i]} → {frame.at[i, 'label']} {frame.at[i, 'confidence']:.2f}"))
     thumbs.build()
 
     counts = frame["status"].value_counts()
@@ -147,7 +207,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                  + ("<a href='#confusion'>confusion</a><a href='#misclassified'>misclassified</a>" if metrics else "")
                  + "</nav></header><main>")
     parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
-    for status in ("accepted", "review", "error"):
+    for status in ("accepted", "review", "reviewed", "error"):
         parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
     parts.append("</table>")
     if metrics:
@@ -162,7 +222,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         rows = ok[ok["label"] == c]
         parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
                      f"<td>{int((rows.status == 'review').sum())}</td><td>{thresholds.get(c, '')}</td>"
-                     f"<td>{_histogram_svg(rows['confidence'].to_numpy(dtype=float))}</td></tr>")
+                     f"<td>{histogram_svg(rows['confidence'].to_numpy(dtype=float), thresholds.get(c))}</td></tr>")
     parts.append("</table></section>")
     parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
                  "per class, spread from the most to the least confident.</p>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,8 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from autolabel import storage
 from autolabel.errors import SourceError, UsageError
-from autolabel.writers import OUTPUT_SCHEMA, read_metadata
+from autolabel.fileio import InputError, open_regular
+from autolabel.sources import MANIFEST_SUFFIXES
+from autolabel.writers import METADATA_KEY, OUTPUT_SCHEMA
 
 LIST_COLUMNS = ("top_labels", "top_scores")
 
@@ -26,6 +30,7 @@ class Results:
     classes: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
     spec: Any = None  # LabelSpec, when known (from --labels or the Parquet metadata)
+    schema: pa.Schema | None = None  # the Parquet file's own schema (None for CSV)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -36,18 +41,35 @@ class Results:
             return dict(zip(self.spec.class_names, self.spec.thresholds(), strict=True))
         return {}
 
-    def images_root(self, given: str | Path | None = None) -> Path:
-        """Where relative paths resolve: `given` (--images-root), else the run's SOURCE folder or manifest's folder."""
+    def images_root(self, given: str | Path | None = None) -> Path | str:
+        """Where relative paths resolve: `given` (--images-root), else the run's `images_root`.
+
+        Tables written before `images_root` was recorded keep only the run's SOURCE as typed, relative to
+        wherever `run` was started: it is tried against the table's own folder, then the current one.
+        A URL (object-store folder) is returned as a string.
+        """
         if given:
             return Path(given)
+        recorded = self.metadata.get("images_root")
+        if recorded:
+            return recorded if storage.is_url(str(recorded)) else Path(recorded)
         source = self.metadata.get("source")
-        if source and source != "-":
-            path = Path(source)
-            return path if path.is_dir() else path.parent
-        return Path.cwd()
+        if not source or source == "-":
+            return Path.cwd()
+        if storage.is_url(source):
+            return storage.parent(source) if Path(source).suffix.lower() in MANIFEST_SUFFIXES else source
+        path = Path(source).expanduser()
+        beside_table = self.path.parent / path
+        if not path.is_absolute() and beside_table.exists():
+            path = beside_table
+        return path if path.is_dir() or path.suffix.lower() not in MANIFEST_SUFFIXES else path.parent
 
-    def location(self, path: str, root: Path) -> Path:
-        """The file behind a table path."""
+    def location(self, path: str, root: Path | str) -> Path | str:
+        """The file behind a table path: a Path, or a URL string for images in an object store."""
+        if storage.is_url(path):
+            return path
+        if isinstance(root, str):
+            return storage.join(root, path)
         return Path(path) if Path(path).is_absolute() else root / path
 
     @property
@@ -56,6 +78,11 @@ class Results:
         if "min_margin" in self.metadata:
             return float(self.metadata["min_margin"])
         return float(self.spec.min_margin) if self.spec is not None else 0.0
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    with open_regular(path) as f:
+        return pq.read_table(f)
 
 
 def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -67,8 +94,10 @@ def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise SourceError(f"{folder}: no _autolabel.json, so the run that writes this folder has not finished; "
                           "re-run the same `autolabel run` command to complete it")
     try:
-        tables = [pq.read_table(folder / shard["file"]) for shard in manifest["shards"]]
-    except (OSError, KeyError) as exc:
+        tables = [_read_parquet(folder / shard["file"]) for shard in manifest["shards"]]
+    except InputError as exc:
+        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc.strerror})") from None
+    except (OSError, KeyError, TypeError, pa.ArrowInvalid) as exc:
         raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc})") from None
     frame = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas() if tables else \
         pd.DataFrame(columns=OUTPUT_SCHEMA.names)
@@ -80,25 +109,32 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     from autolabel.spec import load_spec, parse_spec
 
     path = Path(path)
-    if not path.exists():
-        raise SourceError(f"{path}: no such labels table")
     suffix = path.suffix.lower()
+    schema = None
     if path.is_dir():
         frame, metadata = _read_shards(path)
-    elif suffix == ".parquet":
+    else:
+        if suffix not in (".parquet", ".csv"):
+            raise UsageError(f"{path}: a labels table ends in .parquet or .csv, or is a shard folder")
         try:
-            frame = pq.read_table(path).to_pandas()
-            metadata = read_metadata(path)
-        except Exception as exc:  # pyarrow raises several types for non-Parquet files
-            raise SourceError(f"{path}: cannot read Parquet ({' '.join(str(exc).split())[:200]})") from None
-    elif suffix == ".csv":
-        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"path": str})
+            with open_regular(path) as f:
+                if suffix == ".parquet":
+                    table = pq.read_table(f)
+                    schema, frame = table.schema, table.to_pandas()
+                else:
+                    frame = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"path": str})
+        except InputError as exc:
+            if exc.errno == errno.ENOENT:
+                raise SourceError(f"{path}: no such labels table") from None
+            raise SourceError(f"{path}: cannot read labels table ({exc.strerror})") from None
+        except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
+            kind = "Parquet" if suffix == ".parquet" else "CSV"
+            raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
+        metadata = _metadata(schema, path) if schema is not None else {}
+    if suffix == ".csv":
         for column in LIST_COLUMNS:
             if column in frame:
-                frame[column] = [json.loads(v) if isinstance(v, str) else [] for v in frame[column]]
-        metadata = {}
-    else:
-        raise UsageError(f"{path}: a labels table ends in .parquet or .csv")
+                frame[column] = [_json_list(v, path, column) for v in frame[column]]
     missing = [c for c in OUTPUT_SCHEMA.names if c not in frame.columns]
     if missing:
         raise SourceError(f"{path}: not an autolabel table (missing columns: {', '.join(missing)})")
@@ -115,4 +151,27 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     else:
         raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
     frame["status"] = frame["status"].astype(str)
-    return Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec)
+    return Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
+
+
+def _metadata(schema: pa.Schema, path: Path) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(METADATA_KEY)
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        raise SourceError(f"{path}: its autolabel metadata is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{path}: its autolabel metadata is not a JSON object")
+    return data
+
+
+def _json_list(value: Any, path: Path, column: str) -> list:
+    if not isinstance(value, str):
+        return []
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        raise SourceError(f"{path}: column {column} holds {value[:40]!r}, not a JSON list") from None
+    if not isinstance(parsed, list):
+        raise SourceError(f"{path}: column {column} holds {value[:40]!r}, not a JSON list")
+    return parsed

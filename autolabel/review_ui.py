@@ -86,7 +86,7 @@ SCRIPT = """
       var buttons = r[5].map(function(c, k){
         return '<button data-row="'+i+'" data-label="'+c+'" class="'+(mine===labels[c]?'chosen':'')+'">'+(k+1)+' '+
                esc(labels[c])+'</button>'; }).join('');
-      var img = r[6] ? '<img src="'+r[6]+'" alt="">' : '<div class="none">no image</div>';
+      var img = r[6] ? '<img src="'+r[6]+'" alt="">' : '<div class="none" title="image not found">–</div>';
       html.push('<div class="rq-row'+(i===focus?' focus':'')+(mine!==undefined?' decided':'')+'" id="rq-'+i+
         '" data-row="'+i+'">'+img+'<div class="meta" title="'+esc(r[0])+'"><b>'+esc(r[2])+'</b> '+r[3].toFixed(2)+
         ' (margin '+r[4].toFixed(2)+')<br>'+esc(r[0])+(mine!==undefined?'<br>→ <b class="mine">'+esc(mine)+'</b>':'')+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -13,6 +14,7 @@ import pyarrow as pa
 
 from autolabel import storage
 from autolabel.errors import SourceError, UsageError
+from autolabel.fileio import InputError, open_regular
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")
@@ -60,7 +62,11 @@ def printable_path(path: str) -> str:
         path.encode("utf-8")
         return path
     except UnicodeEncodeError:
+        pass
+    try:
         return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that did not come from the file system
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def iter_folder(root: Path) -> Iterator[str]:
@@ -126,26 +132,21 @@ def _folder(root: Path) -> Source:
                   counter=lambda: sum(1 for _ in iter_folder(root)), renamed=renamed)
 
 
-def _check_regular(path: Path) -> None:
-    """Manifests are read by pyarrow, which would block on a FIFO: refuse anything but a regular file first."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise SourceError(f"{path}: manifest not found") from None
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise SourceError(f"{path}: not a regular file; a manifest must be a .csv/.tsv/.parquet/.jsonl/.txt file")
-
-
 def open_table(path: Path | str, suffix: str) -> Any:
-    """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch)."""
+    """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch).
+
+    A local manifest must be a regular file (opened without blocking: pyarrow would wait on a FIFO forever).
+    """
     try:
-        if storage.is_url(str(path)):
-            handle = storage.open_url(str(path))
-            return _parse_table(handle, suffix) if suffix != ".parquet" else _parquet(handle)
-        _check_regular(Path(path))
-        return _parse_table(path, suffix) if suffix != ".parquet" else _parquet(path)
+        handle = storage.open_url(str(path)) if storage.is_url(str(path)) else open_regular(path)
+        if suffix == ".parquet":
+            return _parquet(handle)
+        with handle:
+            return _parse_table(handle, suffix)
+    except InputError as exc:
+        if exc.errno == errno.ENOENT:
+            raise SourceError(f"{path}: manifest not found") from None
+        raise SourceError(f"{path}: cannot read manifest: {exc.strerror}") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SourceError(f"{path}: cannot read {suffix[1:]} manifest ({first})") from None
@@ -167,8 +168,7 @@ def _parse_table(source: Any, suffix: str) -> pa.Table:
         import pyarrow.json as pjson
 
         return pjson.read_json(source)
-    data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
-    lines = data.decode("utf-8").splitlines()
+    lines = source.read().decode("utf-8").splitlines()
     return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
 
 
@@ -214,22 +214,37 @@ def _batches(table: Any) -> Iterator[pa.RecordBatch]:
         yield from table.iter_batches(batch_size=_SLICE_ROWS)
 
 
+def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None:
+    """Refuse, before any image is read, a path column that is not unique or cannot be read as text."""
+    if schema.names.count(column) > 1:
+        raise SourceError(f"{path}: {schema.names.count(column)} columns are named '{column}'; give the path column "
+                          "a name of its own")
+    kind = schema.field(column).type
+    try:
+        pa.array([], type=kind).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise SourceError(f"{path}: column '{column}' holds {kind} values, not paths") from None
+
+
 def _manifest(path: Path | str, path_column: str | None) -> Source:
     suffix = Path(str(path)).suffix.lower()
     table = open_table(path, suffix)
     schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
     count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
     column = pick_path_column(schema.names, path_column, str(path))
-    extra_schema = pa.schema([f for f in schema if f.name != column])
+    _check_path_column(schema, column, path)
+    at = schema.get_field_index(column)
+    others = [i for i in range(len(schema)) if i != at]  # by position: pass-through names may repeat
+    extra_schema = pa.schema([schema.field(i) for i in others])
     base = storage.parent(path) if isinstance(path, str) and storage.is_url(path) else str(Path(path).absolute().parent)
 
     def records() -> Iterator[ImageRecord]:
         row = 0
         for batch in _batches(table):
-            paths = batch.column(column)
+            paths = batch.column(at)
             if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
                 paths = paths.cast(pa.string())
-            extras = [batch.column(name).to_pylist() for name in extra_schema.names]
+            extras = [batch.column(i).to_pylist() for i in others]
             for j, given in enumerate(paths.to_pylist()):
                 extra = tuple(col[j] for col in extras)
                 if given is None or not given.strip():
@@ -245,16 +260,22 @@ def _manifest(path: Path | str, path_column: str | None) -> Source:
 
 def _stdin(stream: TextIO) -> Source:
     cwd = str(Path.cwd())
+    renamed: list[str] = []
 
     def records() -> Iterator[ImageRecord]:
+        # Bytes when there are any, so a name that is not UTF-8 reaches the file system as it was given.
+        lines = getattr(stream, "buffer", stream)
         row = 0
-        for line in stream:
-            given = line.strip()
+        for line in lines:
+            given = (line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line).strip()
             if given:
-                yield ImageRecord(path=given, location=resolve_location(given, cwd), row=row)
+                shown = printable_path(given)
+                if shown != given:
+                    renamed.append(shown)
+                yield ImageRecord(path=shown, location=resolve_location(given, cwd), row=row)
                 row += 1
 
-    return Source(description="stdin", records=records(), identity="-", images_root=cwd)
+    return Source(description="stdin", records=records(), identity="-", images_root=cwd, renamed=renamed)
 
 
 def open_source(source: str, path_column: str | None = None, stdin: TextIO | None = None) -> Source:

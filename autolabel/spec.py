@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import math
+import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import yaml
 
 from autolabel.errors import SpecError
+from autolabel.fileio import InputError, read_text
 from autolabel.prompts import expand, has_placeholder, template_sets
 
 DEFAULT_TEMPLATES = "default"
@@ -87,6 +91,13 @@ class LabelSpec:
         beside = Path(self.source).parent / self.model
         return str(beside) if beside.is_dir() else self.model
 
+    def model_for(self, folder: str | Path) -> str | None:
+        """`model:` as a spec saved in `folder` must write it: a local path relative to this spec is rewritten."""
+        location = self.model_location()
+        if location is None or location == self.model or Path(self.model).is_absolute():  # type: ignore[arg-type]
+            return self.model
+        return os.path.relpath(os.path.abspath(location), os.path.abspath(folder))
+
     def with_threshold(self, threshold: float | None) -> LabelSpec:
         """A copy with the global threshold overridden (per-class thresholds still apply)."""
         if threshold is None:
@@ -112,6 +123,14 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str)
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise _fail(where, f"unknown key '{key}'; {hint}allowed keys: {', '.join(allowed)}")
+
+
+def _plain(text: str, where: str) -> str:
+    """A name that every output can carry: no control characters (XML, CSV, folder names) and no lone surrogates."""
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        raise _fail(where, f"{text!r} contains a control character (U+{ord(bad):04X}); use plain text")
+    return text
 
 
 def _string_list(value: Any, where: str, what: str) -> tuple[str, ...]:
@@ -162,12 +181,16 @@ def _class(item: Any, i: int, src: str) -> ClassSpec:
     if name is None or isinstance(name, bool) or not str(name).strip() or isinstance(name, (list, dict)):
         raise _fail(where, "needs a non-empty 'name' (e.g. `- name: dog`)")
     name = str(name).strip()
+    _plain(name, f"{where}: name")
     where = f"{src}: classes[{i}] ({name})"
     _unknown_keys(item, CLASS_KEYS, where)
     threshold = item.get("threshold")
+    synonyms = _string_list(item.get("synonyms") or [], f"{where}: synonyms", "names")
+    for j, synonym in enumerate(synonyms):
+        _plain(synonym, f"{where}: synonyms[{j}]")
     return ClassSpec(
         name=name,
-        synonyms=_string_list(item.get("synonyms") or [], f"{where}: synonyms", "names"),
+        synonyms=synonyms,
         prompts=_string_list(item.get("prompts") or [], f"{where}: prompts", "prompts"),
         threshold=None if threshold is None else _probability(threshold, f"{where}: threshold"),
         examples=_string_list(item.get("examples") or [], f"{where}: examples", "image paths or globs"),
@@ -230,14 +253,14 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
 
 
 def load_spec(path: str | Path) -> LabelSpec:
-    """Read and validate a label-spec YAML file."""
+    """Read and validate a label-spec YAML file (a regular file: a FIFO or a device is refused, never waited on)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: label spec not found; pass an existing YAML file with --labels") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read label spec ({exc})") from None
+        text = read_text(path, "the label spec")
+    except InputError as exc:
+        if exc.errno == errno.ENOENT:
+            raise SpecError(f"{path}: label spec not found; pass an existing YAML file with --labels") from None
+        raise SpecError(f"{path}: cannot read label spec ({exc.strerror})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -245,4 +268,8 @@ def load_spec(path: str | Path) -> LabelSpec:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{path}: invalid YAML{at}: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: invalid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # PyYAML builds dates and numbers with Python's own checks
+        raise SpecError(f"{path}: invalid YAML: {' '.join(str(exc).split())[:200]}") from None
     return parse_spec(data, str(path))

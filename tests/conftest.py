@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +14,18 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+# Caches of the whole session (every fixture, whatever its scope, and every subprocess): never the user's.
+SESSION_CACHES = Path(tempfile.mkdtemp(prefix="autolabel-tests-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["AUTOLABEL_CACHE_DIR"] = str(SESSION_CACHES / "autolabel")
+    os.environ["XDG_CACHE_HOME"] = str(SESSION_CACHES / "xdg")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_CACHES, ignore_errors=True)
+
 TINY_SHAPES = ROOT / "examples" / "tiny-shapes"
 sys.path.insert(0, str(TINY_SHAPES))
 
@@ -178,13 +194,28 @@ def interrupt_on_batch(monkeypatch: pytest.MonkeyPatch, n: int):
     return real
 
 
+def finishes(job, seconds: float = 10):
+    """What `job` returned or raised, failing the test if it is still blocked after `seconds` (a FIFO read)."""
+    outcome: list = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(job())
+        except Exception as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=seconds)
+    assert not worker.is_alive(), "blocked"
+    return outcome[0]
+
+
 SLOW_MODEL = Path(__file__).resolve().parent / "slowmodel"
 
 
 def slow_env(seconds: float, **extra: str) -> dict[str, str]:
     """The environment for a subprocess whose model (in every process it starts, Ray's too) is slow per batch."""
-    import os
-
     env = dict(os.environ, AUTOLABEL_TEST_SLOW_ENCODE=str(seconds), **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(SLOW_MODEL), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env

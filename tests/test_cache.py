@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from autolabel.cache import EmbeddingCache
@@ -186,11 +187,9 @@ def test_cache_info_and_prune(tmp_path, image_folder, labels_yaml, tiny_clip) ->
     assert info.exit_code == 0 and "images\t6\t" in info.output
     pruned = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(cache), "--max-size", "300B"])
     assert pruned.exit_code == 0
-    assert 0 < _cached_images(cache) < 6
+    assert _cached_images(cache) == 0  # even an empty SQLite file is larger than 300 bytes
     CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(cache), "--all"])
     assert _cached_images(cache) == 0
-    bad = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(cache), "--older-than", "soon"])
-    assert bad.exit_code == 2
     shutil.rmtree(cache)
 
 
@@ -225,3 +224,82 @@ def test_sigterm_exits_130_and_leaves_nothing_half_written(tmp_path, labels_yaml
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, (proc.returncode, err)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def _filled_cache(folder: Path, n: int) -> EmbeddingCache:
+    cache = EmbeddingCache(folder)
+    rng = np.random.default_rng(0)
+    for start in range(0, n, 50):
+        ids = range(start, min(n, start + 50))
+        cache.put_images("space", [(f"{i:040x}", rng.standard_normal(16)) for i in ids],
+                         [(f"/data/{i}.png", 100, 1, f"{i:040x}") for i in ids])
+    cache.close()
+    return cache
+
+
+def test_prune_max_size_measures_the_file_itself(tmp_path: Path) -> None:
+    """The limit is the SQLite file on disk (not the embedding bytes inside it), and the printed size is true."""
+    _filled_cache(tmp_path / "c", 400)
+    db = tmp_path / "c" / "embeddings.sqlite"
+    before = db.stat().st_size
+    limit = before // 2
+    result = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(tmp_path / "c"), "--max-size",
+                                       f"{limit}B"])
+    assert result.exit_code == 0, result.output
+    size = db.stat().st_size + (Path(f"{db}-wal").stat().st_size if Path(f"{db}-wal").exists() else 0)
+    assert size <= limit
+    assert 0 < _cached_images(tmp_path / "c") < 400
+    removed = 400 - _cached_images(tmp_path / "c")
+    assert result.stderr == f"removed {removed} entries; cache is now {size / 1024:.1f} KB\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-size", "-5GB"], "--max-size -5GB: must not be negative (e.g. 2GB, 500MB)"),
+    (["--older-than", "-30d"], "--older-than -30d: must not be negative (e.g. 30d, 12h)"),
+    (["--max-size", "nanGB"], "--max-size nanGB: must not be negative (e.g. 2GB, 500MB)"),
+    (["--older-than", "soon"], "--older-than soon: not a value such as 30d, 12h"),
+])
+def test_prune_refuses_negative_limits_and_keeps_the_cache(tmp_path: Path, args: list[str], message: str) -> None:
+    _filled_cache(tmp_path / "c", 20)
+    result = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(tmp_path / "c"), *args])
+    assert result.exit_code == 2 and result.stderr == f"error: {message}\n"
+    assert _cached_images(tmp_path / "c") == 20
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: Path("/proc/autolabel-cache"), "No such file or directory"),
+    (lambda p: p / "file.txt", "File exists"),
+    (lambda p: p / "file.txt" / "cache", "Not a directory"),
+    (lambda p: p / "fifo", "embeddings.sqlite there is not a regular file"),
+])
+def test_an_unusable_cache_folder_is_one_line_exit_2(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                     make, reason: str) -> None:
+    (tmp_path / "file.txt").write_text("user data")
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "embeddings.sqlite")
+    folder = make(tmp_path)
+    message = (f"error: cannot use {folder} as the embedding cache ({reason}); pass a writable --cache-dir (or set "
+               "AUTOLABEL_CACHE_DIR), or run with --no-cache\n")
+    info = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(folder)])
+    assert info.exit_code == 2 and info.stderr == message
+    assert (tmp_path / "file.txt").read_text() == "user data"
+
+
+def test_a_run_with_an_unusable_cache_folder_is_one_line_exit_2(tmp_path, image_folder, labels_yaml,
+                                                                tiny_clip) -> None:
+    result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--out",
+                                       str(tmp_path / "o.parquet"), "--model", str(tiny_clip), "--cache-dir",
+                                       "/proc/autolabel-cache", "-q"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "error: cannot use /proc/autolabel-cache as the embedding cache (No such file or directory); pass a writable "
+        "--cache-dir (or set AUTOLABEL_CACHE_DIR), or run with --no-cache")
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_file_index_keys_for_names_that_are_not_utf8(tmp_path: Path) -> None:
+    cache = EmbeddingCache(tmp_path / "c")
+    location = os.fsdecode(b"/data/caf\xe9.png")
+    cache.put_images("s", [("h" * 40, np.ones(4))], [(location, 10, 5, "h" * 40)])
+    assert cache.known_hash(location, 10, 5) == "h" * 40
+    assert cache.known_hash("/data/caf\\xe9.png", 10, 5) is None  # the escaped display form is another file

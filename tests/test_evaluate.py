@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,21 @@ from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from autolabel.cli import main
-from autolabel.errors import UsageError
-from autolabel.evaluate import Truth, calibrate, diff, evaluate, resolve_truth, spec_with_thresholds, wilson_interval
+from autolabel.errors import SourceError, UsageError
+from autolabel.evaluate import (
+    Truth,
+    calibrate,
+    diff,
+    evaluate,
+    resolve_truth,
+    shortest_between,
+    spec_with_thresholds,
+    wilson_interval,
+)
 from autolabel.results import Results, load_results
+from autolabel.spec import load_spec
+
+from .conftest import finishes
 
 CLASSES = ["cat", "dog", "bird", "fish"]
 
@@ -135,8 +148,13 @@ def test_calibrate_reaches_target_on_held_out_split() -> None:
     assert abs(accepted.mean() - chosen["global"]["coverage"]) < 0.03
     # For a calibrated model, P(correct | c ≥ t) = (1 + t) / 2 ≥ 0.95 gives t ≈ 0.9.
     assert 0.87 < t < 0.93
+    fit_conf, fit_label = fit.frame["confidence"].to_numpy(), fit.frame["label"].to_numpy()
+    fit_correct = fit_label == np.asarray(truth[:half])
     for c in CLASSES:
-        assert chosen["per_class"][c]["threshold"] is not None
+        mine = (fit_label == c) & (fit_conf >= chosen["per_class"][c]["threshold"])
+        assert fit_correct[mine].mean() == pytest.approx(chosen["per_class"][c]["precision"])
+        assert chosen["per_class"][c]["precision"] >= 0.95
+        assert mine.sum() == chosen["per_class"][c]["accepted"]
 
 
 def test_calibrate_refuses_small_samples_and_unreachable_targets() -> None:
@@ -145,7 +163,12 @@ def test_calibrate_refuses_small_samples_and_unreachable_targets() -> None:
         calibrate(results, Truth(truth, "t"), 0.9)
     results, truth = _simulated(200, seed=1)
     out = calibrate(results, Truth(truth, "t"), 1.0, per_class=True, min_class_rows=100)
-    assert out["global"]["threshold"] is None or out["global"]["precision"] == 1.0
+    chosen = out["global"]
+    conf = results.frame["confidence"].to_numpy()
+    correct = results.frame["label"].to_numpy() == np.asarray(truth)
+    accepted = conf >= chosen["threshold"]
+    assert chosen["precision"] == 1.0 and correct[accepted].all() and accepted.sum() == chosen["accepted"]
+    assert not correct[conf == conf[~accepted].max()].all()  # the next cut down is below the target
     assert all(v["threshold"] is None and "need 100" in v["reason"] for v in out["per_class"].values())
 
 
@@ -154,8 +177,24 @@ def test_spec_written_back_keeps_everything_else() -> None:
            "min_margin": 0.1}
     cal = {"global": {"threshold": 0.61234567}, "per_class": {"dog": {"threshold": 0.8}, "cat": {"threshold": None}}}
     spec = spec_with_thresholds(raw, cal)
-    assert spec == {"model": "m", "templates": ["a {label}"], "min_margin": 0.1, "threshold": 0.612346,
+    assert spec == {"model": "m", "templates": ["a {label}"], "min_margin": 0.1, "threshold": 0.61234567,
                     "classes": ["cat", {"name": "dog", "synonyms": ["puppy"], "threshold": 0.8}]}
+
+
+def test_spec_written_back_puts_the_other_threshold_under_other() -> None:
+    raw = {"classes": ["cat", "dog"], "other": "none of these"}
+    cal = {"global": {"threshold": None}, "per_class": {"none of these": {"threshold": 0.7}, "cat": {"threshold": None}}}
+    assert spec_with_thresholds(raw, cal)["other"] == {"name": "none of these", "threshold": 0.7}
+    assert spec_with_thresholds(raw, {"global": {}, "per_class": {}})["other"] == "none of these"
+
+
+def test_diff_reports_reviewed_rows_apart_from_flips() -> None:
+    old = make_results(["cat", "dog", "dog", "bird"])
+    new = make_results(["cat", "cat", "bird", "bird"])
+    new.frame.loc[1, "status"] = "reviewed"  # a person said cat where the model had said dog
+    out = diff(old, new)
+    assert out["compared"] == 3 and out["flips"] == 1  # dog→bird is the model's; dog→cat was a person
+    assert out["reviewed"] == {"old": 0, "new": 1, "overruled": 1}
 
 
 def test_diff_counts_and_exit_codes(tmp_path: Path) -> None:
@@ -206,11 +245,148 @@ def test_eval_and_calibrate_cli_on_a_real_run(tmp_path: Path, labels_yaml: Path,
     loaded = load_results(tmp_path / "o.parquet")
     loaded.frame = pd.concat([loaded.frame] * 2, ignore_index=True)
     loaded.frame.to_parquet(tmp_path / "big.parquet")
-    written = tmp_path / "calibrated.yaml"
+    written, result_json = tmp_path / "calibrated.yaml", tmp_path / "calibration.json"
     ok = CliRunner().invoke(main, ["calibrate", str(tmp_path / "big.parquet"), "--truth", "truth", "-p", "0.2",
-                                   "--labels", str(labels_yaml), "--write-spec", str(written)])
+                                   "--labels", str(labels_yaml), "--write-spec", str(written), "--json",
+                                   str(result_json)])
     assert ok.exit_code == 0, ok.output
     spec = yaml.safe_load(written.read_text())
     original = yaml.safe_load(labels_yaml.read_text())
-    assert spec["templates"] == original["templates"] and spec["classes"][1]["synonyms"] == ["red dog"]
-    assert "threshold" in spec
+    chosen = json.loads(result_json.read_text())["global"]
+    assert spec == {**original, "threshold": chosen["threshold"]}  # per-class thresholds (bird: 0.2) kept
+    usable = loaded.frame[loaded.frame["truth"].fillna("") != ""]
+    assert (usable["confidence"] >= spec["threshold"]).sum() == chosen["accepted"]
+
+
+def _table(tmp_path: Path, results: Results, truth: list[str], spec_text: str) -> tuple[Path, Path]:
+    frame = results.frame.copy()
+    frame["truth"] = truth
+    frame.to_parquet(tmp_path / "labels.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text)
+    return tmp_path / "labels.parquet", spec
+
+
+def test_written_thresholds_accept_exactly_the_rows_calibrate_promised(tmp_path: Path) -> None:
+    """A cut at 0.61234567 must not be rounded up to 0.612346 (its own rows would flip to review) nor down past
+    the next confidence below it, labelled or not (that row would be accepted)."""
+    n = 60
+    conf = [0.9] * 30 + [0.61234567] * 5 + [0.6123] + [0.5] * (n - 36)
+    pred = ["cat"] * n
+    truth = ["cat"] * 35 + [None] + ["dog"] * (n - 36)  # the row at 0.6123 has no truth
+    results = make_results(pred, status=["review"] * n, conf=conf)
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    written = tmp_path / "calibrated.yaml"
+    out = CliRunner().invoke(main, ["calibrate", str(table), "--truth", "truth", "-p", "1.0", "--labels", str(spec),
+                                    "--write-spec", str(written), "--json", "-"])
+    assert out.exit_code == 0, out.output
+    promised = json.loads(out.stdout)["global"]
+    threshold = load_spec(written).threshold
+    assert threshold == promised["threshold"] == 0.61234  # the shortest decimal above 0.6123, at most the cut
+    assert (np.asarray(conf) >= threshold).sum() == promised["accepted"] == 35
+
+
+def test_shortest_between_keeps_the_rows_on_each_side() -> None:
+    assert shortest_between(0.6123456, 0.61234567) == 0.61234567
+    assert shortest_between(0.6123, 0.61234567) == 0.61234
+    assert shortest_between(0.5, 0.91) == 0.9
+    assert shortest_between(0.0, 0.05) == 0.05
+    cut = 0.1 + 0.2  # 0.30000000000000004: no shorter decimal lies above 0.3
+    assert shortest_between(0.3, cut) == cut
+
+
+def test_write_spec_rewrites_a_relative_model_for_its_new_folder(tmp_path: Path) -> None:
+    (tmp_path / "specs" / "models" / "tiny").mkdir(parents=True)
+    results, truth = _simulated(200, seed=4)
+    table, _ = _table(tmp_path, results, truth, "")
+    spec = tmp_path / "specs" / "spec.yaml"
+    spec.write_text("model: models/tiny\ntemplates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    written = tmp_path / "out" / "calibrated.yaml"
+    out = CliRunner().invoke(main, ["calibrate", str(table), "--truth", "truth", "-p", "0.9", "--labels", str(spec),
+                                    "--write-spec", str(written)])
+    assert out.exit_code == 0, out.output
+    assert yaml.safe_load(written.read_text())["model"] == "../specs/models/tiny"
+    assert load_spec(written).model_location() == str(written.parent / "../specs/models/tiny")
+    assert Path(load_spec(written).model_location()).resolve() == (tmp_path / "specs" / "models" / "tiny").resolve()
+
+
+def test_diff_gate_fails_when_no_row_could_be_compared(tmp_path: Path) -> None:
+    old = make_results(["cat", "dog"])
+    new = make_results(["cat", "dog"])
+    new.frame["path"] = ["other/1.jpg", "other/2.jpg"]
+    old.frame.to_parquet(tmp_path / "old.parquet")
+    new.frame.to_parquet(tmp_path / "new.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    result = CliRunner().invoke(main, ["diff", str(tmp_path / "old.parquet"), str(tmp_path / "new.parquet"),
+                                       "--labels", str(spec), "--max-flip-rate", "0.1"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "error: no rows to compare (0 paths in both tables, none labelled in both): --max-flip-rate cannot pass; "
+        "check that OLD and NEW label the same images")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["diff", "{t}", "{t}", "--max-flip-rate", "-0.1"], "--max-flip-rate must be between 0 and 1, got -0.1"),
+    (["calibrate", "{t}", "--truth", "truth", "-p", "0.9", "--min-class-rows", "-5"],
+     "--min-class-rows must be 0 or more, got -5"),
+    (["calibrate", "{t}", "--truth", "truth", "-p", "nan"], "--target-precision must be in (0, 1], got nan"),
+])
+def test_negative_and_nan_options_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    results, truth = _simulated(100, seed=2)
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    result = CliRunner().invoke(main, [a.format(t=table) for a in args] + ["--labels", str(spec)])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {message}\n" and result.stdout == ""
+
+
+def test_tables_go_to_stdout_unless_the_json_does(tmp_path: Path) -> None:
+    results, truth = _simulated(100, seed=2)
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    for command in (["eval", str(table), "--truth", "truth"],
+                    ["calibrate", str(table), "--truth", "truth", "-p", "0.8"], ["diff", str(table), str(table)]):
+        plain = CliRunner().invoke(main, [*command, "--labels", str(spec)])
+        assert plain.exit_code == 0 and plain.stderr == ""
+        assert plain.stdout.strip() and "Traceback" not in plain.stdout
+        as_json = CliRunner().invoke(main, [*command, "--labels", str(spec), "--json", "-"])
+        assert json.loads(as_json.stdout) and as_json.stderr == plain.stdout
+
+
+def test_class_names_print_as_written(tmp_path: Path) -> None:
+    """Rich would read "[/b]" as markup (and fail on the unmatched closing tag): tables print data as data."""
+    classes = ["[/b]", "[red]dog"]
+    results = make_results(["[/b]", "[red]dog", "[/b]"], classes=classes)
+    table, spec = _table(tmp_path, results, ["[/b]", "[red]dog", "[red]dog"],
+                         'templates: ["{label}"]\nclasses: ["[/b]", "[red]dog"]\n')
+    result = CliRunner().invoke(main, ["eval", str(table), "--truth", "truth", "--labels", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert "│ [/b]" in result.stdout and "│ [red]dog" in result.stdout
+    assert "most confused: [red]dog→[/b] (1)" in result.stdout
+
+
+@pytest.mark.parametrize("option", ["--json", "--write-spec"])
+@pytest.mark.parametrize(("where", "message"), [
+    ("{tmp}/file.txt/out", "{tmp}/file.txt is a file, not a folder; choose another location"),
+    ("/proc/out", "cannot write there"),
+    ("{tmp}/labels.parquet", "is {tmp}/labels.parquet, an input of this command; write to another file"),
+])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path: Path, option: str, where: str,
+                                                         message: str) -> None:
+    results, truth = _simulated(100, seed=2)
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    (tmp_path / "file.txt").write_text("user data")
+    target = where.format(tmp=tmp_path)
+    result = CliRunner().invoke(main, ["calibrate", str(table), "--truth", "truth", "-p", "0.8", "--labels", str(spec),
+                                       option, target])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {option} {target}: ") and message.format(tmp=tmp_path) in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert (tmp_path / "file.txt").read_text() == "user data" and pd.read_parquet(table).shape[0] == 100
+
+
+def test_a_fifo_truth_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "truth.csv")
+    outcome = finishes(lambda: resolve_truth(make_results(["cat"]), str(tmp_path / "truth.csv")))
+    assert isinstance(outcome, SourceError)
+    assert str(outcome) == (f"--truth {tmp_path / 'truth.csv'}: cannot read it (not a regular file (a FIFO); only "
+                            "regular files are read)")

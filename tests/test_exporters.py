@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
+from autolabel.errors import SourceError
 from autolabel.exporters.base import folder_name, safe_names
 from autolabel.results import load_results
 
-from .conftest import noise_image
+from .conftest import finishes, noise_image
 
 CLASSES = ["red car", "a/b", "ünïcödé", "<tag> & \"quote\""]
 
@@ -140,7 +141,8 @@ def test_hf_imagefolder_loads_with_datasets_offline(labelled: Path, tmp_path: Pa
     for row in rows.itertuples():
         record = by_path[row.path]
         assert record["label"] == row.label and record["confidence"] == pytest.approx(row.confidence)
-        assert record["image"].size == (48, 40) or record["image"].size == (40, 40)
+        square = row.path == "../up.png" or row.path.endswith("/absolute.png")  # the two 40×40 images
+        assert record["image"].size == ((40, 40) if square else (48, 40))
 
 
 def test_fiftyone_layout_schema(labelled: Path, tmp_path: Path) -> None:
@@ -216,3 +218,209 @@ def test_import_review_round_trips_label_studio_and_cvat(labelled: Path, tmp_pat
     assert pd.isna(updated.loc[updated.path == ok.path[3], "reviewed_label"].item())
     evaluated = CliRunner().invoke(main, ["eval", str(table), "--truth", "reviewed_label", "--json", "-"])
     assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["n"] == 2
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every entry under folder → 'dir', 'link' or the file's text (for the user's own files)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        out[rel] = "link" if p.is_symlink() else "dir" if p.is_dir() else "file"
+    return out
+
+
+def test_overwrite_removes_only_what_our_export_wrote(labelled: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c1"
+    export(labelled, "cvat", out)
+    ours = _tree(out)
+    (out / "mine.txt").write_text("keep")
+    (out / "images" / "my-photo.png").write_text("keep too")  # the user's file in a folder of ours
+    export(labelled, "cvat", out, "--overwrite", "--status", "review")
+    assert (out / "mine.txt").read_text() == "keep" and (out / "images" / "my-photo.png").read_text() == "keep too"
+    review = pd.read_parquet(labelled).query("status == 'review'")
+    assert len(list((out / "images").iterdir())) == len(review) + 1
+    assert set(_tree(out)) < set(ours) | {"mine.txt", "images/my-photo.png"}
+
+
+def test_imagefolder_overwrite_removes_the_earlier_export_and_keeps_the_folder_clean(labelled: Path,
+                                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "if"
+    export(labelled, "imagefolder", out)
+    assert "_review" in _tree(out) and not any(p.name.startswith(".") for p in out.rglob("*"))
+    marker = tmp_path / ".if.autolabel-export.json"  # beside the folder: Datumaro reads every file inside it
+    assert json.loads(marker.read_text())["format"] == "imagefolder"
+    (out / "notes.md").write_text("mine")
+    export(labelled, "imagefolder", out, "--overwrite", "--status", "accepted")
+    assert "_review" not in _tree(out) and (out / "notes.md").read_text() == "mine"
+
+
+def test_overwrite_never_replaces_a_file_it_did_not_write(labelled: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ls"
+    out.mkdir()
+    (out / "tasks.json").write_text("my own tasks")
+    result = CliRunner().invoke(main, ["export", str(labelled), "--to", "label-studio", "--out", str(out),
+                                       "--overwrite"])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --out {out}: tasks.json exists and was not written by an earlier export of "
+                             "ours; move it away or choose another folder\n")
+    assert _tree(out) == {"tasks.json": "file"} and (out / "tasks.json").read_text() == "my own tasks"
+
+
+def test_an_interrupted_export_removes_what_it_wrote(labelled: Path, tmp_path: Path, monkeypatch) -> None:
+    from autolabel.exporters import base
+
+    real, calls = base.ExportContext.place, {"n": 0}
+
+    def interrupted(self, row, *parts):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(self, row, *parts)
+
+    monkeypatch.setattr(base.ExportContext, "place", interrupted)
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    result = CliRunner().invoke(main, ["export", str(labelled), "--to", "hf", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 130
+    assert result.stderr == "interrupted: the files written so far were removed\n"
+    assert _tree(out) == {"mine.txt": "file"}
+
+
+def test_export_and_report_find_images_from_any_directory(labelled: Path, tmp_path: Path, monkeypatch) -> None:
+    """A table records `images_root` (absolute); tables without it resolve SOURCE against their own folder."""
+    import pyarrow.parquet as pq
+
+    from autolabel.writers import METADATA_KEY, read_metadata
+
+    meta = read_metadata(labelled)
+    root = Path(meta["source"]).parent
+    table = pq.read_table(labelled)
+    monkeypatch.chdir(tmp_path)
+    for name, recorded in (("new.parquet", {"images_root": str(root), "source": "data/manifest.csv"}),
+                           ("old.parquet", {"source": "data/manifest.csv"})):
+        target = root.parent / name  # the folder `run` was started in, so SOURCE was data/manifest.csv
+        fields = {**meta, **recorded}
+        if "images_root" not in recorded:
+            fields.pop("images_root", None)
+        pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(fields).encode()}), target)
+        rows = export(target, "hf", tmp_path / f"hf-{name}")
+        assert len(list((tmp_path / f"hf-{name}" / "images").iterdir())) == len(rows)
+        assert load_results(target).images_root() == root
+        report = CliRunner().invoke(main, ["report", str(target), "--out", str(tmp_path / f"{name}.html")])
+        assert report.exit_code == 0, report.output
+        html = (tmp_path / f"{name}.html").read_text()
+        assert html.count("data:image/jpeg;base64,") > 0 and "no image" not in html
+
+
+def _with_rows(labelled: Path, target: Path, keep) -> Path:
+    """A copy of the table (run metadata kept) with only the rows `keep` selects."""
+    import pyarrow.parquet as pq
+
+    frame = pd.read_parquet(labelled)
+    table = pa.Table.from_pandas(frame[keep(frame)].reset_index(drop=True), preserve_index=False)
+    pq.write_table(table.replace_schema_metadata(pq.read_schema(labelled).metadata), target)
+    return target
+
+
+def test_export_without_any_image_found_fails_before_writing(labelled: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    table = _with_rows(labelled, tmp_path / "relative.parquet", lambda f: ~f.path.str.startswith("/"))
+    result = CliRunner().invoke(main, ["export", str(table), "--to", "cvat", "--out", str(tmp_path / "c"),
+                                       "--images-root", str(tmp_path / "empty")])
+    assert result.exit_code == 2
+    n = int((pd.read_parquet(table).status != "error").sum())
+    assert result.stderr == (f"error: {table}: none of its {n} images was found under {tmp_path / 'empty'} (e.g. "
+                             f"a/img.png → {tmp_path / 'empty' / 'a/img.png'}); pass --images-root with the folder "
+                             "its paths are relative to\n")
+    assert not (tmp_path / "c").exists()
+
+
+def test_export_with_no_row_of_the_status_writes_nothing_and_says_so(tmp_path: Path, labelled: Path) -> None:
+    table = _with_rows(labelled, tmp_path / "no-review.parquet", lambda f: f.status != "review")
+    frame = pd.read_parquet(table)
+    result = CliRunner().invoke(main, ["export", str(table), "--to", "cvat", "--out", str(tmp_path / "c"),
+                                       "--status", "review"])
+    assert result.exit_code == 0
+    assert result.stderr == (f"nothing to export: {table} has no labelled rows with status review ({len(frame)} "
+                             f"rows); {tmp_path / 'c'} was not written\n")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("{tmp}/file.txt/out", "{tmp}/file.txt is a file, not a folder; choose another location"),
+    ("{tmp}/file.txt", "is a file, not a folder; choose a folder"),
+    ("/proc/export", "cannot write there"),
+    ("{tmp}/" + "x" * 256, "is longer than 255 bytes; choose a shorter or plain name"),
+])
+def test_export_to_an_unwritable_place_is_one_line(labelled: Path, tmp_path: Path, where: str, message: str) -> None:
+    (tmp_path / "file.txt").write_text("user data")
+    target = where.format(tmp=tmp_path)
+    result = CliRunner().invoke(main, ["export", str(labelled), "--to", "hf", "--out", target])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: --out {target}: ") and message.format(tmp=tmp_path) in result.stderr
+    assert (tmp_path / "file.txt").read_text() == "user data"
+
+
+def test_xml_exports_stay_well_formed_with_control_characters(labelled: Path, tmp_path: Path) -> None:
+    """The spec refuses control characters in names; a table written otherwise must still give valid XML."""
+    import xml.etree.ElementTree as ET
+
+    from autolabel.exporters import export as write_export
+
+    results = load_results(labelled)
+    results.classes = ["bad\x00name", "bell\x07", *results.classes[2:]]
+    results.frame["label"] = results.frame["label"].replace({CLASSES[0]: "bad\x00name", CLASSES[1]: "bell\x07"})
+    write_export(results, "cvat", tmp_path / "cvat")
+    write_export(results, "label-studio", tmp_path / "ls")
+    cvat = ET.fromstring((tmp_path / "cvat" / "annotations.xml").read_bytes())
+    assert [n.text for n in cvat.iter("name") if n.text and "\ufffd" in n.text] == ["bad\ufffdname", "bell\ufffd"]
+    config = ET.fromstring((tmp_path / "ls" / "config.xml").read_text())
+    assert [c.get("value") for c in config.iter("Choice")][:2] == ["bad\ufffdname", "bell\ufffd"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (json.dumps([{"data": {"path": "a.png"}, "annotations": [{"result": "cat"}]}]),
+     "{p}: task [0] annotations[0].result must be a list, got str; is this a Label Studio JSON export of the tasks?"),
+    (json.dumps([{"data": {"path": "a.png"}, "annotations": [{"result": [{"type": "choices", "value": "cat"}]}]}]),
+     "{p}: task [0] annotations[0].result[0].value must be an object, got str; is this a Label Studio JSON export "
+     "of the tasks?"),
+    (json.dumps([1, 2]), "{p}: task [0] must be an object, got int; is this a Label Studio JSON export of the tasks?"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00binary", "{p}: cannot read it (a Label Studio export is not UTF-8 text (byte 0))"),
+    ("[" * 100000, "{p}: not a Label Studio JSON export ("),
+])
+def test_import_review_of_a_malformed_export_is_one_line(labelled: Path, tmp_path: Path, content,
+                                                         message: str) -> None:
+    exported = tmp_path / "export.json"
+    exported.write_bytes(content if isinstance(content, bytes) else content.encode())
+    table = tmp_path / "labels.parquet"
+    table.write_bytes(labelled.read_bytes())
+    result = CliRunner().invoke(main, ["import-review", str(exported), "--into", str(table)])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("error: " + message.format(p=exported))
+    assert table.read_bytes() == labelled.read_bytes()
+
+
+def test_import_review_of_a_binary_xml_file_is_one_line(labelled: Path, tmp_path: Path) -> None:
+    exported = tmp_path / "annotations.xml"
+    exported.write_bytes(bytes(range(256)))
+    result = CliRunner().invoke(main, ["import-review", str(exported), "--into", str(labelled)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {exported}: not a CVAT XML export (not well-formed (invalid token): line 1, "
+                             "column 0)\n")
+
+
+def test_fifo_review_exports_and_tables_are_refused_without_blocking(tmp_path: Path) -> None:
+    from autolabel.exporters import read_review
+
+    fifo = "not a regular file (a FIFO); only regular files are read"
+    for name in ("export.json", "annotations.xml", "labels.parquet"):
+        os.mkfifo(tmp_path / name)
+    for job, message in [
+        (lambda: read_review(tmp_path / "export.json"), f"{tmp_path / 'export.json'}: cannot read it ({fifo})"),
+        (lambda: read_review(tmp_path / "annotations.xml"), f"{tmp_path / 'annotations.xml'}: cannot read it ({fifo})"),
+        (lambda: load_results(tmp_path / "labels.parquet"),
+         f"{tmp_path / 'labels.parquet'}: cannot read labels table ({fifo})"),
+    ]:
+        outcome = finishes(job)
+        assert isinstance(outcome, SourceError) and str(outcome) == message

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.errors import ModelError
+from autolabel.errors import ModelError, UsageError
 from autolabel.model import ZeroShotModel, pick_device, pick_dtype
 
 from .conftest import noise_image
@@ -110,7 +110,7 @@ def test_device_and_precision_choice() -> None:
     assert pick_dtype("auto", torch.device("cuda")) == torch.float16
     assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     if not torch.cuda.is_available():
-        with pytest.raises(Exception, match="CUDA is not available"):
+        with pytest.raises(UsageError, match=r"^--device cuda: CUDA is not available here; use --device cpu or auto$"):
             pick_device("cuda")
 
 

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 
 from autolabel.cli import main
 from autolabel.evaluate import Truth
-from autolabel.report import build_report
+from autolabel.report import build_report, histogram_svg, short_path
 from autolabel.results import Results
 
 from .conftest import noise_image
 
-VOID = {"meta", "img", "br", "hr", "input", "link", "rect"}
+VOID = {"meta", "img", "br", "wbr", "hr", "input", "link", "rect"}
 SECTIONS = ("summary", "galleries", "review", "errors")
 
 
@@ -206,3 +206,69 @@ def test_review_queue_edited_by_keyboard_downloads_corrections_that_run_and_impo
     second = pd.read_parquet(again)
     assert sorted(second.loc[second.status == "reviewed", "path"]) == sorted(
         Path(k).relative_to(image_folder).as_posix() for k, _ in expected)
+
+
+def _svg(values: list[float], threshold: float | None = None):
+    import xml.etree.ElementTree as ET
+
+    return ET.fromstring(histogram_svg(np.asarray(values, dtype=float), threshold))
+
+
+def test_histogram_has_axes_counts_per_bar_and_the_threshold() -> None:
+    svg = _svg([0.12, 0.14, 0.55, 0.97, 0.98, 0.99], threshold=0.6)
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = [t.text for t in svg.iter("text")] + [t.text for t in svg.iter(f"{ns}text")]
+    assert texts == ["0", "0.5", "1", "3", "0"]  # x ticks, then the y axis: the largest bin and zero
+    titles = [t.text for t in svg.iter("title")]
+    assert titles == ["0.10–0.15: 2 images", "0.55–0.60: 1 images", "0.95–1.00: 3 images", "threshold 0.6"]
+    assert svg.get("aria-label") == "confidence histogram of 6 images"
+
+
+def test_histogram_switches_to_log_scale_when_one_bin_dominates() -> None:
+    dominated = _svg([0.99] * 500 + [0.5, 0.3, 0.31])
+    assert dominated.get("aria-label") == "confidence histogram of 503 images, log scale"
+    heights = sorted(float(r.get("height")) for r in dominated.iter("rect"))
+    assert heights[0] > heights[-1] / 10  # a bin of 1 stays visible next to one of 500
+    assert "log scale" in [t.text for t in dominated.iter("text")]
+    balanced = _svg([0.2, 0.3, 0.3, 0.9])
+    assert "log scale" not in [t.text for t in balanced.iter("text")]
+
+
+def test_short_path_cuts_the_middle_and_keeps_the_file_name() -> None:
+    long = "survey_2024/site_alpha_north/camera_trap_07/IMG_000123.JPG"
+    assert short_path(long) == "survey_2024/site_…trap_07/IMG_000123.JPG"
+    assert short_path("x" * 30 + "/" + "y" * 30 + ".png") == "x" * 8 + "…" + "y" * 27 + ".png"
+    assert short_path("a/b.png") == "a/b.png"
+
+
+def test_captions_wrap_at_separators_and_keep_the_full_path(tmp_path: Path) -> None:
+    results, _ = synthetic(3, tmp_path / "imgs", 3, ["cat", "dog"])
+    long = "survey_2024/site_alpha_north/camera_trap_07/IMG_000123.png"
+    (tmp_path / "imgs" / long).parent.mkdir(parents=True)
+    os.symlink(tmp_path / "imgs" / "src0.png", tmp_path / "imgs" / long)
+    results.frame.loc[0, ["path", "status", "label"]] = [long, "accepted", "cat"]
+    document = build_report(results, tmp_path / "imgs")
+    assert "word-break:break-all" not in document
+    conf = results.frame.loc[0, "confidence"]
+    assert (f'<figure title="{long} · {conf:.2f}">' in document)
+    assert ("<figcaption>survey_<wbr>2024/<wbr>site_<wbr>…trap_<wbr>07/<wbr>IMG_<wbr>000123.<wbr>png"
+            f"<br>{conf:.2f}</figcaption>") in document
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("{tmp}/file.txt/report.html", "{tmp}/file.txt is a file, not a folder; choose another location"),
+    ("/proc/report.html", "cannot write there"),
+    ("{tmp}/" + "r" * 256 + ".html", "is longer than 255 bytes"),
+    ("{tmp}/o.parquet", "is {tmp}/o.parquet, an input of this command; write to another file"),
+])
+def test_report_to_an_unwritable_place_is_refused_before_any_work(tmp_path: Path, where: str, message: str) -> None:
+    results, _ = synthetic(5, tmp_path / "imgs", 5, ["cat", "dog"])
+    results.frame.to_parquet(tmp_path / "o.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: ['{label}']\nclasses: [cat, dog]\n")
+    (tmp_path / "file.txt").write_text("user data")
+    target = where.format(tmp=tmp_path)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "o.parquet"), "--labels", str(spec), "--out", target])
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"error: --out {target}: ") and message.format(tmp=tmp_path) in result.stderr
+    assert pd.read_parquet(tmp_path / "o.parquet").shape == (5, 8)

@@ -183,3 +183,46 @@ def test_python_dash_m_and_prompts_command() -> None:
     proc = subprocess.run([sys.executable, "-m", "autolabel", "prompts", "imagenet-7"], capture_output=True,
                           text=True, timeout=60)
     assert proc.stdout.splitlines()[0] == "itap of a {label}."
+
+
+def test_a_file_name_that_is_not_utf8_is_labelled_not_lost(tmp_path, labels_yaml, tiny_clip) -> None:
+    """The writer used to raise UnicodeEncodeError after every image was classified: the whole run was lost."""
+    root = tmp_path / "imgs"
+    root.mkdir()
+    noise_image(1, (40, 40)).save(root / "plain.png")
+    noise_image(2, (40, 40)).save(root / os.fsdecode(b"caf\xe9.png"))
+    for out in (tmp_path / "o.parquet", tmp_path / "o.csv"):
+        result = invoke(str(root), "--labels", str(labels_yaml), "--out", str(out), "--model", str(tiny_clip), "-q")
+        assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "o.parquet")
+    assert list(frame.path) == ["caf\\xe9.png", "plain.png"]
+    assert set(frame.status) <= {"accepted", "review"} and frame.error.isna().all()  # read through the real name
+    assert list(pd.read_csv(tmp_path / "o.csv").path) == ["caf\\xe9.png", "plain.png"]
+
+
+def test_a_symlink_loop_labels_each_image_once(tmp_path, labels_yaml, tiny_clip) -> None:
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    noise_image(1, (40, 40)).save(root / "a" / "1.png")
+    (root / "a" / "loop").symlink_to(root)
+    run_ok(str(root), labels_yaml, tmp_path / "o.parquet", tiny_clip, "-q")
+    assert list(pd.read_parquet(tmp_path / "o.parquet").path) == ["a/1.png"]
+
+
+def test_a_fifo_in_the_folder_is_skipped_not_waited_on(tmp_path, labels_yaml, tiny_clip) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    noise_image(1, (40, 40)).save(root / "1.png")
+    os.mkfifo(root / "pipe.png")
+    run_ok(str(root), labels_yaml, tmp_path / "o.parquet", tiny_clip, "-q")
+    assert list(pd.read_parquet(tmp_path / "o.parquet").path) == ["1.png"]
+
+
+def test_a_fifo_manifest_is_one_line_exit_2_not_a_hang(tmp_path, labels_yaml) -> None:
+    os.mkfifo(tmp_path / "m.csv")
+    proc = subprocess.run([sys.executable, "-m", "autolabel", "run", str(tmp_path / "m.csv"), "--labels",
+                           str(labels_yaml), "--out", str(tmp_path / "o.parquet")], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"error: {tmp_path / 'm.csv'}: cannot read manifest: not a regular file (a FIFO); only "
+                           "regular files are read\n")

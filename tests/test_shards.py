@@ -109,12 +109,20 @@ def _kill_after_parts(cmd: list[str], folder: Path, parts: int, env: dict[str, s
     """Start a (slowed) run and SIGKILL it as soon as `parts` shards are committed."""
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 300
         while len(list(folder.glob("part-*.parquet"))) < parts and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
         assert proc.poll() is None, f"the slowed run ended before it was killed: {proc.stderr.read()}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
+        # Ray's workers may outlive their killed driver for a moment and commit one more shard: wait until the
+        # folder stops changing, so the re-run resumes exactly what the test counts.
+        seen, still = None, 0
+        while still < 30:
+            now = sorted(p.name for p in folder.glob("part-*.parquet"))
+            still = still + 1 if now == seen else 0
+            seen = now
+            time.sleep(0.1)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,8 @@ import pytest
 
 from autolabel.errors import SourceError
 from autolabel.sources import open_source, walk_folder
+
+from .conftest import finishes, noise_image
 
 EXPECTED = ["a/1.jpg", "a/sub/3.JPG", "b/1.png", "b/2.png", "c.png", "d.webp"]
 
@@ -90,3 +93,76 @@ def test_stdin_and_missing_source(tmp_path: Path) -> None:
     (tmp_path / "broken.parquet").write_text("garbage")
     with pytest.raises(SourceError, match="cannot read parquet manifest"):
         open_source(str(tmp_path / "broken.parquet"))
+
+
+def _image(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise_image(0, (8, 8)).save(path, "PNG")
+
+
+def test_a_symlink_loop_lists_each_image_once(tmp_path: Path) -> None:
+    _image(tmp_path / "a" / "1.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)  # a/loop/a/loop/… would never end
+    (tmp_path / "b").symlink_to(tmp_path / "a")  # a second name for a folder already listed
+    assert [r.path for r in open_source(str(tmp_path)).records] == ["a/1.png"]
+
+
+def test_a_symlinked_folder_outside_the_root_is_followed(tmp_path: Path) -> None:
+    _image(tmp_path / "elsewhere" / "2.png")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "linked").symlink_to(tmp_path / "elsewhere")
+    assert [r.path for r in open_source(str(tmp_path / "root")).records] == ["linked/2.png"]
+
+
+def test_fifos_and_devices_with_image_names_are_skipped(tmp_path: Path) -> None:
+    _image(tmp_path / "ok.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+    assert [r.path for r in open_source(str(tmp_path)).records] == ["ok.png"]
+
+
+def test_names_that_are_not_utf8_get_escaped_paths_and_real_locations(tmp_path: Path) -> None:
+    _image(tmp_path / "plain.png")
+    raw = os.fsdecode(b"caf\xe9.png")
+    _image(tmp_path / raw)
+    source = open_source(str(tmp_path))
+    records = list(source.records)
+    assert sorted(r.path for r in records) == ["caf\\xe9.png", "plain.png"]
+    escaped = next(r for r in records if r.path == "caf\\xe9.png")
+    assert escaped.location == str(tmp_path / raw) and Path(escaped.location).is_file()
+    assert source.renamed == ["caf\\xe9.png"]
+
+
+def test_stdin_paths_that_are_not_utf8_are_escaped(tmp_path: Path) -> None:
+    stdin = io.TextIOWrapper(io.BytesIO(b"/data/caf\xe9.png\n/data/ok.png\n"), encoding="utf-8")
+    source = open_source("-", stdin=stdin)
+    records = list(source.records)
+    assert [r.path for r in records] == ["/data/caf\\xe9.png", "/data/ok.png"]
+    assert os.fsencode(records[0].location) == b"/data/caf\xe9.png"
+    assert source.renamed == ["/data/caf\\xe9.png"]
+
+
+def test_a_path_column_that_is_not_text_or_not_unique_is_refused_up_front(tmp_path: Path) -> None:
+    (tmp_path / "dup.csv").write_text("path,path\na.png,b.png\n")
+    with pytest.raises(SourceError, match=r"dup.csv: 2 columns are named 'path'; give the path column a name of"):
+        open_source(str(tmp_path / "dup.csv"))
+    (tmp_path / "list.jsonl").write_text('{"path": ["a.png"]}\n')
+    with pytest.raises(SourceError, match=r"list.jsonl: column 'path' holds list<item: string> values, not paths$"):
+        open_source(str(tmp_path / "list.jsonl"))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".parquet", ".jsonl", ".txt"])
+def test_a_fifo_manifest_is_refused_without_blocking(tmp_path: Path, suffix: str) -> None:
+    os.mkfifo(tmp_path / f"m{suffix}")
+    outcome = finishes(lambda: open_source(str(tmp_path / f"m{suffix}")))
+    assert isinstance(outcome, SourceError)
+    assert str(outcome) == (f"{tmp_path / f'm{suffix}'}: cannot read manifest: not a regular file (a FIFO); only "
+                            "regular files are read")
+
+
+def test_repeated_pass_through_column_names_are_kept_apart(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,image,image\na.png,x,y\n")
+    source = open_source(str(manifest))
+    assert source.extra_schema.names == ["image", "image"]
+    assert [r.extra for r in source.records] == [("x", "y")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from autolabel.cli import main
 from autolabel.errors import SpecError
 from autolabel.prompts import template_sets
 from autolabel.spec import load_spec, parse_spec
+
+from .conftest import finishes
 
 
 def test_full_spec_parses(labels_yaml: Path) -> None:
@@ -89,3 +92,39 @@ def test_bad_spec_through_cli_exits_2_without_traceback(tmp_path: Path, image_fo
 def test_missing_spec_file(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="label spec not found"):
         load_spec(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('classes: [a, "b\\0c"]\n', "classes[1]: name: 'b\\x00c' contains a control character (U+0000); use plain text"),
+    ('classes: [a, {name: "b\\nc"}]\n',
+     "classes[1]: name: 'b\\nc' contains a control character (U+000A); use plain text"),
+    ('classes: [a, {name: b, synonyms: [ok, "x\\ty"]}]\n',
+     "classes[1] (b): synonyms[1]: 'x\\ty' contains a control character (U+0009); use plain text"),
+    ('classes: [a, "\\uD800"]\n', "classes[1]: name: '\\ud800' contains a control character (U+D800); use plain text"),
+])
+def test_control_characters_in_names_are_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("classes: [2001-13-01, b]\n", "invalid YAML: month must be in 1..12"),
+    ("[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply"),
+])
+def test_yaml_that_python_cannot_build_is_a_spec_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_a_fifo_spec_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "spec.yaml")
+    outcome = finishes(lambda: load_spec(tmp_path / "spec.yaml"))
+    assert isinstance(outcome, SpecError)
+    assert str(outcome) == (f"{tmp_path / 'spec.yaml'}: cannot read label spec (not a regular file (a FIFO); only "
+                            "regular files are read)")

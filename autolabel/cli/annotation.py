@@ -25,7 +25,7 @@ API_KEY_OPTION = click.option(
 @click.option("--to", "fmt", required=True,
               type=click.Choice(["label-studio", "cvat", "fiftyone", "imagefolder", "hf", "open-images"]),
               help="The annotation tool's format.")
-@click.option("--out", "-o", type=click.Path(file_okay=False), help="Folder to write (must be empty).")
+@click.option("--out", "-o", type=click.Path(), help="Folder to write (empty, or see --overwrite).")
 @click.option("--url", envvar=["AUTOLABEL_EXPORT_URL", "LABEL_STUDIO_URL"], show_envvar=True, default=None,
               help="Label Studio: push to the server at URL instead of writing --out (prints the project's URL).")
 @API_KEY_OPTION
@@ -39,7 +39,8 @@ API_KEY_OPTION = click.option(
               help="How images are put into --out.")
 @click.option("--url-prefix", default=None,
               help="Label Studio: image URLs are PREFIX/path (images served over HTTP(S), S3) instead of local files.")
-@click.option("--overwrite", is_flag=True, help="Write into a non-empty --out (an earlier export of ours is replaced).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty --out: the files an earlier export of ours wrote are replaced, others kept.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar (a push).")
 @SPEC_OPTION
 @handle_errors
@@ -76,13 +77,20 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
         raise UsageError(f"--url pushes to Label Studio; --to {fmt} writes files: pass --out")
     if out is None and not pushing:
         raise UsageError("--out is required (or, for --to label-studio, --url to push to a server)")
-    results = load_results(labels_table, spec)
     if pushing:
-        _push(results, url, api_key, project, status, images_root, url_prefix, quiet)
+        _push(load_results(labels_table, spec), url, api_key, project, status, images_root, url_prefix, quiet)
         return
     from autolabel.exporters import export as write_export
+    from autolabel.fileio import check_output_folder
 
+    check_output_folder(out, "--out")
+    results = load_results(labels_table, spec)
     info = write_export(results, fmt, Path(out), status, images_root, link, url_prefix, overwrite)
+    if not info["rows"]:
+        which = "" if status == "all" else f" with status {status}"
+        click.echo(f"nothing to export: {labels_table} has no labelled rows{which} ({len(results.frame)} rows); "
+                   f"{out} was not written", err=True)
+        return
     for line in info["skipped"]:
         click.echo(f"skipping {line}", err=True)
     click.echo(f"exported {info['rows'] - len(info['skipped'])} images as {fmt} to {out}", err=True)
@@ -128,12 +136,14 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     latest annotation that was not cancelled wins. Then e.g. `autolabel eval LABELS --truth reviewed_label`.
     """
     from autolabel.exporters import merge_review, read_review, write_table
+    from autolabel.fileio import check_output_file
     from autolabel.results import load_results
 
     if (exported is None) == (server is None):
         raise UsageError("give either EXPORTED_RESULTS (an export file) or --from-label-studio URL")
     if server is not None and not project:
         raise UsageError("--from-label-studio needs --project (the project's id or title)")
+    check_output_file(into, "--into", (exported, spec))
     results = load_results(into, spec)
     if server is not None:
         from autolabel.exporters.label_studio_api import pull_reviews

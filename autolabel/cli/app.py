@@ -6,20 +6,27 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from autolabel import __version__
 from autolabel.errors import AutolabelError
+from autolabel.fileio import check_output_file, write_text
 
 F = TypeVar("F", bound=Callable[..., Any])
-CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "AUTOLABEL", "max_content_width": 100}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+INTERRUPTED = {
+    "run": "no partial output was written (re-run `autolabel run` with the same arguments to resume from the "
+           "embedding cache)",
+    "export": "the files written so far were removed",
+    "import-review": "the --into table was not changed",
+    "prune": "the cache is intact (entries removed so far stay removed)",
+}
 
 
 def handle_errors(func: F) -> F:
-    """Domain errors → one stderr line and their exit code; Ctrl-C → 130."""
+    """Domain errors → one stderr line and their exit code; Ctrl-C → 130 with what it left behind."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -29,14 +36,45 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was written (re-run `autolabel run` with the same "
-                       "arguments to resume from the embedding cache)", err=True)
+            command = click.get_current_context().info_name
+            click.echo(f"interrupted: {INTERRUPTED.get(command, 'no partial output was written')}", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings=CONTEXT)
+def name_env_vars(params: list[click.Parameter], prefix: str | None) -> None:
+    """Each option reads AUTOLABEL_<COMMAND>_<OPTION>, named after its long flag, and says so in --help.
+
+    Click's automatic names come from the Python parameter (`json_out`, `fmt`), not the flag; options
+    with a documented variable of their own (AUTOLABEL_CACHE_DIR, RAY_ADDRESS) keep it.
+    """
+    if prefix is None:
+        return
+    for param in params:
+        if isinstance(param, click.Option) and param.envvar is None:
+            flag = max(param.opts, key=len).lstrip("-")
+            param.envvar = f"{prefix}_{flag.upper().replace('-', '_')}"
+        if isinstance(param, click.Option):
+            param.show_envvar = True
+
+
+class Command(click.Command):
+    """A command whose options can come from AUTOLABEL_<COMMAND>_<OPTION>."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        name_env_vars(self.params, ctx.auto_envvar_prefix)
+        return super().parse_args(ctx, args)
+
+
+class Group(click.Group):
+    """A group whose commands (and sub-groups' commands) are `Command`s; the prefix nests (AUTOLABEL_CACHE_PRUNE)."""
+
+    command_class = Command
+    group_class = type
+
+
+@click.group(cls=Group, context_settings={**CONTEXT, "auto_envvar_prefix": "AUTOLABEL"})
 @click.version_option(__version__, "-V", "--version", prog_name="autolabel")
 def main() -> None:
     """Label image datasets with zero-shot image-text models (CLIP, SigLIP).
@@ -49,19 +87,33 @@ def main() -> None:
     \b
     Review loop: run → report → export → import-review → eval → calibrate → run again (cached).
 
-    Every option can also be set with an AUTOLABEL_<COMMAND>_<OPTION> environment variable.
+    Every option can also be set with an AUTOLABEL_<COMMAND>_<OPTION> environment variable
+    (e.g. AUTOLABEL_RUN_BATCH_SIZE, AUTOLABEL_CACHE_PRUNE_MAX_SIZE); AUTOLABEL_CACHE_DIR is shared.
     """
 
 
+def check_json_target(target: str | None, *inputs: str | None) -> None:
+    """Refuse an unwritable --json PATH, or one that is an input, before any work (`-` is stdout)."""
+    if target and target != "-":
+        check_output_file(target, "--json", inputs)
+
+
 def write_json(data: dict, target: str | None) -> None:
-    """--json PATH writes the result; `-` prints it to stdout (data goes to stdout, people to stderr)."""
+    """--json PATH writes the result atomically; `-` prints it to stdout (then the table goes to stderr)."""
     if not target:
         return
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if target == "-":
         click.echo(text, nl=False)
     else:
-        Path(target).write_text(text, encoding="utf-8")
+        write_text(target, text)
+
+
+def output_console(json_target: str | None):  # -> rich Console
+    """Where a command's table goes: stdout, its main output; stderr when `--json -` makes the JSON the output."""
+    from autolabel.progress import stderr_console, stdout_console
+
+    return stderr_console() if json_target == "-" else stdout_console()
 
 
 def stderr():  # -> rich Console

@@ -7,6 +7,7 @@ import sys
 import click
 
 from autolabel.cli.app import CONTEXT, handle_errors, main
+from autolabel.errors import UsageError
 
 
 @main.command(context_settings=CONTEXT)
@@ -37,17 +38,29 @@ SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "M": 1 << 20, "MB": 1 
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-def _parse(value: str | None, units: dict[str, int], what: str) -> float | None:
+def _parse(value: str | None, units: dict[str, int], option: str, example: str) -> float | None:
+    """`2GB`, `30d` → bytes or seconds; anything else, negative numbers included, is one-line usage error."""
     if value is None:
         return None
-    text = value.strip().upper() if what == "size" else value.strip().lower()
+    text = value.strip().upper() if units is SIZE_UNITS else value.strip().lower()
     number = text.rstrip("".join({c for u in units for c in u}))
     unit = text[len(number):]
     try:
-        return float(number) * units[unit]
+        parsed = float(number) * units[unit]
     except (ValueError, KeyError):
-        example = "2GB, 500MB" if what == "size" else "30d, 12h"
-        raise click.BadParameter(f"'{value}' is not a {what} such as {example}") from None
+        raise UsageError(f"{option} {value}: not a value such as {example}") from None
+    if not parsed >= 0:  # also refuses nan
+        raise UsageError(f"{option} {value}: must not be negative (e.g. {example})")
+    return parsed
+
+
+def human_bytes(n: float) -> str:
+    """1258291 → '1.2 MB', in the units --max-size takes (KB = 1024 bytes)."""
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 @main.group(context_settings=CONTEXT)
@@ -62,13 +75,14 @@ def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
 
 
 @cache.command("info", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
+@click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="The cache folder [default: $AUTOLABEL_CACHE_DIR, $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
 @handle_errors
 def cache_info(cache_dir: str | None) -> None:
     """Show the cache's location, size and entries per model."""
     info = _open_cache(cache_dir).info()
     click.echo(f"path\t{info.path}")
-    click.echo(f"size\t{info.bytes / 1e6:.1f} MB")
+    click.echo(f"size\t{human_bytes(info.bytes)}")
     click.echo(f"files indexed\t{info.files}")
     for space, n in info.images.items():
         click.echo(f"images\t{n}\t{space}")
@@ -77,8 +91,10 @@ def cache_info(cache_dir: str | None) -> None:
 
 
 @cache.command("prune", context_settings=CONTEXT)
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None)
-@click.option("--max-size", default=None, help="Drop least-recently-used image embeddings until under this (e.g. 2GB).")
+@click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="The cache folder [default: $AUTOLABEL_CACHE_DIR, $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@click.option("--max-size", default=None,
+              help="Drop least-recently-used embeddings until the cache file is this small (e.g. 2GB).")
 @click.option("--older-than", default=None, help="Drop entries unused for this long (e.g. 30d, 12h).")
 @click.option("--all", "everything", is_flag=True, help="Empty the cache.")
 @handle_errors
@@ -86,10 +102,8 @@ def cache_prune(cache_dir: str | None, max_size: str | None, older_than: str | N
     """Shrink the cache: by age, by size (least recently used first), or entirely."""
     if not (max_size or older_than or everything):
         raise click.UsageError("give --max-size, --older-than or --all")
+    max_bytes = _parse(max_size, SIZE_UNITS, "--max-size", "2GB, 500MB")
+    older_than_s = _parse(older_than, AGE_UNITS, "--older-than", "30d, 12h")
     store = _open_cache(cache_dir)
-    if everything:
-        removed = store.clear()
-    else:
-        removed = store.prune(max_bytes=_parse(max_size, SIZE_UNITS, "size"),
-                              older_than_s=_parse(older_than, AGE_UNITS, "duration"))
-    click.echo(f"removed {removed} entries; cache is now {store.info().bytes / 1e6:.1f} MB", err=True)
+    removed = store.clear() if everything else store.prune(max_bytes=max_bytes, older_than_s=older_than_s)
+    click.echo(f"removed {removed} entries; cache is now {human_bytes(store.file_bytes())}", err=True)

@@ -6,7 +6,19 @@ from pathlib import Path
 
 import click
 
-from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, TRUTH_OPTION, handle_errors, main, stderr, write_json
+from autolabel.cli.app import (
+    CONTEXT,
+    LABELS_TABLE,
+    SPEC_OPTION,
+    TRUTH_OPTION,
+    check_json_target,
+    handle_errors,
+    main,
+    output_console,
+    write_json,
+)
+from autolabel.errors import UsageError
+from autolabel.fileio import check_output_file, write_text
 
 
 @main.command("eval", context_settings=CONTEXT)
@@ -30,9 +42,10 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
     from autolabel.progress import show_evaluation
     from autolabel.results import load_results
 
+    check_json_target(json_out, labels_table, spec, truth)
     results = load_results(labels_table, spec)
     metrics = evaluate(results, resolve_truth(results, truth))
-    show_evaluation(stderr(), metrics)
+    show_evaluation(output_console(json_out), metrics)
     write_json(metrics, json_out)
 
 
@@ -44,7 +57,7 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
 @click.option("--per-class", is_flag=True, help="Also choose a threshold per class.")
 @click.option("--min-class-rows", type=int, default=20, show_default=True,
               help="Labelled rows a class needs before it gets its own threshold.")
-@click.option("--write-spec", type=click.Path(dir_okay=False), default=None,
+@click.option("--write-spec", type=click.Path(), default=None,
               help="Write the label spec back with the thresholds filled in.")
 @click.option("--json", "json_out", default=None, help="Write the result as JSON (`-`: stdout).")
 @handle_errors
@@ -67,13 +80,17 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     from autolabel.progress import show_calibration
     from autolabel.results import load_results
 
+    check_json_target(json_out, labels_table, spec, truth)
+    if write_spec:
+        check_output_file(write_spec, "--write-spec", (labels_table, spec, truth))
     results = load_results(labels_table, spec)
     result = choose(results, resolve_truth(results, truth), target_precision, per_class, min_class_rows)
-    show_calibration(stderr(), result)
+    show_calibration(output_console(json_out), result)
     if write_spec:
         raw = dict(results.spec.raw) if results.spec is not None else {}
-        Path(write_spec).write_text(yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False,
-                                                   allow_unicode=True), encoding="utf-8")
+        if results.spec is not None and results.spec.model is not None:
+            raw["model"] = results.spec.model_for(Path(write_spec).parent)
+        write_text(write_spec, yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False, allow_unicode=True))
         click.echo(f"wrote {write_spec}", err=True)
     write_json(result, json_out)
 
@@ -92,21 +109,24 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
     Example:
       autolabel diff last-week.parquet today.parquet --max-flip-rate 0.02 --json diff.json
     """
-    from autolabel.errors import TooManyErrors
     from autolabel.evaluate import diff as compare
+    from autolabel.evaluate import flip_gate
     from autolabel.progress import show_diff
     from autolabel.results import load_results
 
+    if max_flip_rate is not None and not 0.0 <= max_flip_rate <= 1.0:
+        raise UsageError(f"--max-flip-rate must be between 0 and 1, got {max_flip_rate}")
+    check_json_target(json_out, old, new, spec)
     result = compare(load_results(old, spec), load_results(new, spec))
-    show_diff(stderr(), result)
+    show_diff(output_console(json_out), result)
     write_json(result, json_out)
-    if max_flip_rate is not None and result["flip_rate"] > max_flip_rate:
-        raise TooManyErrors(f"flip rate {result['flip_rate']:.4f} exceeds --max-flip-rate {max_flip_rate}")
+    if max_flip_rate is not None:
+        flip_gate(result, max_flip_rate)
 
 
 @main.command(context_settings=CONTEXT)
 @LABELS_TABLE
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The HTML file to write.")
+@click.option("--out", "-o", required=True, type=click.Path(), help="The HTML file to write.")
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's SOURCE folder].")
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
@@ -123,11 +143,9 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     from autolabel.report import build_report
     from autolabel.results import load_results
 
+    check_output_file(out, "--out", (labels_table, spec, truth))
     results = load_results(labels_table, spec)
     document = build_report(results, results.images_root(images_root),
                             resolve_truth(results, truth) if truth else None)
-    target = Path(out)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(document, encoding="utf-8")
-    tmp.replace(target)
-    click.echo(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB)", err=True)
+    write_text(out, document)
+    click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)

@@ -33,7 +33,7 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
               help="Manifest column with the image paths [default: first of path, image, file_name, filepath].")
 @click.option("--full-decode", is_flag=True,
               help="Decode JPEGs at full size (slower; by default DCT draft mode scales them to 2x the model input).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+@click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
               help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

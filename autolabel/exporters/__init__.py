@@ -10,6 +10,7 @@ from typing import Any
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
+from autolabel.fileio import atomic_write
 from autolabel.results import Results
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
@@ -24,23 +25,37 @@ FORMATS: dict[str, Callable[[ExportContext], None]] = {
 
 def export(results: Results, fmt: str, out: Path, status: str = "all", images_root: str | Path | None = None,
            link: str = "symlink", url_prefix: str | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """Write `results` to `out` in format `fmt`; returns what was written and skipped."""
+    """Write `results` to `out` in format `fmt`; returns what was written and skipped.
+
+    Nothing is written when no row has the wanted status (`rows` is 0). A table whose images are all
+    missing (a wrong images root) is refused before anything is written, unless they are served from
+    `url_prefix`. A failed or interrupted export
+    removes the files it wrote.
+    """
     if fmt not in FORMATS:
         raise UsageError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if link not in LINKS:
         raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
     root = results.images_root(images_root)
     rows = export_rows(results, status, root)
+    if not rows:
+        return {"format": fmt, "rows": 0, "skipped": [], "files": [], "folders": []}
+    if not url_prefix and all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
+        raise SourceError(f"{results.path}: none of its {len(rows)} images was found under {root} (e.g. "
+                          f"{rows[0].path} → {rows[0].source}); pass --images-root with the folder its paths "
+                          "are relative to")
     prepare_out(out, overwrite)
     ctx = ExportContext(results=results, out=out, rows=rows, link=link, url_prefix=url_prefix, images_root=root)
-    FORMATS[fmt](ctx)
-    return write_marker(ctx, fmt, marker=fmt != "imagefolder")
+    try:
+        FORMATS[fmt](ctx)
+        return write_marker(ctx, fmt)
+    except BaseException:
+        ctx.remove_written()
+        raise
 
 
 def read_review(path: Path) -> tuple[str, dict[str, str]]:
     """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label})."""
-    if not path.exists():
-        raise SourceError(f"{path}: no such file")
     if path.suffix.lower() == ".xml":
         return "cvat", cvat.read_review(path)
     if path.suffix.lower() == ".json":
@@ -90,26 +105,25 @@ def write_table(results: Results) -> None:
 
     from autolabel.writers import METADATA_KEY
 
-    path = results.path
-    if path.is_dir():
+    if results.path.is_dir():
         from autolabel.output import rewrite_shards
 
-        rewrite_shards(path, results.frame, results.metadata)
+        rewrite_shards(results.path, results.frame, results.metadata)
         return
-    tmp = path.with_name(f".{path.name}.import.tmp")
-    if path.suffix.lower() == ".parquet":
-        original = pq.read_schema(path)
-        fields = [original.field(c) if c in original.names else
-                  pa.field(c, pa.bool_() if c == "reviewed_by_human" else pa.string()) for c in results.frame.columns]
-        table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
-        meta = dict(original.metadata or {})
-        meta.pop(b"pandas", None)
-        if results.metadata:
-            meta[METADATA_KEY] = json.dumps(results.metadata, default=str).encode()
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-    else:
-        frame = results.frame.copy()
-        for column in ("top_labels", "top_scores"):
-            frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
-        frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_write(results.path) as tmp:
+        if results.schema is not None:
+            original = results.schema
+            fields = [original.field(c) if c in original.names else
+                      pa.field(c, pa.bool_() if c == "reviewed_by_human" else pa.string())
+                      for c in results.frame.columns]
+            table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
+            meta = dict(original.metadata or {})
+            meta.pop(b"pandas", None)
+            if results.metadata:
+                meta[METADATA_KEY] = json.dumps(results.metadata, default=str).encode()
+            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+        else:
+            frame = results.frame.copy()
+            for column in ("top_labels", "top_scores"):
+                frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
+            frame.to_csv(tmp, index=False)

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import unicodedata
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from autolabel.errors import UsageError
+from autolabel.fileio import InputError, read_text, write_text
 from autolabel.results import Results
 
 MARKER = ".autolabel-export.json"
+# Datumaro's imagenet importer refuses a folder holding any non-image file: the marker goes beside it.
+MARKER_BESIDE = frozenset({"imagefolder"})
 STATUSES = ("all", "accepted", "review", "reviewed")
 LINKS = ("symlink", "hardlink", "copy")
 _UNSAFE = re.compile(r"[^\w.\-]+", re.UNICODE)
@@ -27,7 +32,7 @@ class ExportRow:
     """One labelled image to export."""
 
     path: str  # as in the table
-    source: Path  # the image file
+    source: Path | str  # the image file (a URL string for an object store)
     name: str  # a safe, unique, flat file name for it inside the export
     label: str  # the human label on `reviewed` rows, else the model's
     confidence: float  # the model's top-1 probability
@@ -42,15 +47,20 @@ class ExportRow:
 
 @dataclass
 class ExportContext:
-    """The table, the rows chosen for export and the options, handed to a format's writer."""
+    """The table, the rows chosen for export and the options, handed to a format's writer.
+
+    Every file and folder it creates is recorded, so the export's marker can list them and a failed or
+    interrupted export can remove exactly what it wrote. It never replaces a file it did not write.
+    """
 
     results: Results
     out: Path
     rows: list[ExportRow]
     link: str = "symlink"
     url_prefix: str | None = None
-    images_root: Path = field(default_factory=Path.cwd)
-    written: list[str] = field(default_factory=list)
+    images_root: Path | str = field(default_factory=Path.cwd)
+    written: list[str] = field(default_factory=list)  # files, relative to out, POSIX
+    folders: list[str] = field(default_factory=list)  # folders created, relative to out, POSIX
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -64,21 +74,32 @@ class ExportContext:
         return model_version(self.results)
 
     def target(self, *parts: str) -> Path:
-        """A path inside --out; anything that would land outside is refused."""
+        """A new path inside --out, its folders created; anything outside --out, or an existing file, is refused."""
         path = self.out.joinpath(*parts)
         if not path.resolve().is_relative_to(self.out.resolve()):
             raise UsageError(f"refusing to write outside --out: {path}")
+        if path.exists() or path.is_symlink():
+            raise UsageError(f"--out {self.out}: {path.relative_to(self.out).as_posix()} exists and was not "
+                             "written by an earlier export of ours; move it away or choose another folder")
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.exists() and self.out in (p, *p.parents)]
+        for folder in reversed(missing):
+            folder.mkdir()
+            self.folders.append(folder.relative_to(self.out).as_posix())
         return path
+
+    def _record(self, path: Path) -> None:
+        self.written.append(path.relative_to(self.out).as_posix())
 
     def place(self, row: ExportRow, *parts: str) -> bool:
         """Link or copy a row's image to out/parts; False (and noted) when the image is missing."""
-        dst = self.target(*parts)
+        if isinstance(row.source, str):
+            self.skipped.append(f"{row.path}: {row.source} is in an object store; exports link local files "
+                                "(download the images and pass --images-root)")
+            return False
         if not row.source.is_file():
             self.skipped.append(f"{row.path}: image not found at {row.source}")
             return False
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists() or dst.is_symlink():
-            dst.unlink()
+        dst = self.target(*parts)
         if self.link == "symlink":
             os.symlink(row.source.resolve(), dst)
         elif self.link == "hardlink":
@@ -89,15 +110,19 @@ class ExportContext:
                                  "use --link copy or symlink") from None
         else:
             shutil.copy2(row.source, dst)
+        self._record(dst)
         return True
 
     def write_text(self, name: str, text: str) -> Path:
-        """Write a file inside --out."""
+        """Write a text file inside --out (atomically)."""
         path = self.target(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        self.written.append(name)
+        write_text(path, text)
+        self._record(path)
         return path
+
+    def remove_written(self) -> None:
+        """Undo this export: remove the files and folders it created, nothing else."""
+        remove_listed(self.out, self.written, self.folders)
 
 
 def model_version(results: Results) -> str:
@@ -159,25 +184,87 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     return rows
 
 
+def marker_path(out: Path, fmt: str) -> Path:
+    """Where an export's marker lives: inside it, or beside it for layouts whose importers read every file."""
+    return _marker_beside(out) if fmt in MARKER_BESIDE else out / MARKER
+
+
+def _marker_beside(out: Path) -> Path:
+    folder = Path(os.path.abspath(out))
+    return folder.parent / f".{folder.name}{MARKER}"
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(read_text(path, "an export marker"))
+    except (InputError, ValueError):
+        return None  # unreadable or not ours: nothing it lists is trusted
+    ok = isinstance(data, dict) and data.get("tool") == "autolabel"
+    return data if ok and all(isinstance(data.get(k), list) for k in ("files", "folders")) else None
+
+
+def remove_listed(out: Path, files: Sequence[Any], folders: Sequence[Any]) -> None:
+    """Delete the listed files (links are unlinked, never followed) and then the listed folders left empty.
+
+    An entry that is not a plain relative path inside `out`, or whose folder leads outside it (a symlink
+    put there later), is left alone.
+    """
+    root = out.resolve()
+    for rel in files:
+        path = _inside(out, root, rel)
+        if path is not None and (path.is_symlink() or path.is_file()):
+            path.unlink()
+    for rel in sorted((f for f in folders if isinstance(f, str)), key=lambda f: -f.count("/")):
+        path = _inside(out, root, rel)
+        if path is not None and path.is_dir() and not path.is_symlink():
+            with contextlib.suppress(OSError):  # not empty: someone else's files are in it
+                path.rmdir()
+
+
+def _inside(out: Path, root: Path, rel: Any) -> Path | None:
+    if not isinstance(rel, str) or not rel or rel.startswith("/") or "\0" in rel:
+        return None
+    parts = PurePosixPath(rel).parts
+    if any(p in ("..", ".") for p in parts):
+        return None
+    path = out.joinpath(*parts)
+    return path if path.parent.resolve().is_relative_to(root) else None
+
+
 def prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty --out unless --overwrite; an earlier export of ours is cleared first."""
+    """Refuse a non-empty --out unless --overwrite; then remove the files an earlier export of ours listed.
+
+    Only files a marker lists are deleted: files of the user's in the folder stay, and if the new export
+    would need one of their names, it stops (see ExportContext.target) rather than replace it.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    markers = [m for m in (out / MARKER, _marker_beside(out)) if m.is_file()]
+    if (out.is_dir() and any(out.iterdir())) or markers:
         if not overwrite:
             raise UsageError(f"--out {out}: folder is not empty; pass --overwrite or choose an empty folder")
-        if (out / MARKER).exists():
-            shutil.rmtree(out)
+        for marker in markers:
+            listed = _read_marker(marker)
+            if listed is not None:
+                remove_listed(out, listed["files"], listed["folders"])
+                marker.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
-def write_marker(ctx: ExportContext, fmt: str, marker: bool = True) -> dict[str, Any]:
-    """A small record of the export (format, counts, source table), also used to recognise our own folders.
-
-    Folder-per-class layouts get none: their importers (Datumaro's imagenet) reject any non-image file.
-    """
-    info = {"format": fmt, "table": str(ctx.results.path), "rows": len(ctx.rows),
-            "skipped": ctx.skipped, "files": sorted(ctx.written)}
-    if marker:
-        (ctx.out / MARKER).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+def write_marker(ctx: ExportContext, fmt: str) -> dict[str, Any]:
+    """A record of the export (format, counts, source table, every file and folder it created), so that
+    `--overwrite` can later remove exactly those."""
+    info = {"tool": "autolabel", "format": fmt, "table": str(ctx.results.path), "rows": len(ctx.rows),
+            "skipped": ctx.skipped, "files": sorted(ctx.written), "folders": sorted(ctx.folders)}
+    write_text(marker_path(ctx.out, fmt), json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return info
+
+
+_XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_document(root: ET.Element, declaration: bool = True) -> str:
+    """An ElementTree as XML text; characters XML 1.0 cannot carry (control characters) become U+FFFD."""
+    ET.indent(root)
+    text = ('<?xml version="1.0" encoding="utf-8"?>\n' if declaration else "") + ET.tostring(root, encoding="unicode")
+    return _XML_INVALID.sub("\ufffd", text) + "\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 from PIL import Image
 
 from autolabel.errors import SourceError
-from autolabel.exporters.base import ExportContext
+from autolabel.exporters.base import ExportContext, xml_document
+from autolabel.fileio import MAX_TEXT_BYTES, InputError, read_regular
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -44,20 +45,20 @@ def export(ctx: ExportContext) -> None:
                                               "height": str(height)})
         tag = ET.SubElement(image, "tag", {"label": row.label, "source": "manual" if row.human else "auto"})
         ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{row.confidence:.6f}"
-    ET.indent(root)
-    ctx.write_text("annotations.xml", '<?xml version="1.0" encoding="utf-8"?>\n' +
-                   ET.tostring(root, encoding="unicode") + "\n")
+    ctx.write_text("annotations.xml", xml_document(root))
 
 
 def read_review(path: Path) -> dict[str, str]:
     """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags."""
     try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
+        root = ET.fromstring(read_regular(path, MAX_TEXT_BYTES))
+    except InputError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror})") from None
+    except ET.ParseError as exc:
         raise SourceError(f"{path}: not a CVAT XML export ({exc})") from None
     reviewed = {}
     for image in root.iter("image"):
         tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
-        if tags and image.get("name"):
+        if tags and image.get("name") and tags[-1].get("label") is not None:
             reviewed[image.get("name")] = tags[-1].get("label")
     return reviewed

@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from autolabel.errors import SourceError
-from autolabel.exporters.base import ExportContext, ExportRow
+from autolabel.exporters.base import ExportContext, ExportRow, xml_document
+from autolabel.fileio import InputError, read_text
 
 FROM_NAME, TO_NAME = "label", "image"
 LOCAL_FILES = "/data/local-files/?d="
@@ -27,8 +28,7 @@ def config_xml(classes: list[str]) -> str:
                                                "showInLine": "true"})
     for name in classes:
         ET.SubElement(choices, "Choice", {"value": name})
-    ET.indent(view)
-    return ET.tostring(view, encoding="unicode") + "\n"
+    return xml_document(view, declaration=False)
 
 
 def document_root() -> Path | None:
@@ -48,12 +48,14 @@ def prefixed_url(prefix: str, path: str) -> str:
     return prefix.rstrip("/") + "/" + quote(path.lstrip("/"))
 
 
-def image_reference(ctx: ExportContext, path: str, source: Path) -> str:
-    """--url-prefix + path, else Label Studio's local-files URL relative to its document root (when set in the
-    environment) or to the images root."""
+def image_reference(ctx: ExportContext, path: str, source: Path | str) -> str:
+    """--url-prefix + path, else the object-store URL, else a local-files URL relative to Label Studio's document
+    root (when set in the environment) or to the images root."""
     if ctx.url_prefix:
         return prefixed_url(ctx.url_prefix, path)
-    for root in (r for r in (document_root(), ctx.images_root) if r is not None):
+    if isinstance(source, str):
+        return source
+    for root in (r for r in (document_root(), Path(ctx.images_root)) if r is not None):
         with contextlib.suppress(ValueError):
             return local_files_url(source, root)
     return LOCAL_FILES + quote(Path(os.path.abspath(source)).as_posix().lstrip("/"))
@@ -86,6 +88,8 @@ def export(ctx: ExportContext) -> None:
 
 def _path_of(task: dict[str, Any]) -> str | None:
     data = task.get("data") or {}
+    if not isinstance(data, dict):
+        return None
     if data.get("path"):
         return str(data["path"])
     image = str(data.get("image") or "")
@@ -94,28 +98,65 @@ def _path_of(task: dict[str, Any]) -> str | None:
     return unquote(image) if image else None
 
 
+def _list(value: Any, where: str) -> list:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _malformed(where, f"must be a list, got {type(value).__name__}")
+    return value
+
+
+def _dict(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise _malformed(where, f"must be an object, got {type(value).__name__}")
+    return value
+
+
+def _malformed(where: str, what: str) -> SourceError:
+    return SourceError(f"{where} {what}; is this a Label Studio JSON export of the tasks?")
+
+
+def _choices(annotation: dict[str, Any], where: str) -> list[str]:
+    choices = []
+    for j, result in enumerate(_list(annotation.get("result"), f"{where}.result")):
+        result = _dict(result, f"{where}.result[{j}]")
+        if result.get("type") == "choices":
+            value = _dict(result.get("value") or {}, f"{where}.result[{j}].value")
+            choices += [str(c) for c in _list(value.get("choices"), f"{where}.result[{j}].value.choices")]
+    return choices
+
+
 def read_review(path: Path) -> dict[str, str]:
     """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins."""
     try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{path}: not a Label Studio JSON export ({exc})") from None
+        tasks = json.loads(read_text(path, "a Label Studio export"))
+    except InputError as exc:
+        raise SourceError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:
+        raise SourceError(f"{path}: not a Label Studio JSON export ({' '.join(str(exc).split())[:120]})") from None
     if not isinstance(tasks, list):
         raise SourceError(f"{path}: a Label Studio JSON export is a list of tasks")
-    return reviews(tasks)
+    return reviews(tasks, str(path))
 
 
-def reviews(tasks: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Label Studio tasks (as exported, or from its API) → {table path: the human's choice}; in each task the
-    latest non-cancelled annotation with a choice wins."""
+def reviews(tasks: Iterable[Any], origin: str) -> dict[str, str]:
+    """Label Studio tasks (as exported, or from its API; `origin` names them in errors) → {table path: the
+    human's choice}; in each task the latest non-cancelled annotation with a choice wins."""
     reviewed = {}
-    for item in tasks:
-        annotations = [a for a in item.get("annotations") or [] if not a.get("was_cancelled")]
-        annotations.sort(key=lambda a: (str(a.get("updated_at") or a.get("created_at") or ""), a.get("id") or 0))
-        for annotation in reversed(annotations):
-            choices = [c for r in annotation.get("result") or [] if r.get("type") == "choices"
-                       for c in (r.get("value") or {}).get("choices") or []]
+    for i, item in enumerate(tasks):
+        item = _dict(item, f"{origin}: task [{i}]")
+        where = f"{origin}: task [{i}] annotations"
+        annotations = [_dict(a, f"{where}[{k}]") for k, a in enumerate(_list(item.get("annotations"), where))]
+        kept = [(k, a) for k, a in enumerate(annotations) if not a.get("was_cancelled")]
+        kept.sort(key=lambda ka: (str(ka[1].get("updated_at") or ka[1].get("created_at") or ""),
+                                  _number(ka[1].get("id"))))
+        for k, annotation in reversed(kept):
+            choices = _choices(annotation, f"{where}[{k}]")
             if choices and (key := _path_of(item)):
-                reviewed[key] = str(choices[0])
+                reviewed[key] = choices[0]
                 break
     return reviewed
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

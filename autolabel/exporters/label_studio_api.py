@@ -105,16 +105,19 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     each with the model's prediction, in batches; make every image viewable."""
     mode = _mode(config)
     rows = export_rows(results, config.status, results.images_root(config.images_root))
-    skipped: list[str] = []
-    if mode != "prefix":  # served from this machine's files: they must be here
-        skipped = [f"{r.path}: image not found at {r.source}" for r in rows if not r.source.is_file()]
-        rows = [r for r in rows if r.source.is_file()]
-    storages = storage_folders([r.source for r in rows], config.document_root) if mode == "local" else []
-    if mode == "upload":
-        skipped += [f"{r.path}: Label Studio does not take {r.source.suffix or 'extension-less'} uploads (it takes "
-                    f"{' '.join(UPLOADABLE)}); serve it with --url-prefix or {ENV_ROOT}"
-                    for r in rows if r.source.suffix.lower() not in UPLOADABLE]
-        rows = [r for r in rows if r.source.suffix.lower() in UPLOADABLE]
+    left_out: dict[str, str] = {}  # table path → why its image is not pushed
+    for row in rows:
+        if mode == "prefix" or not isinstance(row.source, Path):  # served elsewhere (an object-store URL as it is)
+            continue
+        if not row.source.is_file():
+            left_out[row.path] = f"image not found at {row.source}"
+        elif mode == "upload" and row.source.suffix.lower() not in UPLOADABLE:
+            left_out[row.path] = (f"Label Studio does not take {row.source.suffix or 'extension-less'} uploads (it "
+                                  f"takes {' '.join(UPLOADABLE)}); serve it with --url-prefix or {ENV_ROOT}")
+    rows = [r for r in rows if r.path not in left_out]
+    skipped = [f"{path}: {why}" for path, why in left_out.items()]
+    storages = [] if config.document_root is None or mode != "local" else \
+        storage_folders([r.source for r in rows if isinstance(r.source, Path)], config.document_root)
     client = connect(config.url, config.api_key)
     base = config.url.rstrip("/")
     title = config.project or f"autolabel {results.path.stem}"
@@ -133,8 +136,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     started = time.perf_counter()
     try:
         for batch in _batches(new, mode):
-            images = _upload(client, project.id, batch) if mode == "upload" else \
-                [_reference(config, r) for r in batch]
+            images = _images(client, project.id, batch, config, mode)
             tasks = [label_studio.task(row, image, version) for row, image in zip(batch, images, strict=True)]
             with _calling(f"import {len(tasks)} tasks"):
                 client.projects.import_tasks(project.id, request=tasks)
@@ -200,7 +202,7 @@ def _batches(rows: list[ExportRow], mode: str) -> Iterator[list[ExportRow]]:
     batch: list[ExportRow] = []
     size = 0
     for row in rows:
-        n = row.source.stat().st_size
+        n = row.source.stat().st_size if isinstance(row.source, Path) else 0
         if batch and (len(batch) == UPLOAD_BATCH or size + n > UPLOAD_BYTES):
             yield batch
             batch, size = [], 0
@@ -210,10 +212,18 @@ def _batches(rows: list[ExportRow], mode: str) -> Iterator[list[ExportRow]]:
         yield batch
 
 
+def _images(client: LabelStudio, project_id: int, batch: list[ExportRow], config: PushConfig, mode: str) -> list[str]:
+    """Each row's image URL for its task; in upload mode this batch's local images are uploaded first."""
+    local = [r for r in batch if isinstance(r.source, Path)] if mode == "upload" else []
+    uploaded = dict(zip((r.path for r in local), _upload(client, project_id, local), strict=True)) if local else {}
+    return [uploaded.get(r.path) or _reference(config, r) for r in batch]
+
+
 def _reference(config: PushConfig, row: ExportRow) -> str:
     if config.url_prefix:
         return label_studio.prefixed_url(config.url_prefix, row.path)
-    assert config.document_root is not None
+    if isinstance(row.source, str) or config.document_root is None:
+        return str(row.source)  # an object-store URL: the project's cloud storage resolves it
     return label_studio.local_files_url(row.source, config.document_root)
 
 
