@@ -68,6 +68,8 @@ def autolabel(*args: str, env: dict[str, str] | None = None) -> Ran:
     """The CLI (in-process: a subprocess costs seconds of imports) with only the given Label Studio variables."""
     clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("LABEL_STUDIO_")}
     result = CliRunner().invoke(main, list(args), env={**clean, **(env or {})})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 

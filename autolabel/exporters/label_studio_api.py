@@ -163,7 +163,7 @@ def pull_reviews(url: str | None, api_key: str | None, project: str) -> dict[str
         raise UsageError(f"Label Studio at {url}: no project with id or title '{project}'")
     with _calling("list the project's tasks"):
         tasks = [t.dict() for t in client.tasks.list(project=found.id, fields="all", page_size=100)]
-    return label_studio.reviews(tasks)
+    return label_studio.reviews(tasks, f"Label Studio project {found.id} at {url}")
 
 
 def storage_folders(sources: Sequence[Path], root: Path) -> list[Path]:
