@@ -40,7 +40,7 @@ def table(tmp_path_factory: pytest.TempPathFactory, tiny_clip: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _no_server_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT",
-                 "AUTOLABEL_EXPORT_URL"):
+                 "AUTOLABEL_EXPORT_URL", "AUTOLABEL_EXPORT_API_KEY", "AUTOLABEL_IMPORT_REVIEW_API_KEY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -51,7 +51,8 @@ def invoke(*args: str, env: dict[str, str] | None = None):
 def test_export_without_out_or_url_says_what_to_pass(table: Path) -> None:
     result = invoke("export", str(table), "--to", "label-studio")
     assert result.exit_code == 2
-    assert result.output == "error: --out is required (or, for --to label-studio, --url to push to a server)\n"
+    assert result.stderr.endswith("\nError: Missing option '--out' / '-o' (env var: 'AUTOLABEL_EXPORT_OUT'). Or, for "
+                                  "--to label-studio, --url to push to a server.\n")
 
 
 def test_out_and_url_together_are_refused(table: Path, tmp_path: Path) -> None:
@@ -172,3 +173,11 @@ def test_file_export_links_images_relative_to_the_document_root(table: Path, tmp
     assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=photos/a/1.png",
                                                    "/data/local-files/?d=photos/a/2.png",
                                                    "/data/local-files/?d=photos/b/3.png"]
+
+
+def test_api_key_also_comes_from_the_commands_own_variable(table: Path) -> None:
+    port = free_port()  # nothing listens: getting as far as "cannot reach" shows the key was read
+    result = invoke("export", str(table), "--to", "label-studio", "--url", f"http://127.0.0.1:{port}",
+                    env={"AUTOLABEL_EXPORT_API_KEY": "k"})
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: cannot reach Label Studio at http://127.0.0.1:{port} (")

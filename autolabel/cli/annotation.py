@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
-from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main
+from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, F, handle_errors, main
 from autolabel.errors import UsageError
 
 if TYPE_CHECKING:
     from autolabel.results import Results
 
 
-API_KEY_OPTION = click.option(
-    "--api-key", envvar=["LABEL_STUDIO_API_KEY"], default=None, show_envvar=True,
-    help="Label Studio: a Personal Access Token or a legacy token (Account & Settings).")
+def api_key_option(command: str) -> Callable[[F], F]:
+    """--api-key, from AUTOLABEL_<COMMAND>_API_KEY or, as Label Studio's SDK reads it, LABEL_STUDIO_API_KEY."""
+    return click.option("--api-key", envvar=[f"AUTOLABEL_{command}_API_KEY", "LABEL_STUDIO_API_KEY"], default=None,
+                        help="Label Studio: a Personal Access Token or a legacy token (Account & Settings).")
 
 
 @main.command(context_settings=CONTEXT)
@@ -26,9 +28,9 @@ API_KEY_OPTION = click.option(
               type=click.Choice(["label-studio", "cvat", "fiftyone", "imagefolder", "hf", "open-images"]),
               help="The annotation tool's format.")
 @click.option("--out", "-o", type=click.Path(), help="Folder to write (empty, or see --overwrite).")
-@click.option("--url", envvar=["AUTOLABEL_EXPORT_URL", "LABEL_STUDIO_URL"], show_envvar=True, default=None,
+@click.option("--url", envvar=["AUTOLABEL_EXPORT_URL", "LABEL_STUDIO_URL"], default=None,
               help="Label Studio: push to the server at URL instead of writing --out (prints the project's URL).")
-@API_KEY_OPTION
+@api_key_option("EXPORT")
 @click.option("--project", default=None,
               help="Label Studio push: the project's title; an existing one is reused [default: autolabel NAME].")
 @click.option("--status", type=click.Choice(["all", "accepted", "review"]), default="all", show_default=True,
@@ -69,14 +71,15 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
     """
     from autolabel.results import load_results
 
+    ctx = click.get_current_context()
     pushing = out is None and url is not None
-    explicit_url = click.get_current_context().get_parameter_source("url") == ParameterSource.COMMANDLINE
-    if out is not None and explicit_url:
+    if out is not None and ctx.get_parameter_source("url") == ParameterSource.COMMANDLINE:
         raise UsageError("--out writes files, --url pushes to a server: pass one of them")
     if pushing and fmt != "label-studio":
         raise UsageError(f"--url pushes to Label Studio; --to {fmt} writes files: pass --out")
     if out is None and not pushing:
-        raise UsageError("--out is required (or, for --to label-studio, --url to push to a server)")
+        out_option = next(p for p in ctx.command.params if p.name == "out")
+        raise click.MissingParameter("Or, for --to label-studio, --url to push to a server.", ctx, out_option)
     if pushing:
         _push(load_results(labels_table, spec), url, api_key, project, status, images_root, url_prefix, quiet)
         return
@@ -124,7 +127,7 @@ def _push(results: Results, url: str, api_key: str | None, project: str | None, 
 @click.option("--from-label-studio", "server", metavar="URL", default=None,
               help="Fetch the reviews from the Label Studio server at URL instead of an export file.")
 @click.option("--project", default=None, help="With --from-label-studio: the project's id or title.")
-@API_KEY_OPTION
+@api_key_option("IMPORT_REVIEW")
 @SPEC_OPTION
 @handle_errors
 def import_review(exported: str | None, into: str, server: str | None, project: str | None, api_key: str | None,
