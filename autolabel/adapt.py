@@ -9,7 +9,8 @@ of cars and boats), and a class without examples simply gains nothing, so it sti
 α and β are not tuned by hand: both are scale-free (α in units of the model's logit scale, β in units of
 the median example-to-example distance) and chosen on a grid by leave-one-out accuracy on the examples
 (ties: lower log-loss, then the smaller α). If no setting beats zero-shot on that estimate, the adapter
-is not used, and the fit says so.
+is not used, and the fit says so. Multi-label specs use `fit_multi_label`: an example image is a key of each
+of its classes, and the estimate is the leave-one-image-out micro-F1 of the labels.
 
 With examples of `other`, its column also gets a constant "background" affinity, as from a phantom
 example at distance d₀ from every image: an image farther than that from every class example leans to
@@ -19,6 +20,7 @@ out when it does not help).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,3 +163,64 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / unit_distance,
                       other_column if d0 is not None else None, float(np.exp(-b * d0)) if d0 is not None else 0.0)
     return Fit("tip-adapter", True, counts, zs_accuracy, accuracy, a, b, d0, len(queries), adapter=adapter)
+
+
+def _micro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:
+    denominator = int(predicted.sum() + truth.sum())
+    return 2.0 * int((predicted & truth).sum()) / denominator if denominator else 1.0
+
+
+def fit_multi_label(embeddings: np.ndarray, label_sets: Sequence[Sequence[int]], zero_shot: np.ndarray, scale: float,
+                    names: list[str], log_odds: Callable[[np.ndarray], np.ndarray], thresholds: np.ndarray) -> Fit:
+    """The multi-label cache model: an example image is a key of every class it has (none: it is a key of none,
+    and still a query that shows which classes must stay off). α and β are chosen as in `fit`, by
+    leave-one-image-out micro-F1 of the labels (`log_odds(logits)` against the thresholds' log-odds), ties
+    broken by the mean binary log-loss, then the smaller α; zero-shot is kept unless the F1 improves.
+    """
+    images = _unit(np.asarray(embeddings, np.float32))
+    zero_shot = np.asarray(zero_shot, np.float64)
+    truth = np.zeros(zero_shot.shape, dtype=bool)
+    for i, columns in enumerate(label_sets):
+        truth[i, list(columns)] = True
+    owner = np.asarray([i for i, columns in enumerate(label_sets) for _ in columns], np.int64)
+    classes = np.asarray([c for columns in label_sets for c in columns], np.int64)
+    order = np.argsort(classes, kind="stable")
+    owner, classes = owner[order], classes[order]
+    keys = images[owner]
+    counts = {names[c]: int((classes == c).sum()) for c in sorted(set(classes.tolist()))}
+    queries = np.arange(len(images))
+    if len(queries) > MAX_QUERIES:
+        queries = np.sort(np.random.default_rng(0).choice(len(images), MAX_QUERIES, replace=False))
+    cut = np.log(np.clip(thresholds, 1e-12, 1 - 1e-12)) - np.log1p(-np.clip(thresholds, 1e-12, 1 - 1e-12))
+    zs, wanted = zero_shot[queries], truth[queries]
+    zs_f1 = _micro_f1(log_odds(zs) >= cut, wanted)
+    method = "tip-adapter (multi-hot)"
+    if len(images) < 2 or not len(keys):
+        return Fit(method, False, counts, zs_f1, zs_f1, queries=len(queries), note="too few examples to learn from")
+    distance = 1.0 - images[queries] @ keys.T  # (queries, keys)
+    own = owner[None, :] == queries[:, None]  # a query's own keys are left out
+    others = distance[~own]
+    unit_distance = float(np.median(others)) if others.size else 1e-6
+    unit_distance = unit_distance or 1e-6
+    best: tuple | None = None  # (f1, -log-loss, -alpha, alpha, beta)
+    for b in BETAS:
+        affinity = np.exp(distance * np.float32(-b / unit_distance))
+        affinity[own] = 0.0
+        per_class = _by_class(affinity, classes, zs.shape[1])
+        for a in ALPHAS:
+            odds = log_odds(zs + a * scale * per_class)
+            f1 = _micro_f1(odds >= cut, wanted)
+            if best is not None and f1 < best[0]:
+                continue
+            loss = float(np.where(wanted, np.logaddexp(0.0, -odds), np.logaddexp(0.0, odds)).mean())
+            score = (f1, -loss, -a, a, b)
+            if best is None or score[:3] > best[:3]:
+                best = score
+    assert best is not None
+    f1, _, _, a, b = best
+    note = "leave-one-image-out micro-F1 of the labels (reported as loo_accuracy)"
+    if f1 <= zs_f1:
+        return Fit(method, False, counts, zs_f1, f1, a, b, None, len(queries),
+                   note="zero-shot kept: the examples did not improve its " + note)
+    adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / unit_distance)
+    return Fit(method, True, counts, zs_f1, f1, a, b, None, len(queries), note=note, adapter=adapter)

@@ -31,7 +31,8 @@ class Labeler:
 
     def __init__(self, model: str | None = None, spec: str | os.PathLike[str] | None = None, *,
                  classes: Sequence[str | Mapping[str, Any]] | None = None, templates: Sequence[str] | str | None = None,
-                 threshold: float | None = None, top_k: int = 3, device: str = "auto", precision: str = "auto",
+                 threshold: float | None = None, top_k: int | None = None, multi_label: bool | None = None,
+                 device: str = "auto", precision: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
                  workers: int = 0, full_decode: bool = False, examples: Sequence[str | os.PathLike[str]] = (),
                  examples_column: str | None = None, progress: bool = False) -> None:
@@ -42,13 +43,15 @@ class Labeler:
         if (spec is None) == (classes is None):
             raise UsageError("Labeler needs either spec= (a label-spec YAML file) or classes= (a list of names)")
         if spec is not None:
-            if templates is not None:
-                raise UsageError("templates= goes with classes=; a spec file has its own templates")
+            if templates is not None or multi_label is not None:
+                raise UsageError("templates= and multi_label= go with classes=; a spec file has its own")
             self.spec: LabelSpec = load_spec(spec)
         else:
             data: dict[str, Any] = {"classes": list(classes or [])}
             if templates is not None:
                 data["templates"] = templates if isinstance(templates, str) else list(templates)
+            if multi_label:
+                data["multi_label"] = True
             self.spec = parse_spec(data, "<classes>")
         self.spec = self.spec.with_threshold(threshold)
         self.model_config = ModelConfig(model, device, precision)
@@ -88,9 +91,10 @@ class Labeler:
         if self._stages is None:
             from autolabel.pipeline import stages_for
 
+            top_k = self.classify_config.top_k_for(self.spec.multi_label, len(self.spec.classes))
             self._stages, self.learned = stages_for(
                 self.spec, self.model, self.cache, self.examples, draft=not self.decode_config.full_decode,
-                top_k=self.classify_config.top_k, warn=self._reporter().warn)
+                top_k=top_k, warn=self._reporter().warn)
         return self._stages
 
     def label(self, images: Iterable[str | os.PathLike[str] | Image.Image]) -> pd.DataFrame:
@@ -99,7 +103,7 @@ class Labeler:
 
         from autolabel.engines.local import LocalEngine
         from autolabel.sources import ImageRecord
-        from autolabel.writers import OUTPUT_SCHEMA
+        from autolabel.writers import output_schema
 
         records, pictures = [], {}
         for i, image in enumerate(images):
@@ -120,7 +124,8 @@ class Labeler:
                              str(self.model.device) == "cpu")
         reporter = self._reporter()
         reporter.start(len(records))
-        columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_SCHEMA.names}
+        schema = output_schema(self.spec.multi_label)
+        columns: dict[str, list[Any]] = {name: [] for name in schema.names}
         try:
             for batch in engine.batches(records):
                 for name in columns:
@@ -128,7 +133,7 @@ class Labeler:
                 reporter.advance(len(batch.rows), 0.0)
         finally:
             reporter.stop()
-        return pa.table(columns, schema=OUTPUT_SCHEMA).to_pandas()
+        return pa.table(columns, schema=schema).to_pandas()
 
     def label_to(self, source: str | os.PathLike[str], out: str | os.PathLike[str], **options: Any) -> RunResult:
         """`autolabel run SOURCE --out OUT` with this model and spec; options are the CLI's, by their Python names.

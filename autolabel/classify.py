@@ -3,7 +3,8 @@
 The logits of an image are `scale · cos(image, class) + bias` per class (the zero-shot classifier). Two
 optional parts add to them: an `other` column for images that match none of the classes (its logit is
 that of the best negative concept, see openset.py), and an adapter learnt from reviewed examples
-(adapt.py). Probabilities are the softmax over all columns.
+(adapt.py). Single-label probabilities are the softmax over all columns; multi-label (`MultiLabel`) scores
+every class on its own from the same logits.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from autolabel.adapt import Adapter
-from autolabel.spec import LabelSpec
+from autolabel.spec import DEFAULT_REVIEW_BAND, LabelSpec
 
 TextEncoder = Callable[[Sequence[str]], np.ndarray]
 
@@ -38,6 +39,61 @@ class Prediction:
     status: str
     top_labels: list[str]
     top_scores: list[float]
+    labels: list[str] | None = None  # multi-label only: every class over its threshold, best first
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.exp(-np.logaddexp(0.0, -x))  # no overflow at either end
+
+
+@dataclass(frozen=True)
+class MultiLabel:
+    """Multi-label decisions: an independent score in [0, 1] per class, every class over its threshold.
+
+    Scores, from the same logits the softmax uses (so whatever adjusts them adjusts both):
+    - models trained with a sigmoid per image–text pair (SigLIP, SigLIP 2): their own probability,
+      sigmoid(logit_scale · cos + logit_bias);
+    - CLIP, trained with a softmax over texts, where a logit is only meaningful next to other logits (adding a
+      constant to all of an image's logits changes nothing it was trained on): the softmax probability class c
+      would get if every other class had their average logit, sigmoid(l_c − mean_{j≠c} l_j − log(K − 1)).
+      One strong class no longer pushes a second present class down (as the softmax does), while an
+      image that fits no class better than the others gets 1/K for each.
+    A class is uncertain when its log-odds lie within `band` of its threshold's; `margin` is the smallest such
+    distance over the classes, and a row is accepted when no class is uncertain.
+    """
+
+    pairwise_sigmoid: bool
+    band: float = DEFAULT_REVIEW_BAND
+
+    def log_odds(self, logits: np.ndarray) -> np.ndarray:
+        """Per-class log-odds (the score before its sigmoid), (images, classes)."""
+        logits = np.asarray(logits, np.float64)
+        if self.pairwise_sigmoid:
+            return logits
+        k = logits.shape[1]
+        others = (logits.sum(axis=1, keepdims=True) - logits) / (k - 1)
+        return logits - others - np.log(k - 1)
+
+    def decide(self, log_odds: np.ndarray, class_names: Sequence[str], thresholds: np.ndarray,
+               top_k: int) -> list[Prediction]:
+        """Labels over threshold (best first), top-k, distance to the nearest threshold, accepted/review."""
+        scores = _sigmoid(log_odds)
+        cut = np.log(np.clip(thresholds, 1e-12, 1 - 1e-12)) - np.log1p(-np.clip(thresholds, 1e-12, 1 - 1e-12))
+        distance = np.abs(log_odds - cut).min(axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        out = []
+        for row, idx, margin in zip(scores, order, distance, strict=True):
+            top = idx[:top_k]
+            out.append(Prediction(
+                label=class_names[idx[0]],
+                confidence=float(row[idx[0]]),
+                margin=float(margin),
+                status="accepted" if margin >= self.band else "review",
+                top_labels=[class_names[i] for i in top],
+                top_scores=[float(row[i]) for i in top],
+                labels=[class_names[i] for i in idx if row[i] >= thresholds[i]],
+            ))
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,12 +110,17 @@ class Classifier:
     other: str | None = None  # the open-set label, when the spec has one
     negatives: np.ndarray | None = None  # (n, dim) unit rows: concepts that are none of the classes
     adapter: Adapter | None = None
+    multi_label: MultiLabel | None = None  # set: every class decided on its own
 
     @classmethod
     def build(
-        cls, spec: LabelSpec, encode: TextEncoder, scale: float, bias: float = 0.0, top_k: int = 3
+        cls, spec: LabelSpec, encode: TextEncoder, scale: float, bias: float = 0.0, top_k: int = 3,
+        pairwise_sigmoid: bool = False,
     ) -> Classifier:
-        """Encode every class's prompts once (one flat batch) and ensemble them."""
+        """Encode every class's prompts once (one flat batch) and ensemble them.
+
+        `pairwise_sigmoid`: the model was trained with a sigmoid per image–text pair (SigLIP); multi-label only.
+        """
         prompts = [spec.prompts_for(c) for c in spec.classes]
         flat = [p for group in prompts for p in group]
         embeddings = np.asarray(encode(flat))
@@ -74,6 +135,7 @@ class Classifier:
             min_margin=spec.min_margin,
             top_k=max(1, min(top_k, len(spec.classes))),
             other=spec.other.name if spec.other is not None else None,
+            multi_label=MultiLabel(pairwise_sigmoid, spec.review_band) if spec.multi_label else None,
         )
 
     @property
@@ -136,5 +198,8 @@ class Classifier:
         return out
 
     def classify(self, image_embeddings: np.ndarray) -> list[Prediction]:
-        """Embeddings → decisions."""
+        """Embeddings → decisions (multi-label: independent per-class scores, see MultiLabel)."""
+        if self.multi_label is not None:
+            return self.multi_label.decide(self.multi_label.log_odds(self.logits(image_embeddings)),
+                                           self.class_names, self.thresholds, self.top_k)
         return self.decide(self.probabilities(image_embeddings))

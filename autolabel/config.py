@@ -43,12 +43,18 @@ class DecodeConfig:
 class ClassifyConfig:
     """How embeddings become decisions (besides the label spec)."""
 
-    top_k: int = 3
+    top_k: int | None = None  # None: 3, or every class for a multi-label spec (calibration needs each score)
     threshold: float | None = None  # overrides the spec's global threshold
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
+        if self.top_k is not None and self.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
+
+    def top_k_for(self, multi_label: bool, classes: int) -> int:
+        """--top-k, else its default for the spec: 3 single-label, every class multi-label."""
+        if self.top_k is not None:
+            return self.top_k
+        return classes if multi_label else 3
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from autolabel.errors import SourceError, TooManyErrors, UsageError
 from autolabel.fileio import InputError, open_regular
+from autolabel.labelcells import label_list
 from autolabel.results import Results
 
 MIN_CALIBRATION_ROWS = 30
@@ -20,27 +21,31 @@ MIN_CALIBRATION_ROWS = 30
 
 @dataclass
 class Truth:
-    """Ground truth aligned to a labels table: `labels` (str or None per row) and where it came from."""
+    """Ground truth aligned to a labels table: `labels` (str or None per row) and where it came from.
 
-    labels: list[str | None]
+    For a multi-label table each row's truth is a list of names (results.label_list), or None.
+    """
+
+    labels: list[Any]
     source: str
 
 
 def resolve_truth(results: Results, spec: str) -> Truth:
     """`--truth`: a column of the table, a CSV/Parquet file mapping path → label, or `folder`."""
     frame = results.frame
+    clean = label_list if results.multi_label else _clean  # multi-label: lists, JSON arrays or one name
     if spec == "folder":
         parents = [p.replace("\\", "/").rsplit("/", 2)[-2] if "/" in p else None for p in frame["path"]]
-        return Truth(parents, "parent folder names")
+        return Truth([clean(p) for p in parents], "parent folder names")
     if spec in frame.columns and spec not in ("path", "label"):
-        return Truth([_clean(v) for v in frame[spec]], f"column '{spec}'")
+        return Truth([clean(v) for v in frame[spec]], f"column '{spec}'")
     path = Path(spec)
     if path.suffix.lower() in (".csv", ".parquet") and path.exists():
         table = _read_truth(path)
-        label_col = next((c for c in ("label", "truth", "reviewed_label") if c in table.columns), None)
+        label_col = next((c for c in ("label", "truth", "reviewed_label", "labels") if c in table.columns), None)
         if "path" not in table.columns or label_col is None:
             raise SourceError(f"{path}: a truth file needs a 'path' column and a 'label' (or 'truth') column")
-        mapping = {str(p): _clean(v) for p, v in zip(table["path"], table[label_col], strict=True)}
+        mapping = {str(p): clean(v) for p, v in zip(table["path"], table[label_col], strict=True)}
         return Truth([mapping.get(str(p)) for p in frame["path"]], f"{path} ('{label_col}')")
     columns = ", ".join(c for c in frame.columns if c not in ("path",))
     raise UsageError(

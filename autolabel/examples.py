@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from autolabel import storage
-from autolabel.adapt import Fit, fit
+from autolabel.adapt import Fit, fit, fit_multi_label
 from autolabel.classify import Classifier
 from autolabel.errors import SpecError, UsageError
 from autolabel.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
@@ -23,11 +23,19 @@ LABEL_COLUMNS = ("reviewed_label", "label")  # the default --examples-column: th
 
 @dataclass(frozen=True)
 class Example:
-    """One reviewed image: where it is, the human label, and where it was named (for messages)."""
+    """One reviewed image: where it is, the human label, and where it was named (for messages).
+
+    For a multi-label spec the label is a tuple of class names (empty: none of the classes applies).
+    """
 
     location: str
-    label: str
+    label: str | tuple[str, ...]
     origin: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The label(s) as a tuple."""
+        return (self.label,) if isinstance(self.label, str) else self.label
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,12 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def read_table(path: str, column: str | None) -> list[Example]:
-    """A Parquet/CSV/JSONL table with a path column and a label column (empty labels skipped)."""
+def read_table(path: str, column: str | None, multi_label: bool = False) -> list[Example]:
+    """A Parquet/CSV/JSONL table with a path column and a label column (empty labels skipped).
+
+    `multi_label`: each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
+    """
+    from autolabel.labelcells import label_list
     from autolabel.sources import open_table
 
     suffix = Path(path).suffix.lower()
@@ -75,7 +87,12 @@ def read_table(path: str, column: str | None) -> list[Example]:
     out = []
     for i, (given, label) in enumerate(zip(table.column(path_column).to_pylist(),
                                            table.column(label_column).to_pylist(), strict=True)):
-        label, given = _clean(label), _clean(given)
+        if multi_label:
+            names = label_list(label)
+            label = None if names is None else tuple(names)
+        else:
+            label = _clean(label)
+        given = _clean(given)
         if label is not None and given is not None:
             out.append(Example(resolve_location(given, base), label, f"{path} row {i + 1}"))
     return out
@@ -99,9 +116,9 @@ def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
 
     One image named twice keeps the last label given (tables in order, then the spec), with a warning.
     """
-    examples = [e for table in tables for e in read_table(table, column)] + from_spec(spec, warn)
+    examples = [e for table in tables for e in read_table(table, column, spec.multi_label)] + from_spec(spec, warn)
     allowed = spec.label_names
-    unknown = sorted({e.label for e in examples} - set(allowed))
+    unknown = sorted({name for e in examples for name in e.names} - set(allowed))
     if unknown:
         shown = ", ".join(f"'{u}'" for u in unknown[:10]) + (f" and {len(unknown) - 10} more" if len(unknown) > 10
                                                              else "")
@@ -111,7 +128,10 @@ def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
     conflicts = 0
     for example in examples:
         key = identity(example.location)
-        if key in kept and kept[key].label != example.label:
+        if spec.multi_label and isinstance(example.label, str):  # a spec's per-class examples add up
+            before = kept[key].names if key in kept else ()
+            example = Example(example.location, tuple(dict.fromkeys([*before, example.label])), example.origin)
+        elif key in kept and kept[key].label != example.label:
             conflicts += 1
         kept[key] = example
     if conflicts:
@@ -143,7 +163,7 @@ class Learned:
 
     classifier: Classifier
     fit: Fit | None  # None without examples
-    reviewed: dict[str, str]  # identity(location) → human label
+    reviewed: dict[str, Any]  # identity(location) → human label (multi-label: a tuple of them)
     encoded: int
     skipped: tuple[str, ...]
 
@@ -151,7 +171,7 @@ class Learned:
         """For the run metadata and the summary."""
         if self.fit is None:
             return {"examples": 0}
-        return {"examples": sum(self.fit.examples.values()), "skipped": len(self.skipped), **self.fit.describe()}
+        return {"examples": len(self.reviewed), "skipped": len(self.skipped), **self.fit.describe()}
 
 
 def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable[[ImageRecord], Any],
@@ -168,6 +188,13 @@ def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable
     if not embedded.examples:
         return Learned(classifier, None, reviewed, embedded.encoded, embedded.skipped)
     columns = list(classifier.columns)
+    if classifier.multi_label is not None:
+        label_sets = [[columns.index(name) for name in e.names] for e in embedded.examples]
+        fitted = fit_multi_label(embedded.embeddings, label_sets, classifier.zero_shot_logits(
+            embedded.embeddings), classifier.scale, columns, classifier.multi_label.log_odds, classifier.thresholds)
+        if fitted.adapter is not None:
+            classifier = classifier.with_parts(adapter=fitted.adapter)
+        return Learned(classifier, fitted, reviewed, embedded.encoded, embedded.skipped)
     indices = np.asarray([columns.index(e.label) for e in embedded.examples])
     other = len(classifier.class_names) if classifier.other is not None else None
     fitted = fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),

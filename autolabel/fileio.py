@@ -99,6 +99,19 @@ def read_text(path: str | os.PathLike[str], what: str, max_bytes: int = MAX_TEXT
         raise InputError(errno.EINVAL, f"{what} is not UTF-8 text (byte {exc.start})") from None
 
 
+def read_json_object(path: str | os.PathLike[str], what: str) -> dict:
+    """A regular file holding one JSON object; InputError (one line, naming `what`) for anything else."""
+    import json
+
+    try:
+        value = json.loads(read_text(path, what))
+    except json.JSONDecodeError as exc:
+        raise InputError(errno.EINVAL, f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InputError(errno.EINVAL, f"{what} is not a JSON object")
+    return value
+
+
 def temp_beside(target: Path, tag: str = "tmp") -> Path:
     """A new hidden temp file in target's folder, named `.NAME.PID.*.TAG` so stale ones can be recognised.
 

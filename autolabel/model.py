@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -256,13 +255,9 @@ def _preprocessor_config(source: str) -> dict[str, Any]:
         from huggingface_hub import hf_hub_download
 
         path = Path(hf_hub_download(source, "preprocessor_config.json"))
-    from autolabel.fileio import read_text
+    from autolabel.fileio import read_json_object
 
     try:
-        config = json.loads(read_text(path, "the preprocessor config"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read the preprocessor config ({getattr(exc, 'strerror', None) or exc})") \
-            from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path}: the preprocessor config is not a JSON object")
-    return config
+        return read_json_object(path, "the preprocessor config")
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the preprocessor config ({exc.strerror or exc})") from None

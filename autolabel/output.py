@@ -322,16 +322,20 @@ def rewrite_shards(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:
     from autolabel.fileio import atomic_write
 
     offset = 0
-    for shard in read_manifest(folder).get("shards", []):
+    shards = read_manifest(folder).get("shards", [])
+    # New columns get one type from the whole table: a part whose values are all null (no review there)
+    # must not be typed `null` while another is list<string>, or the parts no longer read as one table.
+    known = pq.read_schema(folder / shards[0]["file"]).names if shards else []
+    added = [c for c in frame.columns if c not in known]
+    inferred = pa.Table.from_pandas(frame[added], preserve_index=False).schema
+    for shard in shards:
         target = folder / shard["file"]
         original = pq.read_schema(target)
         part = frame.iloc[offset: offset + shard["rows"]]
         offset += shard["rows"]
         part_meta = json.loads(original.metadata[METADATA_KEY])
         part_meta.update({k: v for k, v in metadata.items() if k != SHARD_KEY})
-        fields = [original.field(c) if c in original.names else None for c in part.columns]
-        inferred = pa.Table.from_pandas(part, preserve_index=False).schema
-        schema = pa.schema([f if f is not None else inferred.field(i) for i, f in enumerate(fields)])
+        schema = pa.schema([original.field(c) if c in original.names else inferred.field(c) for c in part.columns])
         table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(part_meta, default=str).encode()})
         with atomic_write(target) as tmp:
@@ -345,24 +349,25 @@ def _model_identity(model: dict[str, Any]) -> str:
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
     from autolabel.errors import SourceError
-    from autolabel.fileio import InputError, read_text
+    from autolabel.fileio import InputError, read_json_object
 
     target = _join(str(folder), MANIFEST)
     try:
-        text = storage.read_url(target).decode("utf-8") if storage.is_url(target) else read_text(target, MANIFEST)
-        manifest = json.loads(text)
+        if storage.is_url(target):
+            manifest = json.loads(storage.read_url(target))
+            if not isinstance(manifest, dict):
+                raise InputError(errno.EINVAL, "the shard manifest is not a JSON object")
+            return manifest
+        return read_json_object(target, "the shard manifest")
     except FileNotFoundError:
         return {}
     except InputError as exc:
         if exc.errno == errno.ENOENT:
             return {}
-        raise SourceError(f"{target}: cannot read ({exc.strerror})") from None
+        raise SourceError(f"{target}: {exc.strerror}; re-run the job with --overwrite") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{target}: not a manifest autolabel wrote ({exc}); re-run the job with --overwrite") \
             from None
-    if not isinstance(manifest, dict):
-        raise SourceError(f"{target}: not a manifest autolabel wrote; re-run the job with --overwrite")
-    return manifest
 
 
 __all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]

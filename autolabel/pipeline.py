@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from autolabel import __version__, openset, storage
 from autolabel.cache import EmbeddingCache, default_cache_dir
-from autolabel.classify import Classifier
+from autolabel.classify import Classifier, MultiLabel
 from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
@@ -26,7 +26,18 @@ from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, Source, open_source
 from autolabel.spec import LabelSpec, load_spec
-from autolabel.stages import STATUSES, Counts, Decide, Embed, Model, Prepare, Stages, embedding_spaces, text_encoder
+from autolabel.stages import (
+    STATUSES,
+    Counts,
+    Decide,
+    Embed,
+    Model,
+    Prepare,
+    Stages,
+    embedding_spaces,
+    pairwise_sigmoid,
+    text_encoder,
+)
 from autolabel.writers import full_schema
 
 
@@ -64,12 +75,14 @@ class RunSummary:
     min_margin: float
     learned: dict[str, Any] = field(default_factory=dict)
     ray_actors: int | None = None
+    multi_label: dict[str, Any] = field(default_factory=dict)  # multi_label_metadata(); {} single-label
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as `--summary-json` writes it."""
         data = asdict(self)
         actors = data.pop("ray_actors")
-        return {**data, **({"ray": {"actors_used": actors}} if actors is not None else {})}
+        return {**data.pop("multi_label"), **data,
+                **({"ray": {"actors_used": actors}} if actors is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                         *((e, "an --examples table") for e in config.examples)):
         if not storage.is_url(out) and same_file(out, given):
             raise UsageError(f"--out {out} is {what}; choose another output file so nothing you wrote is replaced")
-    schema = full_schema(source.extra_schema)
+    schema = full_schema(source.extra_schema, spec.multi_label)
     examples = tuple(collect(spec, config.examples, config.examples_column,
                              reporter.warn if reporter else lambda message: None))
     key = job_key(spec, source, config, examples)
@@ -168,9 +181,11 @@ def job_key(spec: LabelSpec, source: Source, config: RunConfig, examples: tuple[
     settings = {
         "other": spec.other.name if spec.other else None, "examples": [(e.location, e.label) for e in examples],
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes}, "thresholds": spec.thresholds(),
-        "min_margin": spec.min_margin, "top_k": config.classify.top_k, "model": config.model.model or spec.model,
+        "min_margin": spec.min_margin, "top_k": config.classify.top_k_for(spec.multi_label, len(spec.classes)),
+        "model": config.model.model or spec.model,
         "precision": config.model.precision, "draft": not config.decode.full_decode, "source": source.identity,
         "path_column": config.path_column, "shard_size": config.output.shard_size,
+        **({"multi_label": True, "review_band": spec.review_band} if spec.multi_label else {}),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -185,22 +200,27 @@ def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter) -> Model:
 
 
 def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
-    """The run's stages (see `stages_for`)."""
-    prompts = [p for c in job.spec.classes for p in job.spec.prompts_for(c)]
-    reporter.warn_group(f"prompts are longer than the model's {model.context_length}-token context and are "
-                        "truncated", model.too_long(list(dict.fromkeys(prompts))))
+    """The run's stages (see `stages_for`), after the spec's lint warnings (printed once, grouped by kind)."""
+    from autolabel.lint import lint_spec
+
+    draft = not config.decode.full_decode
+    encode = text_encoder(model, job.cache, embedding_spaces(model, draft)[1])
+    reporter.lint(lint_spec(job.spec, model, encode), job.spec.source)
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
-    return stages_for(job.spec, model, job.cache, job.examples, draft=not config.decode.full_decode,
-                      top_k=config.classify.top_k, extra_names=extra_names, warn=reporter.warn)
+    return stages_for(job.spec, model, job.cache, job.examples, draft=draft,
+                      top_k=config.classify.top_k_for(job.spec.multi_label, len(job.spec.classes)),
+                      extra_names=extra_names, warn=reporter.warn, encode=encode)
 
 
 def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, examples: Sequence[Example], *,
                draft: bool, top_k: int, extra_names: tuple[str, ...] = (),
-               warn: Callable[[str], None] = lambda message: None) -> tuple[Stages, Learned]:
+               warn: Callable[[str], None] = lambda message: None,
+               encode: Callable[[Sequence[str]], Any] | None = None) -> tuple[Stages, Learned]:
     """Encode the class prompts (through the cache), mine `other`'s negative concepts, learn from the examples."""
     image_space, text_space = embedding_spaces(model, draft)
-    encode = text_encoder(model, cache, text_space)
-    classifier = Classifier.build(spec, encode, model.logit_scale, model.logit_bias, top_k)
+    encode = encode or text_encoder(model, cache, text_space)
+    classifier = Classifier.build(spec, encode, model.logit_scale, model.logit_bias, top_k,
+                                  pairwise_sigmoid=pairwise_sigmoid(model))
     if spec.other is not None:
         negatives = openset.mine(spec, classifier.matrix, openset.vocabulary_words(model.vocabulary()), encode)
         classifier = classifier.with_parts(negatives=negatives.matrix)
@@ -247,7 +267,16 @@ def run_metadata(job: Job, learned: Learned, model: Model, config: RunConfig) ->
         "min_margin": spec.min_margin,
         "top_k": classifier.top_k,
         "learned": learned.describe(),
+        **multi_label_metadata(classifier.multi_label),
     }
+
+
+def multi_label_metadata(rule: MultiLabel | None) -> dict[str, Any]:
+    """How a multi-label run scored its classes (see classify.MultiLabel); {} for single-label runs."""
+    if rule is None:
+        return {}
+    return {"multi_label": True, "review_band": rule.band,
+            "scores": "model sigmoid" if rule.pairwise_sigmoid else "mean-field softmax"}
 
 
 def start_progress(reporter: Reporter, source: Source) -> None:
@@ -280,6 +309,7 @@ def summarize(job: Job, counts: Counts, seconds: float, model: Model, learned: L
         thresholds=dict(zip(job.spec.label_names, learned.classifier.thresholds.tolist(), strict=True)),
         min_margin=job.spec.min_margin, learned=learned.describe(),
         ray_actors=len(counts.actors) if counts.actors else None,
+        multi_label=multi_label_metadata(learned.classifier.multi_label),
     )
 
 

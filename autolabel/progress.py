@@ -86,6 +86,23 @@ class Reporter:
         more = f" … and {len(items) - len(shown)} more (-v lists them all)" if len(items) > len(shown) else ""
         self.warn(f"{len(items)} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
+    def lint(self, warnings: list[Any], spec: str) -> None:
+        """The spec's lint warnings, once: over-long prompts as one grouped line, other kinds a few lines each."""
+        by_kind: dict[str, list[Any]] = {}
+        for warning in warnings:
+            by_kind.setdefault(warning.kind, []).append(warning)
+        for kind, group in by_kind.items():
+            if kind == "too_long":
+                self.warn_group("prompts are longer than the model's text context and are truncated",
+                                [p for w in group for p in w.prompts])
+                continue
+            shown = group if self.verbose else group[:GROUP_LINES]
+            for warning in shown:
+                self.warn(warning.message)
+            if len(group) > len(shown):
+                self.warn(f"… and {len(group) - len(shown)} more {kind} warnings (`autolabel lint {spec}` or -v "
+                          "lists them all)")
+
     def skip(self, path: str, reason: str) -> None:
         """The line for an image that became an error row (after SKIP_LINES of them, only counted)."""
         self.skipped += 1
@@ -170,6 +187,19 @@ def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
     console.print(table)
     acc = metrics["accepted"]
     ex = metrics["excluded"]
+    if metrics.get("multi_label"):
+        console.print(
+            f"n {metrics['n']}  subset accuracy {_pct(metrics['subset_accuracy'])}  "
+            f"micro F1 {_pct(metrics['micro_f1'])} (P {_pct(metrics['micro_precision'])}, "
+            f"R {_pct(metrics['micro_recall'])})  macro F1 {_pct(metrics['macro_f1'])}  "
+            f"Hamming loss {metrics['hamming_loss']:.4f}\n"
+            f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, label precision {_pct(acc['precision'])}), "
+            f"review share {_pct(metrics['review_share'])}\n"
+            f"excluded {ex['total']}: {ex['error']} error rows, {ex['reviewed']} reviewed, {ex['no_truth']} without "
+            f"truth, {ex['unknown_truth']} with a truth outside the spec",
+            markup=False,
+        )
+        return
     console.print(
         f"n {metrics['n']}  accuracy {_pct(metrics['accuracy'])}  "
         f"top-{metrics['top_k']} {_pct(metrics['top_k_accuracy'])}"
@@ -188,9 +218,11 @@ def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
 
 def show_calibration(console: Console, result: dict[str, Any]) -> None:
     """The chosen thresholds with coverage and precision intervals."""
-    table = Table(title=f"thresholds for ≥ {_pct(result['target_precision'])} precision on accepted rows "
+    scope = "labels" if result.get("multi_label") else "accepted rows"
+    table = Table(title=f"thresholds for ≥ {_pct(result['target_precision'])} precision on {scope} "
                         f"({result['interval_method']})", title_justify="left")
-    for name in ("scope", "threshold", "precision", "95% interval", "coverage", "accepted", "rows", "note"):
+    share = "recall" if result.get("multi_label") else "coverage"  # multi-label: share of true labels kept
+    for name in ("scope", "threshold", "precision", "95% interval", share, "accepted", "rows", "note"):
         table.add_column(name, justify="left" if name in ("scope", "note") else "right")
 
     def add(scope: str, r: dict[str, Any]) -> None:
@@ -200,7 +232,7 @@ def show_calibration(console: Console, result: dict[str, Any]) -> None:
             return
         lo, hi = r["precision_ci95"]
         table.add_row(scope, repr(r["threshold"]), _pct(r["precision"]), f"{_pct(lo)}–{_pct(hi)}",
-                      _pct(r["coverage"]), str(r["accepted"]), str(r["rows"]), "")
+                      _pct(r[share]), str(r["accepted"]), str(r["rows"]), "")
 
     add("global", result["global"])
     for name, r in (result.get("per_class") or {}).items():
@@ -217,7 +249,7 @@ def show_diff(console: Console, result: dict[str, Any]) -> None:
         markup=False,
     )
     table = Table(title="class distribution", title_justify="left")
-    for name in ("class", "old", "new", "change", "flipped away"):
+    for name in ("class", "old", "new", "change", "rows changed" if result.get("multi_label") else "flipped away"):
         table.add_column(name, justify="left" if name == "class" else "right")
     for name, row in result["distribution"].items():
         flips = result["flips_by_class"].get(name, {}).get("total", 0)

@@ -6,18 +6,22 @@ import base64
 import hashlib
 import html
 import io
+import json
 import math
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from autolabel import review_ui
+from autolabel import labelsets, review_ui
 from autolabel.decode import DecodeError, open_image, read_bytes
 from autolabel.evaluate import Truth, evaluate
+from autolabel.labelcells import label_list
 from autolabel.results import Results
 
 
@@ -127,7 +131,7 @@ background:#eee;display:block}figure .none{width:96px;height:96px;background:#ee
 justify-content:center;color:#999}figcaption{overflow-wrap:anywhere}.hist rect{fill:#48a}
 .hist text{font-size:9px;fill:#555}.hist .axis{stroke:#888;fill:none}.hist .threshold{stroke:#c33;stroke-dasharray:3 2}
 .muted{color:#777}
-.pager button{margin:0 4px}td.cm{min-width:28px}
+.pager button{margin:0 4px}td.cm{min-width:28px}.bar{fill:#48a}
 """
 
 SCRIPT = review_ui.SCRIPT + "document.body.setAttribute('data-ready', '1');\n"
@@ -136,6 +140,15 @@ SCRIPT = review_ui.SCRIPT + "document.body.setAttribute('data-ready', '1');\n"
 def _absolute(location: Path | str) -> str:
     text = str(location)
     return text if "://" in text else str(Path(text).absolute())
+
+
+@dataclass(frozen=True)
+class Section:
+    """An extra part of the report made elsewhere (e.g. the audit's): anchor id, nav title, finished HTML."""
+
+    id: str
+    title: str
+    html: str
 
 
 class _Thumbs:
@@ -165,8 +178,47 @@ class _Thumbs:
                 f'<br>{_e(detail)}</figcaption></figure>')
 
 
+def class_rows(results: Results, ok: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    """Per class, its rows with a `score` column, best first, and the scores its histogram shows.
+
+    Single-label: the rows labelled with it, their confidence. Multi-label: the rows whose `labels` hold it, with
+    its own score; the histogram shows its score on every image (where its threshold cuts is visible).
+    """
+    if not results.multi_label:
+        rows = {c: ok[ok["label"] == c] for c in results.classes}
+        rows = {c: r.assign(score=r["confidence"]).sort_values("score", ascending=False) for c, r in rows.items()}
+        return rows, {c: r["score"].to_numpy(dtype=float) for c, r in rows.items()}
+    scores = labelsets.score_matrix(results, list(ok.index))  # ok keeps the positions of the full table
+    rows = {}
+    for j, c in enumerate(results.classes):
+        mask = np.asarray([c in labels for labels in ok["labels"]], dtype=bool)
+        rows[c] = ok[mask].assign(score=scores[mask, j]).sort_values("score", ascending=False)
+    return rows, {c: scores[:, j] for j, c in enumerate(results.classes)}
+
+
+def _wrong_sets(frame: pd.DataFrame, truth: Truth) -> list[tuple[str, str]]:
+    """Multi-label rows whose label set differs from the truth, most confident first: (path, caption)."""
+    wrong = []
+    for i, (path, labels, status, conf) in enumerate(frame[["path", "labels", "status", "confidence"]]
+                                                     .itertuples(index=False)):
+        given = label_list(truth.labels[i]) if not isinstance(truth.labels[i], list) else truth.labels[i]
+        if status not in ("error", "reviewed") and given is not None and set(given) != set(labels):
+            wrong.append((-float(conf), str(path), f"{path} · truth [{', '.join(given)}] → [{', '.join(labels)}]"))
+    return [(p, caption) for _, p, caption in sorted(wrong)]
+
+
+def _label_counts(ok: pd.DataFrame) -> str:
+    """Multi-label: how many images got 0, 1, 2, … labels, as a table with bars."""
+    counts = pd.Series([len(v) for v in ok["labels"]], dtype=int).value_counts().sort_index()
+    top = max(1, int(counts.max())) if len(counts) else 1
+    rows = "".join(f"<tr><td>{k}</td><td>{v}</td><td><svg width='200' height='10'><rect class='bar' width="
+                   f"'{200 * v / top:.1f}' height='10'/></svg></td></tr>" for k, v in counts.items())
+    return ("<h3>Labels per image</h3><table id='label-counts'><tr><th>labels</th><th>images</th><th></th></tr>"
+            + rows + "</table>")
+
+
 def build_report(results: Results, root: Path, truth: Truth | None = None,
-                 limits: ReportLimits | None = None) -> str:
+                 limits: ReportLimits | None = None, sections: Sequence[Section] = ()) -> str:
     """The whole HTML document as a string."""
     limits = limits or ReportLimits()
     frame = results.frame.reset_index(drop=True)
@@ -174,20 +226,29 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     thumbs = _Thumbs(results, root, limits.thumb_px)
     classes = results.classes
     per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
+    multi = results.multi_label
+    by_class, histograms = class_rows(results, ok)  # multi-label: an image is in each of its labels' gallery
     galleries = []
     for c in classes[: limits.gallery_total]:
-        rows = ok[ok["label"] == c].sort_values("confidence", ascending=False)
+        rows = by_class[c]
         picks = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(per_class, len(rows))).astype(int))] \
             if len(rows) else rows
         galleries.append((c, len(rows), [(thumbs.want(p), f"{conf:.2f}")
-                                          for p, conf in zip(picks["path"], picks["confidence"], strict=True)]))
+                                          for p, conf in zip(picks["path"], picks["score"], strict=True)]))
     review = frame[frame["status"] == "review"].sort_values(["margin", "path"], kind="stable")
-    queue = review[["path", "label", "confidence", "margin", "top_labels"]].head(limits.review_rows)
+    # Multi-label rows show their label list as a JSON array: kept as is by the editor, it reads back as a list.
+    shown = review["labels"].map(lambda v: json.dumps(list(v), ensure_ascii=False)) if multi else review["label"]
+    queue = review.assign(label=shown)[["path", "label", "confidence", "margin", "top_labels"]].head(
+        limits.review_rows)
     for p in queue["path"].head(limits.review_thumbs):
         thumbs.want(p)
     errors = frame[frame["status"] == "error"]
     metrics, misclassified = None, []
-    if truth is not None:
+    if truth is not None and multi:
+        metrics = labelsets.evaluate(results, truth)
+        misclassified = [(thumbs.want(p), caption) for p, caption in _wrong_sets(frame, truth)
+                         [: limits.misclassified_thumbs]]
+    elif truth is not None:
         metrics = evaluate(results, truth)
         truth_col = np.asarray(truth.labels, dtype=object)
         wrong = [i for i in range(len(frame)) if frame.at[i, "status"] != "error" and truth_col[i] is not None
@@ -204,25 +265,36 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
                  f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
                  f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
-                 + ("<a href='#confusion'>confusion</a><a href='#misclassified'>misclassified</a>" if metrics else "")
+                 + (("<a href='#per-class'>per class</a>" if multi else "<a href='#confusion'>confusion</a>")
+                    + "<a href='#misclassified'>misclassified</a>" if metrics else "")
+                 + "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
                  + "</nav></header><main>")
     parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
     for status in ("accepted", "review", "reviewed", "error"):
         parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
     parts.append("</table>")
-    if metrics:
+    if multi:
+        parts.append(_label_counts(ok))
+    if metrics and multi:
+        acc = metrics["accepted"]
+        parts.append(f"<p>Against {_e(metrics['truth'])}: micro F1 {metrics['micro_f1']:.3f} (precision "
+                     f"{metrics['micro_precision']:.3f}, recall {metrics['micro_recall']:.3f}), subset accuracy "
+                     f"{metrics['subset_accuracy']:.3f} on {metrics['n']} rows, coverage {acc['coverage']:.3f}, "
+                     f"accepted label precision {(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows "
+                     "excluded.</p>")
+    elif metrics:
         acc = metrics["accepted"]
         parts.append(f"<p>Against {_e(metrics['truth'])}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} rows, "
                      f"macro F1 {metrics['macro_f1']:.3f}, coverage {acc['coverage']:.3f}, accepted precision "
                      f"{(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows excluded.</p>")
     parts.append("<table><tr><th>class</th><th>images</th><th>accepted</th><th>review</th><th>threshold</th>"
-                 "<th>confidence histogram</th></tr>")
+                 f"<th>{'score histogram (every image)' if multi else 'confidence histogram'}</th></tr>")
     thresholds = results.thresholds
     for c in classes:
-        rows = ok[ok["label"] == c]
+        rows = by_class[c]
         parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
                      f"<td>{int((rows.status == 'review').sum())}</td><td>{thresholds.get(c, '')}</td>"
-                     f"<td>{histogram_svg(rows['confidence'].to_numpy(dtype=float), thresholds.get(c))}</td></tr>")
+                     f"<td>{histogram_svg(histograms[c], thresholds.get(c))}</td></tr>")
     parts.append("</table></section>")
     parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
                  "per class, spread from the most to the least confident.</p>")
@@ -237,6 +309,10 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                                review_ui.candidates(list(tops), classes, other), thumbs.made.get(p))
             for p, lab, conf, m, tops in queue.itertuples(index=False)]
     report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
+    if multi:  # the editor is single-choice: Enter keeps the label list, a key picks that one class alone
+        parts.append("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of "
+                     "the class closest to its threshold, so the least certain rows come first; a row's label is "
+                     "its list of labels (Enter keeps it, 1–9 replace it with that one class).</p>")
     parts.append(review_ui.section(rows, classes, len(review), report_id))
     parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
     for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
@@ -245,7 +321,14 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     if len(errors) > limits.error_rows:
         parts.append(f"<p class='muted'>… and {len(errors) - limits.error_rows} more.</p>")
     parts.append("</section>")
-    if metrics:
+    if metrics and multi:
+        parts.append("<section id='per-class'><h2>Per class</h2><table><tr><th>class</th><th>precision</th>"
+                     "<th>recall</th><th>F1</th><th>support</th></tr>")
+        for c, row in metrics["per_class"].items():
+            parts.append(f"<tr><td>{_e(c)}</td><td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td>"
+                         f"<td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>")
+        parts.append("</table></section>")
+    elif metrics:
         matrix = metrics["confusion"]["matrix"]
         top = max(1, max(max(r) for r in matrix) if matrix else 1)
         parts.append("<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
@@ -254,8 +337,10 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
             cells = "".join(f"<td class='cm' style='background:rgba(68,136,170,{v / top:.2f})'>{v}</td>" for v in row)
             parts.append(f"<tr><th>{_e(c)}</th>{cells}</tr>")
         parts.append("</table></section>")
+    if metrics:
         parts.append(f"<section id='misclassified'><h2>Misclassified ({len(misclassified)} shown)</h2>"
                      "<div class='grid'>" + "".join(thumbs.figure(p, cap) for p, cap in misclassified)
                      + "</div></section>")
+    parts.extend(x.html for x in sections)
     parts.append(f"</main><script>{SCRIPT}</script></body></html>")
     return "".join(parts)

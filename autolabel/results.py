@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from autolabel import storage
 from autolabel.errors import SourceError, UsageError
 from autolabel.fileio import InputError, open_regular
+from autolabel.labelcells import label_list
 from autolabel.sources import MANIFEST_SUFFIXES
 from autolabel.writers import METADATA_KEY, OUTPUT_SCHEMA
 
@@ -71,6 +72,13 @@ class Results:
         if isinstance(root, str):
             return storage.join(root, path)
         return Path(path) if Path(path).is_absolute() else root / path
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run decided every class on its own (a `labels` column)."""
+        if self.spec is not None:
+            return bool(self.spec.multi_label)
+        return bool(self.metadata.get("multi_label"))
 
     @property
     def min_margin(self) -> float:
@@ -150,8 +158,14 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         classes = list(metadata["classes"]) + ([other] if other else [])
     else:
         raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
+    results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
+    if results.multi_label:
+        if "labels" not in frame.columns:
+            raise SourceError(f"{path}: the spec is multi-label but the table has no 'labels' column; pass the "
+                              "label spec it was labelled with (--labels)")
+        frame["labels"] = [label_list(v) or [] for v in frame["labels"]]
     frame["status"] = frame["status"].astype(str)
-    return Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
+    return results
 
 
 def _metadata(schema: pa.Schema, path: Path) -> dict[str, Any]:

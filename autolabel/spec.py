@@ -19,9 +19,10 @@ from autolabel.fileio import InputError, read_text
 from autolabel.prompts import expand, has_placeholder, template_sets
 
 DEFAULT_TEMPLATES = "default"
-TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin", "other")
+TOP_KEYS = ("model", "templates", "classes", "threshold", "min_margin", "other", "multi_label", "review_band")
 CLASS_KEYS = ("name", "synonyms", "prompts", "threshold", "examples")
 OTHER_KEYS = ("name", "threshold")
+DEFAULT_REVIEW_BAND = 1.0  # multi-label: log-odds distance to a threshold inside which a class is uncertain
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class LabelSpec:
     threshold: float = 0.5
     min_margin: float = 0.0
     other: OtherSpec | None = None
+    multi_label: bool = False  # every class decided on its own (classify.MultiLabel)
+    review_band: float = DEFAULT_REVIEW_BAND  # multi-label only
     source: str = "<spec>"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -211,6 +214,23 @@ def _other(value: Any, src: str) -> OtherSpec | None:
         raise _fail(where, "needs a non-empty name (e.g. `other: none of these`)")
     threshold = value.get("threshold")
     return OtherSpec(name.strip(), None if threshold is None else _probability(threshold, f"{where}: threshold"))
+def _multi_label(data: Mapping[str, Any], src: str) -> tuple[bool, float]:
+    """`multi_label:` and its `review_band:` (a non-negative log-odds distance); each rule's own key only."""
+    multi = data.get("multi_label", False)
+    if not isinstance(multi, bool):
+        raise _fail(f"{src}: multi_label", f"must be true or false, got {multi!r}")
+    if multi and data.get("other") is not None:
+        raise _fail(f"{src}: other", "is the single-label open-set label; with multi_label: true an image that "
+                                     "matches none of the classes simply gets an empty `labels` list: remove other:")
+    if multi and "min_margin" in data:
+        raise _fail(f"{src}: min_margin", "is the single-label top-1 minus top-2 rule; with multi_label: true "
+                                          "use review_band (log-odds distance to a threshold) instead")
+    band = data.get("review_band", DEFAULT_REVIEW_BAND)
+    if "review_band" in data and not multi:
+        raise _fail(f"{src}: review_band", "applies only with multi_label: true; remove it or add multi_label: true")
+    if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0.0 <= band < math.inf:
+        raise _fail(f"{src}: review_band", f"must be a number ≥ 0 (log-odds, e.g. 1.0), got {band!r}")
+    return multi, float(band)
 
 
 def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
@@ -240,6 +260,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
         raise _fail(f"{source}: model", f"must be a model id or path, got {model!r}")
+    multi_label, review_band = _multi_label(data, source)
     return LabelSpec(
         classes=classes,
         templates=_templates(data.get("templates"), source),
@@ -247,6 +268,8 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
         threshold=_probability(data.get("threshold", 0.5), f"{source}: threshold"),
         min_margin=_probability(data.get("min_margin", 0.0), f"{source}: min_margin"),
         other=other,
+        multi_label=multi_label,
+        review_band=review_band,
         source=source,
         raw=data,
     )

@@ -15,9 +15,8 @@ from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.examples import identity
 from autolabel.sources import ImageRecord, printable_path
-from autolabel.writers import OUTPUT_SCHEMA
+from autolabel.writers import output_schema
 
-RESULT_COLUMNS = tuple(OUTPUT_SCHEMA.names[1:])  # everything after `path`
 STATUSES = ("accepted", "review", "reviewed", "error")
 
 
@@ -48,6 +47,11 @@ class Model(Protocol):
     def vocabulary(self) -> list[str]: ...  # tokenizer tokens in id order
 
     def describe(self) -> dict[str, Any]: ...
+
+
+def pairwise_sigmoid(model: Model) -> bool:
+    """Whether the model was trained with a sigmoid per image–text pair (SigLIP, SigLIP 2), not a softmax."""
+    return str(model.describe().get("type", "")).startswith("siglip")
 
 
 @dataclass
@@ -141,17 +145,21 @@ class Embed:
 
 
 def text_encoder(model: Model, cache: EmbeddingCache | None, space: str):  # -> TextEncoder
-    """The model's text encoder behind the cache: only prompts never seen with this model are encoded."""
+    """The model's text encoder behind the cache: only prompts never seen with this model are encoded, and
+    one encoder never encodes a prompt twice (it remembers, with the cache off too)."""
+    seen: dict[str, np.ndarray] = {}
 
     def encode(prompts: Sequence[str]) -> np.ndarray:
-        known = cache.get_texts(space, prompts) if cache is not None else {}
-        missing = [p for p in dict.fromkeys(prompts) if p not in known]
+        wanted = [p for p in dict.fromkeys(prompts) if p not in seen]
+        if wanted and cache is not None:
+            seen.update(cache.get_texts(space, wanted))
+        missing = [p for p in wanted if p not in seen]
         if missing:
             fresh = dict(zip(missing, np.asarray(model.encode_text(missing)), strict=True))
             if cache is not None:
                 cache.put_texts(space, fresh)
-            known.update(fresh)
-        return np.stack([known[p] for p in prompts])
+            seen.update(fresh)
+        return np.stack([seen[p] for p in prompts])
 
     return encode
 
@@ -178,12 +186,13 @@ class Counts:
 
     @classmethod
     def of(cls, columns: Mapping[str, Sequence[Any]], encoded: int, actors: Iterable[str] = ()) -> Counts:
-        """Count a batch's result columns."""
+        """Count a batch's result columns (multi-label: an image counts for each class of its `labels`)."""
         status: dict[str, int] = {}
         classes: dict[str, dict[str, int]] = {}
-        for label, state in zip(columns["label"], columns["status"], strict=True):
+        labels = columns["labels"] if "labels" in columns else [[x] if x is not None else [] for x in columns["label"]]
+        for names, state in zip(labels, columns["status"], strict=True):
             status[state] = status.get(state, 0) + 1
-            if label is not None:
+            for label in names:
                 per = classes.setdefault(label, {"images": 0})
                 per["images"] += 1
                 per[state] = per.get(state, 0) + 1
@@ -201,10 +210,11 @@ class Counts:
                    {k: dict(v) for k, v in data["classes"].items()})
 
 
-def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]:
+def prediction_row(pred: Prediction | None, error: str | None, multi_label: bool = False) -> dict[str, Any]:
     """The contract's result columns for one image (nulls and empty lists on error)."""
     return {
         "label": pred.label if pred else None,
+        **({"labels": pred.labels if pred else []} if multi_label else {}),
         "confidence": pred.confidence if pred else None,
         "margin": pred.margin if pred else None,
         "status": pred.status if pred else "error",
@@ -212,6 +222,19 @@ def prediction_row(pred: Prediction | None, error: str | None) -> dict[str, Any]
         "top_scores": pred.top_scores if pred else [],
         "error": None if pred else error,
     }
+
+
+def reviewed_prediction(pred: Prediction, human: str | Sequence[str]) -> Prediction:
+    """A prediction with a person's label(s) and status `reviewed`; confidence and top-k stay the model's.
+
+    Multi-label (a list): `labels` is the person's list, ordered by the model's scores, and `label` its first
+    (the model's best class when the person chose none).
+    """
+    if isinstance(human, str):
+        return replace(pred, label=human, status="reviewed")
+    rank = {name: i for i, name in enumerate(pred.top_labels)}
+    labels = sorted(human, key=lambda name: rank.get(name, len(rank)))
+    return replace(pred, label=labels[0] if labels else pred.label, labels=labels, status="reviewed")
 
 
 @dataclass(frozen=True)
@@ -224,7 +247,7 @@ class Decide:
 
     classifier: Classifier
     extra_names: tuple[str, ...] = ()
-    reviewed: Mapping[str, str] = field(default_factory=dict)  # examples.identity(location) → human label
+    reviewed: Mapping[str, Any] = field(default_factory=dict)  # identity(location) → human label (multi: a list)
 
     def __call__(self, items: list[Item], encoded: int, actor: str | None = None) -> tuple[dict[str, list], Counts]:
         ok = [i for i, it in enumerate(items) if it.embedding is not None]
@@ -236,11 +259,12 @@ class Decide:
             for i, pred in predictions.items():
                 human = self.reviewed.get(identity(items[i].record.location))
                 if human is not None:
-                    predictions[i] = replace(pred, label=human, status="reviewed")
-        columns: dict[str, list[Any]] = {name: [] for name in ("path", *RESULT_COLUMNS, *self.extra_names)}
+                    predictions[i] = reviewed_prediction(pred, human)
+        multi = self.classifier.multi_label is not None  # adds the `labels` column
+        columns: dict[str, list[Any]] = {name: [] for name in (*output_schema(multi).names, *self.extra_names)}
         for i, item in enumerate(items):
             columns["path"].append(item.record.path)
-            for name, value in prediction_row(predictions.get(i), item.error).items():
+            for name, value in prediction_row(predictions.get(i), item.error, multi).items():
                 columns[name].append(value)
             for name, value in zip(self.extra_names, item.record.extra, strict=True):
                 columns[name].append(value)

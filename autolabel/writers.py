@@ -32,6 +32,12 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 OUTPUT_FORMATS = (".parquet", ".csv")
+LABELS_FIELD = pa.field("labels", pa.list_(pa.string()))  # multi-label: every class over its threshold
+
+
+def output_schema(multi_label: bool = False) -> pa.Schema:
+    """The contract columns: OUTPUT_SCHEMA, then `labels` for a multi-label spec (before pass-through columns)."""
+    return OUTPUT_SCHEMA.append(LABELS_FIELD) if multi_label else OUTPUT_SCHEMA
 
 
 def output_format(out: str | Path) -> str:
@@ -42,10 +48,11 @@ def output_format(out: str | Path) -> str:
     return suffix[1:]
 
 
-def full_schema(extra: pa.Schema) -> pa.Schema:
+def full_schema(extra: pa.Schema, multi_label: bool = False) -> pa.Schema:
     """Contract columns, then pass-through columns (renamed `input_<name>` where they clash)."""
-    fields = list(OUTPUT_SCHEMA)
-    taken = set(OUTPUT_SCHEMA.names)
+    contract = output_schema(multi_label)
+    fields = list(contract)
+    taken = set(contract.names)
     for f in extra:
         name = f.name
         while name in taken:

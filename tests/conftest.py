@@ -221,6 +221,38 @@ def slow_env(seconds: float, **extra: str) -> dict[str, str]:
     return env
 
 
+COLOR_PAIRS_SPEC = """\
+model: {model}
+templates: ["a picture of something {{label}}.", "a {{label}} object.", "one {{label}} thing."]
+classes: [red, green, blue, yellow]
+multi_label: true
+"""
+
+
+def label_shape_pairs(root: Path, n: int, seed: int, out: Path, spec: Path | None = None) -> Path:
+    """Draw n two-shape images (make_images.make_pairs) under root and label them with the multi-label colour
+    spec and the tiny-shapes model; returns the labels table (`colors`: the truth, a JSON array)."""
+    from click.testing import CliRunner
+    from make_images import make_pairs
+
+    from autolabel.cli import main
+
+    manifest = make_pairs(root, n=n, seed=seed)
+    if spec is None:
+        spec = root / "colors-multi.yaml"
+        spec.write_text(COLOR_PAIRS_SPEC.format(model=TINY_SHAPES / "model"))
+    result = CliRunner().invoke(main, ["run", str(manifest), "--labels", str(spec), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
+def shape_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """160 labelled two-shape images: a multi-label Parquet table from a real run of the tiny-shapes model."""
+    root = tmp_path_factory.mktemp("shape-pairs")
+    return label_shape_pairs(root / "images", 160, 7, root / "labels.parquet")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Label Studio takes a minute to start: when its tests are selected, start it now (see tests/apps.py)."""
     from .apps import start_label_studio_early

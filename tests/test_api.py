@@ -96,3 +96,13 @@ def test_import_autolabel_does_not_import_torch() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           cwd=Path(__file__).resolve().parent.parent)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_labeler_learns_from_examples_and_keeps_their_human_labels(tmp_path, image_folder, tiny_clip) -> None:
+    table = tmp_path / "reviewed.csv"
+    pd.DataFrame({"path": [str(image_folder / "c.png")], "reviewed_label": ["dog"]}).to_csv(table, index=False)
+    labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog", "bird"], examples=[table], cache=False)
+    frame = labeler.label([image_folder / "c.png", image_folder / "a/1.jpg"])
+    assert frame.status[0] == "reviewed" and frame.label[0] == "dog"
+    assert frame.status[1] in ("accepted", "review")
+    assert labeler.learned.describe()["examples"] == 1

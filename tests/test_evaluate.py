@@ -183,7 +183,8 @@ def test_spec_written_back_keeps_everything_else() -> None:
 
 def test_spec_written_back_puts_the_other_threshold_under_other() -> None:
     raw = {"classes": ["cat", "dog"], "other": "none of these"}
-    cal = {"global": {"threshold": None}, "per_class": {"none of these": {"threshold": 0.7}, "cat": {"threshold": None}}}
+    cal = {"global": {"threshold": None},
+           "per_class": {"none of these": {"threshold": 0.7}, "cat": {"threshold": None}}}
     assert spec_with_thresholds(raw, cal)["other"] == {"name": "none of these", "threshold": 0.7}
     assert spec_with_thresholds(raw, {"global": {}, "per_class": {}})["other"] == "none of these"
 

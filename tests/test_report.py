@@ -184,9 +184,8 @@ def test_review_queue_edited_by_keyboard_downloads_corrections_that_run_and_impo
         assert driver.find_element(By.ID, "rq-count").text == "3"
         driver.find_element(By.ID, "rq-download").click()
         target = downloads / "corrections.csv"
-        for _ in range(100):
-            if target.exists():
-                break
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         driver.quit()

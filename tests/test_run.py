@@ -226,3 +226,39 @@ def test_a_fifo_manifest_is_one_line_exit_2_not_a_hang(tmp_path, labels_yaml) ->
     assert proc.returncode == 2
     assert proc.stderr == (f"error: {tmp_path / 'm.csv'}: cannot read manifest: not a regular file (a FIFO); only "
                            "regular files are read\n")
+
+
+def test_over_long_prompts_are_one_warning_line_and_all_with_verbose(tmp_path, image_folder, tiny_clip) -> None:
+    long = "a photo of the " + " ".join(["red"] * 30)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({"templates": ["a photo of a {label}."],
+                                "classes": [{"name": f"c{i}", "prompts": [f"{long} {i}"]} for i in range(40)]}))
+    args = [str(image_folder), "--labels", str(spec), "--out", str(tmp_path / "o.parquet"), "--model", str(tiny_clip)]
+    quiet = invoke(*args, "-q")
+    lines = [ln for ln in quiet.output.splitlines() if "longer than the model's text context" in ln]
+    assert quiet.exit_code == 0 and len(lines) == 1
+    assert lines[0].startswith("warning: 40 prompts are longer") and lines[0].endswith(
+        "… and 37 more (-v lists them all)")
+    verbose = invoke(*args, "-q", "-v")
+    assert all(f"{long} {i}" in verbose.output for i in range(40))
+
+
+def test_run_warns_once_about_classes_the_model_cannot_separate(tmp_path, image_folder) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(json.dumps({"model": str(Path(__file__).resolve().parent.parent / "examples/tiny-shapes/model"),
+                                "templates": ["a photo of a {label}."],
+                                "classes": ["red circle", "circle red", "blue square"]}))
+    result = invoke(str(image_folder), "--labels", str(spec), "--out", str(tmp_path / "o.parquet"), "-q")
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "too close for the model to separate" in ln]
+    assert len(lines) == 1 and "'red circle' and 'circle red'" in lines[0]
+
+
+def test_quiet_run_prints_only_the_skip_lines(tmp_path, image_folder) -> None:
+    (image_folder / "broken.png").write_bytes(b"nope")
+    spec = Path(__file__).resolve().parent.parent / "examples/tiny-shapes/labels.yaml"  # a spec lint passes
+    proc = subprocess.run([sys.executable, "-m", "autolabel", "run", str(image_folder), "--labels", str(spec),
+                           "--out", str(tmp_path / "o.parquet"), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == ""
+    assert proc.stderr == "skipping broken.png: not a recognised image (corrupt, or not an image file)\n"

@@ -202,3 +202,18 @@ def test_ray_driver_memory_does_not_grow_with_the_records(ray_cluster, tmp_path,
         peaks[n] = int(proc.stdout.split()[-1]) / 1024
         assert len(pd.read_parquet(tmp_path / f"out{n}")) == n
     assert peaks[20000] - peaks[2000] <= 100, peaks
+
+
+def test_ray_engine_learns_from_examples_like_the_local_engine(ray_cluster, tmp_path, image_folder, labels_yaml,
+                                                               tiny_clip) -> None:
+    table = tmp_path / "reviewed.csv"
+    pd.DataFrame({"path": [str(image_folder / p) for p in ("a/1.jpg", "b/2.png", "c.png")],
+                  "reviewed_label": ["bird", "cat", "dog"]}).to_csv(table, index=False)
+    local = label(str(image_folder), str(tmp_path / "l.parquet"), labels_yaml, tiny_clip, "--examples", str(table))
+    remote = label(str(image_folder), str(tmp_path / "r.parquet"), labels_yaml, tiny_clip, "--examples", str(table),
+                   "--engine", "ray")
+    assert local["learned"] == remote["learned"]
+    a, b = pd.read_parquet(tmp_path / "l.parquet"), pd.read_parquet(tmp_path / "r.parquet")
+    assert a.label.tolist() == b.label.tolist() and a.status.tolist() == b.status.tolist()
+    assert sorted(b.loc[b.status == "reviewed", "path"]) == ["a/1.jpg", "b/2.png", "c.png"]
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)

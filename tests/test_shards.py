@@ -147,7 +147,9 @@ def test_sigkill_after_two_shards_then_rerun_resumes_by_shard(tmp_path, sixty, l
     rerun = subprocess.run([*run, "--summary-json", str(summary)], timeout=300, env=slow_env(0), capture_output=True,
                            text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert [line for line in rerun.stderr.splitlines() if not line.startswith("skipping d0/broken.png: ")] == []
+    # -q: only our own skip and warning lines (the random tiny model's classes are confusable), nothing of Ray's
+    assert [line for line in rerun.stderr.splitlines() if not line.startswith(("skipping d0/broken.png: ",
+                                                                                "warning: classes "))] == []
     data = summary_of(summary)
     broken_row = 20  # d0/broken.png sorts after d0's 20 images
     assert data["resumed"] == 10 * len(kept)
@@ -156,3 +158,16 @@ def test_sigkill_after_two_shards_then_rerun_resumes_by_shard(tmp_path, sixty, l
                                                 if p.name in kept}
     pd.testing.assert_frame_equal(pd.read_parquet(folder), pd.read_parquet(single))
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+def test_import_review_into_a_shard_folder_rewrites_its_parts(tmp_path, sixty, labels_yaml, tiny_clip) -> None:
+    cli(str(sixty), "--out", str(tmp_path / "shards") + "/", "--shard-size", "25", "--labels", str(labels_yaml),
+        "--model", str(tiny_clip))
+    first = load_results(tmp_path / "shards").frame
+    reviewed = [str(sixty / p) for p in first.path[[3, 40]]]
+    pd.DataFrame({"path": reviewed, "reviewed_label": ["bird", "cat"]}).to_csv(tmp_path / "c.csv", index=False)
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(tmp_path / "shards")])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "shards")
+    assert frame.reviewed_label[3] == "bird" and frame.reviewed_label[40] == "cat"
+    assert frame.reviewed_label.notna().sum() == 2 and len(frame) == 61

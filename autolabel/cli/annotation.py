@@ -139,21 +139,24 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     latest annotation that was not cancelled wins. Then e.g. `autolabel eval LABELS --truth reviewed_label`.
     """
     from autolabel.exporters import merge_review, read_review, write_table
-    from autolabel.fileio import check_output_file
+    from autolabel.fileio import check_output_file, check_output_folder
     from autolabel.results import load_results
 
     if (exported is None) == (server is None):
         raise UsageError("give either EXPORTED_RESULTS (an export file) or --from-label-studio URL")
     if server is not None and not project:
         raise UsageError("--from-label-studio needs --project (the project's id or title)")
-    check_output_file(into, "--into", (exported, spec))
+    if Path(into).is_dir():  # a shard folder: each part is rewritten in place
+        check_output_folder(into, "--into")
+    else:
+        check_output_file(into, "--into", (exported, spec))
     results = load_results(into, spec)
     if server is not None:
         from autolabel.exporters.label_studio_api import pull_reviews
 
-        counts = merge_review(results, "label-studio", pull_reviews(server, api_key, project))
+        counts = merge_review(results, "label-studio", pull_reviews(server, api_key, project, results.multi_label))
     else:
-        counts = merge_review(results, *read_review(Path(exported)))
+        counts = merge_review(results, *read_review(Path(exported), results.multi_label))
     write_table(results)
     click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} ({counts['changed']} differ from "
                f"the model's label, {counts['unmatched']} reviews matched no row) → {into}", err=True)

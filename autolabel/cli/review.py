@@ -30,7 +30,9 @@ from autolabel.fileio import check_output_file, write_text
 def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str | None) -> None:
     """Measure LABELS against ground truth: accuracy, top-k, per-class P/R/F1, confusion, accepted precision.
 
-    Rows with errors, without truth, or with a truth outside the spec are excluded and counted.
+    Rows with errors, without truth, or with a truth outside the spec are excluded and counted. Multi-label
+    tables: truth lists (a Parquet list, a JSON array in CSV, a plain name for one label); subset accuracy,
+    Hamming loss, micro/macro/weighted/samples P/R/F1 and per class, as scikit-learn defines them.
 
     \b
     Examples:
@@ -38,13 +40,14 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
       autolabel eval labels.parquet --truth folder --json metrics.json
       autolabel eval reviewed.parquet --truth reviewed_label
     """
+    from autolabel import labelsets
     from autolabel.evaluate import evaluate, resolve_truth
     from autolabel.progress import show_evaluation
     from autolabel.results import load_results
 
     check_json_target(json_out, labels_table, spec, truth)
     results = load_results(labels_table, spec)
-    metrics = evaluate(results, resolve_truth(results, truth))
+    metrics = (labelsets.evaluate if results.multi_label else evaluate)(results, resolve_truth(results, truth))
     show_evaluation(output_console(json_out), metrics)
     write_json(metrics, json_out)
 
@@ -66,7 +69,8 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     """Choose acceptance thresholds so accepted rows reach a target precision on a labelled sample.
 
     Reports the expected coverage and a 95% Wilson interval for the precision, with the rows each
-    estimate rests on. Needs at least 30 labelled rows.
+    estimate rests on. Needs at least 30 labelled rows. Multi-label tables: the precision of the labels
+    (image, class pairs with score ≥ threshold), and recall instead of coverage.
 
     \b
     Example:
@@ -75,6 +79,7 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     """
     import yaml
 
+    from autolabel import labelsets
     from autolabel.evaluate import calibrate as choose
     from autolabel.evaluate import resolve_truth, spec_with_thresholds
     from autolabel.progress import show_calibration
@@ -84,7 +89,8 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     if write_spec:
         check_output_file(write_spec, "--write-spec", (labels_table, spec, truth))
     results = load_results(labels_table, spec)
-    result = choose(results, resolve_truth(results, truth), target_precision, per_class, min_class_rows)
+    result = (labelsets.calibrate if results.multi_label else choose)(results, resolve_truth(results, truth),
+                                                                     target_precision, per_class, min_class_rows)
     show_calibration(output_console(json_out), result)
     if write_spec:
         raw = dict(results.spec.raw) if results.spec is not None else {}
@@ -105,10 +111,13 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
 def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json_out: str | None) -> None:
     """Compare two runs (rows matched by path): flips, class shift, new errors, status changes. For CI.
 
+    Multi-label tables are compared by label set: a flip is a row whose set changed.
+
     \b
     Example:
       autolabel diff last-week.parquet today.parquet --max-flip-rate 0.02 --json diff.json
     """
+    from autolabel import labelsets
     from autolabel.evaluate import diff as compare
     from autolabel.evaluate import flip_gate
     from autolabel.progress import show_diff
@@ -117,7 +126,8 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
     if max_flip_rate is not None and not 0.0 <= max_flip_rate <= 1.0:
         raise UsageError(f"--max-flip-rate must be between 0 and 1, got {max_flip_rate}")
     check_json_target(json_out, old, new, spec)
-    result = compare(load_results(old, spec), load_results(new, spec))
+    before, after = load_results(old, spec), load_results(new, spec)
+    result = (labelsets.diff if before.multi_label or after.multi_label else compare)(before, after)
     show_diff(output_console(json_out), result)
     write_json(result, json_out)
     if max_flip_rate is not None:
@@ -130,9 +140,12 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 @click.option("--images-root", type=click.Path(file_okay=False), default=None,
               help="Where relative paths resolve [default: the run's SOURCE folder].")
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
+@click.option("--audit", "audit_table", type=click.Path(dir_okay=False), default=None,
+              help="Add an audit section from FINDINGS of `autolabel audit` (duplicate groups, label issues).")
 @SPEC_OPTION
 @handle_errors
-def report(labels_table: str, out: str, images_root: str | None, truth: str | None, spec: str | None) -> None:
+def report(labels_table: str, out: str, images_root: str | None, truth: str | None, audit_table: str | None,
+           spec: str | None) -> None:
     """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
 
     \b
@@ -143,9 +156,17 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     from autolabel.report import build_report
     from autolabel.results import load_results
 
-    check_output_file(out, "--out", (labels_table, spec, truth))
+    check_output_file(out, "--out", (labels_table, spec, truth, audit_table))
     results = load_results(labels_table, spec)
-    document = build_report(results, results.images_root(images_root),
-                            resolve_truth(results, truth) if truth else None)
+    root = results.images_root(images_root)
+    sections = []
+    if audit_table:
+        from autolabel.audit.findings import load_findings
+        from autolabel.audit.report import audit_section
+        from autolabel.report import thumbnail
+
+        sections.append(audit_section(load_findings(audit_table),
+                                      lambda p: thumbnail(results.location(p, root), 96)))
+    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
     write_text(out, document)
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)

@@ -23,7 +23,8 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Images per model call.")
 @click.option("--workers", "-w", type=int, default=0, show_default=True,
               help="Decode threads (0: one per core, max 32).")
-@click.option("--top-k", "-k", type=int, default=3, show_default=True, help="Classes kept in top_labels/top_scores.")
+@click.option("--top-k", "-k", type=int, default=None,
+              help="Classes kept in top_labels/top_scores [default: 3; multi-label specs: every class].")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Global acceptance threshold (overrides the spec's; per-class thresholds still apply).")
 @click.option("--max-errors", type=int, default=None, help="Exit 1 if more images than this fail (output is kept).")
@@ -61,7 +62,8 @@ def run(source: str, labels: str, out: str, **options: Any) -> None:
 
     SOURCE is a folder (searched recursively), a manifest (.csv .tsv .parquet .jsonl .txt) or - for image
     paths on stdin. Writes one row per image, in input order: path, label, confidence, margin, status
-    (accepted / review / error), top_labels, top_scores, error, then the manifest's own columns.
+    (accepted / review / error), top_labels, top_scores, error, then the manifest's own columns. A spec with
+    `multi_label: true` scores every class on its own and adds `labels` (every class over its threshold).
 
     Image and text embeddings are cached by content, so changing the label spec and running again only
     re-encodes the prompts, and an interrupted run re-run with the same arguments resumes where it stopped.

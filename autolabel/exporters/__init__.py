@@ -7,10 +7,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
 from autolabel.fileio import atomic_write
+from autolabel.labelcells import label_list
 from autolabel.results import Results
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
@@ -36,6 +39,8 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise UsageError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if link not in LINKS:
         raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
+    if fmt == "imagefolder" and results.multi_label:
+        raise UsageError(imagefolder.MULTI_LABEL)
     root = results.images_root(images_root)
     rows = export_rows(results, status, root)
     if not rows:
@@ -54,28 +59,34 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise
 
 
-def read_review(path: Path) -> tuple[str, dict[str, str]]:
-    """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label})."""
+def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, Any]]:
+    """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label}).
+
+    `multi_label`: each label is a list of labels.
+    """
     if path.suffix.lower() == ".xml":
-        return "cvat", cvat.read_review(path)
+        return "cvat", cvat.read_review(path, multi_label)
     if path.suffix.lower() == ".json":
-        return "label-studio", label_studio.read_review(path)
+        return "label-studio", label_studio.read_review(path, multi_label)
     if path.suffix.lower() == ".csv":
         from autolabel.examples import read_table
 
-        return "csv", {e.location: e.label for e in read_table(str(path), None)}
+        return "csv", {e.location: e.label for e in read_table(str(path), None, multi_label)}
     raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
                      ".csv (the report's corrections)")
 
 
 def import_review(results: Results, exported: Path) -> dict[str, Any]:
-    """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts."""
-    return merge_review(results, *read_review(exported))
+    """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts.
+
+    Multi-label tables get a list per reviewed row (every class the person chose).
+    """
+    return merge_review(results, *read_review(exported, results.multi_label))
 
 
-def merge_review(results: Results, tool: str, reviewed: dict[str, str]) -> dict[str, Any]:
-    """Merge a tool's reviews ({key: label}) into the table as `reviewed_label` / `reviewed_by_human`; earlier reviews
-    of rows the tool does not mention are kept. Returns counts."""
+def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[str, Any]:
+    """Merge a tool's reviews ({key: label, or labels on multi-label tables}) into the table as `reviewed_label` /
+    `reviewed_by_human`; earlier reviews of rows the tool does not mention are kept. Returns counts."""
     frame = results.frame
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them
@@ -87,6 +98,8 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, str]) -> dict[
         root = results.images_root()
         by_file = {identity(str(results.location(k, root))): k for k in keys}
         reviewed = {by_file.get(identity(loc), loc): label for loc, label in reviewed.items()}
+    if results.multi_label:
+        return _import_label_lists(results, tool, reviewed, keys)
     unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
@@ -94,6 +107,22 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, str]) -> dict[
     frame["reviewed_by_human"] = frame["reviewed_label"].notna()
     matched = sum(k in reviewed for k in keys)
     changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
+    return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
+            "changed": changed, "labels_outside_spec": unknown}
+
+
+def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[str]], keys: list[str]) -> dict[str, Any]:
+    """import_review for a multi-label table: `reviewed_label` holds lists; a row changed when its set did."""
+    frame = results.frame
+    unknown = sorted({label for labels in reviewed.values() for label in labels if label not in set(results.classes)})
+    previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+    frame["reviewed_label"] = pd.Series([list(reviewed[k]) if k in reviewed else label_list(prev)
+                                         for k, prev in zip(keys, previous, strict=True)],
+                                        index=frame.index, dtype=object)
+    frame["reviewed_by_human"] = [v is not None for v in frame["reviewed_label"]]
+    matched = sum(k in reviewed for k in keys)
+    changed = sum(v is not None and set(v) != set(labels) for v, labels in zip(frame["reviewed_label"],
+                                                                               frame["labels"], strict=True))
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
             "changed": changed, "labels_outside_spec": unknown}
 
@@ -113,8 +142,9 @@ def write_table(results: Results) -> None:
     with atomic_write(results.path) as tmp:
         if results.schema is not None:
             original = results.schema
-            fields = [original.field(c) if c in original.names else
-                      pa.field(c, pa.bool_() if c == "reviewed_by_human" else pa.string())
+            added = {"reviewed_by_human": pa.bool_(),
+                     "reviewed_label": pa.list_(pa.string()) if results.multi_label else pa.string()}
+            fields = [original.field(c) if c in original.names else pa.field(c, added.get(c, pa.string()))
                       for c in results.frame.columns]
             table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
             meta = dict(original.metadata or {})
@@ -124,6 +154,9 @@ def write_table(results: Results) -> None:
             pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
         else:
             frame = results.frame.copy()
-            for column in ("top_labels", "top_scores"):
+            for column in ("top_labels", "top_scores", *(("labels",) if results.multi_label else ())):
                 frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
+            if results.multi_label and "reviewed_label" in frame:  # CSV: a JSON array, empty when not reviewed
+                frame["reviewed_label"] = [None if v is None else json.dumps(list(v), ensure_ascii=False)
+                                           for v in frame["reviewed_label"]]
             frame.to_csv(tmp, index=False)

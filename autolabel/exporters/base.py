@@ -38,6 +38,8 @@ class ExportRow:
     confidence: float  # the model's top-1 probability
     status: str
     model_label: str = ""  # the model's top-1 class (differs from `label` where a person overruled it)
+    labels: tuple[tuple[str, float | None], ...] = ()  # multi-label: (class, score), best first (a person's if human)
+    model_labels: tuple[str, ...] = ()  # multi-label: the model's own labels (differ where a person overruled them)
 
     @property
     def human(self) -> bool:
@@ -67,6 +69,11 @@ class ExportContext:
     def classes(self) -> list[str]:
         """Class names in spec order."""
         return self.results.classes
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether rows carry several labels (ExportRow.labels)."""
+        return self.results.multi_label
 
     @property
     def model_version(self) -> str:
@@ -175,12 +182,12 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     names = export_names(results)
     rows = []
     columns = ok[["path", "label", "confidence", "status", "top_labels"]].itertuples(index=False)
-    for path, label, conf, stat, tops in columns:
+    for i, (path, label, conf, stat, tops) in enumerate(columns):
         if status == "all" or stat == status:
             model = str(tops[0]) if len(tops) else str(label)
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
                                   name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat),
-                                  model_label=model))
+                                  model_label=model, **(_multi(results, ok, i) if results.multi_label else {})))
     return rows
 
 
@@ -229,6 +236,13 @@ def _inside(out: Path, root: Path, rel: Any) -> Path | None:
         return None
     path = out.joinpath(*parts)
     return path if path.parent.resolve().is_relative_to(root) else None
+def _multi(results: Results, ok: Any, i: int) -> dict[str, Any]:
+    """A multi-label row's labels with their scores (None where --top-k left one out), and the model's own
+    labels (every class whose score reaches its threshold: a reviewed row's `labels` are the person's)."""
+    scores = dict(zip(ok["top_labels"].iat[i], ok["top_scores"].iat[i], strict=True))
+    thresholds = results.thresholds
+    return {"labels": tuple((str(c), float(scores[c]) if c in scores else None) for c in ok["labels"].iat[i]),
+            "model_labels": tuple(str(c) for c, s in scores.items() if s >= thresholds.get(c, 0.5))}
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -43,13 +44,19 @@ def export(ctx: ExportContext) -> None:
         width, height = _size(row.source)
         image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
                                               "height": str(height)})
-        tag = ET.SubElement(image, "tag", {"label": row.label, "source": "manual" if row.human else "auto"})
-        ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{row.confidence:.6f}"
+        tags = row.labels if ctx.multi_label else ((row.label, row.confidence),)
+        for label, score in tags:
+            tag = ET.SubElement(image, "tag", {"label": label, "source": "manual" if row.human else "auto"})
+            if score is not None:
+                ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{score:.6f}"
     ctx.write_text("annotations.xml", xml_document(root))
 
 
-def read_review(path: Path) -> dict[str, str]:
-    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags."""
+def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags.
+
+    `multi_label`: for an image a person tagged, every tag it has (the auto ones they kept too), as a list.
+    """
     try:
         root = ET.fromstring(read_regular(path, MAX_TEXT_BYTES))
     except InputError as exc:
@@ -59,6 +66,9 @@ def read_review(path: Path) -> dict[str, str]:
     reviewed = {}
     for image in root.iter("image"):
         tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
-        if tags and image.get("name") and tags[-1].get("label") is not None:
+        if tags and image.get("name") and multi_label:
+            reviewed[image.get("name")] = list(dict.fromkeys(str(t.get("label")) for t in image.findall("tag")
+                                                             if t.get("label") is not None))
+        elif tags and image.get("name") and tags[-1].get("label") is not None:
             reviewed[image.get("name")] = tags[-1].get("label")
     return reviewed

@@ -1,4 +1,7 @@
-"""FiftyOneImageClassificationDataset: data/ plus labels.json with label and confidence per sample."""
+"""FiftyOneImageClassificationDataset: data/ plus labels.json with label and confidence per sample.
+
+Multi-label tables: a list of {label, confidence} per sample, which FiftyOne imports as `Classifications`.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ def export(ctx: ExportContext) -> None:
     labels = {}
     for row in ctx.rows:
         if ctx.place(row, "data", row.name):
-            labels[PurePosixPath(row.name).stem] = {"label": row.label,
-                                                    "confidence": None if row.human else row.confidence}
+            labels[PurePosixPath(row.name).stem] = (
+                [{"label": c, "confidence": None if row.human else s} for c, s in row.labels] if ctx.multi_label
+                else {"label": row.label, "confidence": None if row.human else row.confidence})
     ctx.write_text("labels.json", json.dumps({"classes": ctx.classes, "labels": labels}, indent=1,
                                              ensure_ascii=False) + "\n")

@@ -1,4 +1,4 @@
-"""Hugging Face `imagefolder`: images plus metadata.jsonl (file_name, label, confidence, status)."""
+"""Hugging Face `imagefolder`: images plus metadata.jsonl (file_name, label, confidence, status; labels, scores)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ def export(ctx: ExportContext) -> None:
     lines = []
     for row in ctx.rows:
         if ctx.place(row, "images", row.name):
-            lines.append(json.dumps({"file_name": f"images/{row.name}", "label": row.label,
-                                     "confidence": row.confidence, "status": row.status, "path": row.path},
-                                    ensure_ascii=False))
+            record = {"file_name": f"images/{row.name}", "label": row.label, "confidence": row.confidence,
+                      "status": row.status, "path": row.path}
+            if ctx.multi_label:  # a list column: every label, and its score
+                record.update(labels=[c for c, _ in row.labels], scores=[s for _, s in row.labels])
+            lines.append(json.dumps(record, ensure_ascii=False))
     ctx.write_text("metadata.jsonl", "".join(line + "\n" for line in lines))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from autolabel.exporters.base import ExportContext, folder_name
 
 REVIEW = "_review"
+MULTI_LABEL = ("--to imagefolder: one folder per class holds one class per image, and this table is multi-label "
+               "(a `labels` list per image); export it with --to hf, fiftyone, label-studio, cvat or open-images")
 
 
 def export(ctx: ExportContext) -> None:

@@ -20,12 +20,12 @@ LOCAL_FILES = "/data/local-files/?d="
 DOCUMENT_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 
 
-def config_xml(classes: list[str]) -> str:
-    """An Image + single-choice Choices labeling config (names escaped by ElementTree)."""
+def config_xml(classes: list[str], multiple: bool = False) -> str:
+    """An Image + Choices labeling config, single or multiple choice (names escaped by ElementTree)."""
     view = ET.Element("View")
     ET.SubElement(view, "Image", {"name": TO_NAME, "value": "$image"})
-    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME, "choice": "single",
-                                               "showInLine": "true"})
+    choices = ET.SubElement(view, "Choices", {"name": FROM_NAME, "toName": TO_NAME,
+                                               "choice": "multiple" if multiple else "single", "showInLine": "true"})
     for name in classes:
         ET.SubElement(choices, "Choice", {"value": name})
     return xml_document(view, declaration=False)
@@ -61,29 +61,32 @@ def image_reference(ctx: ExportContext, path: str, source: Path | str) -> str:
     return LOCAL_FILES + quote(Path(os.path.abspath(source)).as_posix().lstrip("/"))
 
 
-def task(row: ExportRow, image: str, model_version: str) -> dict[str, Any]:
-    """One Label Studio task: the image, our table path and status, the model's choice as a prediction, and on
-    reviewed rows the person's label as an annotation."""
+def task(row: ExportRow, image: str, model_version: str, multi_label: bool = False) -> dict[str, Any]:
+    """One Label Studio task: the image, our table path and status, the model's choice(s) as a prediction, and on
+    reviewed rows the person's label(s) as an annotation."""
+    chosen = [name for name, _ in row.labels] if multi_label else [row.label]
+    predicted = list(row.model_labels) if multi_label else [row.model_label]
     item: dict[str, Any] = {
         "data": {"image": image, "path": row.path, "status": row.status},
         "predictions": [{
             "model_version": model_version,
             "score": row.confidence,
             "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                        "value": {"choices": [row.model_label]}, "score": row.confidence}],
+                        "value": {"choices": predicted}, "score": row.confidence}] if predicted else [],
         }],
     }
     if row.human:  # a person's label travels as an annotation, the model's as the prediction
         item["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                                            "value": {"choices": [row.label]}}]}]
+                                            "value": {"choices": chosen}}]}]
     return item
 
 
 def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
-    tasks = [task(row, image_reference(ctx, row.path, row.source), ctx.model_version) for row in ctx.rows]
+    tasks = [task(row, image_reference(ctx, row.path, row.source), ctx.model_version, ctx.multi_label)
+             for row in ctx.rows]
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    ctx.write_text("config.xml", config_xml(ctx.classes))
+    ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
 
 
 def _path_of(task: dict[str, Any]) -> str | None:
@@ -126,8 +129,11 @@ def _choices(annotation: dict[str, Any], where: str) -> list[str]:
     return choices
 
 
-def read_review(path: Path) -> dict[str, str]:
-    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins."""
+def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+    """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins.
+
+    `multi_label`: every choice of that annotation, as a list (an annotation with none: `[]`, no class applies).
+    """
     try:
         tasks = json.loads(read_text(path, "a Label Studio export"))
     except InputError as exc:
@@ -136,12 +142,12 @@ def read_review(path: Path) -> dict[str, str]:
         raise SourceError(f"{path}: not a Label Studio JSON export ({' '.join(str(exc).split())[:120]})") from None
     if not isinstance(tasks, list):
         raise SourceError(f"{path}: a Label Studio JSON export is a list of tasks")
-    return reviews(tasks, str(path))
+    return reviews(tasks, str(path), multi_label)
 
 
-def reviews(tasks: Iterable[Any], origin: str) -> dict[str, str]:
+def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dict[str, Any]:
     """Label Studio tasks (as exported, or from its API; `origin` names them in errors) → {table path: the
-    human's choice}; in each task the latest non-cancelled annotation with a choice wins."""
+    human's choice (multi-label: every choice)}; in each task the latest non-cancelled annotation wins."""
     reviewed = {}
     for i, item in enumerate(tasks):
         item = _dict(item, f"{origin}: task [{i}]")
@@ -152,6 +158,9 @@ def reviews(tasks: Iterable[Any], origin: str) -> dict[str, str]:
                                   _number(ka[1].get("id"))))
         for k, annotation in reversed(kept):
             choices = _choices(annotation, f"{where}[{k}]")
+            if multi_label and (key := _path_of(item)):
+                reviewed[key] = list(dict.fromkeys(choices))
+                break
             if choices and (key := _path_of(item)):
                 reviewed[key] = choices[0]
                 break

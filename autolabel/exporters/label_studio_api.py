@@ -121,7 +121,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     client = connect(config.url, config.api_key)
     base = config.url.rstrip("/")
     title = config.project or f"autolabel {results.path.stem}"
-    config_xml = label_studio.config_xml(results.classes)
+    config_xml = label_studio.config_xml(results.classes, results.multi_label)
     project, created = _project(client, title, config_xml)
     with _calling("list the project's tasks"):
         present = {str((t.data or {}).get("path")) for t in
@@ -137,7 +137,8 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     try:
         for batch in _batches(new, mode):
             images = _images(client, project.id, batch, config, mode)
-            tasks = [label_studio.task(row, image, version) for row, image in zip(batch, images, strict=True)]
+            tasks = [label_studio.task(row, image, version, results.multi_label)
+                     for row, image in zip(batch, images, strict=True)]
             with _calling(f"import {len(tasks)} tasks"):
                 client.projects.import_tasks(project.id, request=tasks)
             sample = sample or images[0]
@@ -155,15 +156,16 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
                       skipped=tuple(skipped), warnings=(problem,) if problem else ())
 
 
-def pull_reviews(url: str | None, api_key: str | None, project: str) -> dict[str, str]:
-    """The reviews of a project (by id or title) → {table path: the human's choice}, by the file import's rules."""
+def pull_reviews(url: str | None, api_key: str | None, project: str, multi_label: bool = False) -> dict[str, Any]:
+    """The reviews of a project (by id or title) → {table path: the human's choice (multi-label: every choice)},
+    by the file import's rules."""
     client = connect(url, api_key)
     found = _find_project(client, project, by_id=True)
     if found is None:
         raise UsageError(f"Label Studio at {url}: no project with id or title '{project}'")
     with _calling("list the project's tasks"):
         tasks = [t.dict() for t in client.tasks.list(project=found.id, fields="all", page_size=100)]
-    return label_studio.reviews(tasks, f"Label Studio project {found.id} at {url}")
+    return label_studio.reviews(tasks, f"Label Studio project {found.id} at {url}", multi_label)
 
 
 def storage_folders(sources: Sequence[Path], root: Path) -> list[Path]:

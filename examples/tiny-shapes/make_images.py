@@ -1,14 +1,17 @@
 """Write N labelled tiny-shapes sample images (JPEG and PNG, nested class-free folders) and a manifest CSV.
 
     python examples/tiny-shapes/make_images.py OUT_DIR [--n 240] [--seed 1]
+    python examples/tiny-shapes/make_images.py OUT_DIR --pairs      # two shapes per image, for multi-label
 
 The manifest (OUT_DIR/manifest.csv) has columns path, truth, color, shape; paths are relative to OUT_DIR.
+With --pairs it has path, colors, shapes: JSON arrays of the colours and shapes in the image (sorted).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import sys
 from pathlib import Path
@@ -64,14 +67,49 @@ def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> 
     return manifest
 
 
+def pair_image(left: tuple[str, str], right: tuple[str, str], rng: random.Random, side: int = 64,
+               stacked: bool = False) -> Image.Image:
+    """Two shapes in one square image: side by side (as --messy's ambiguous images), or one above the other."""
+    both = Image.new("RGB", (side, side))
+    half = (side, side // 2) if stacked else (side // 2, side)
+    both.paste(draw_shape(*left, rng, half), (0, 0))
+    both.paste(draw_shape(*right, rng, half), (0, side // 2) if stacked else (side // 2, 0))
+    return both
+
+
+def make_pairs(out: Path, n: int = 240, seed: int = 1, same_color: float = 0.15) -> Path:
+    """Draw n two-shape images (colours differ, except a `same_color` share) for multi-label colour tags."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    colors, rows = list(COLORS), []
+    for i in range(n):
+        first = rng.choice(colors)
+        second = first if rng.random() < same_color else rng.choice([c for c in colors if c != first])
+        shapes = (rng.choice(SHAPES), rng.choice(SHAPES))
+        image = pair_image((first, shapes[0]), (second, shapes[1]), rng, rng.choice((64, 96, 128)), rng.random() < 0.5)
+        rel = f"pairs/pair{i:05d}.png"
+        (out / "pairs").mkdir(exist_ok=True)
+        image.save(out / rel)
+        rows.append({"path": rel, "colors": json.dumps(sorted({first, second})),
+                     "shapes": json.dumps(sorted(set(shapes)))})
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "colors", "shapes"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--n", type=int, default=240)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--messy", action="store_true", help="add two broken files, as real folders have")
+    parser.add_argument("--pairs", action="store_true", help="two shapes per image, colours and shapes as lists")
     args = parser.parse_args()
-    manifest = make_images(args.out, args.n, args.seed, args.messy)
+    manifest = (make_pairs(args.out, args.n, args.seed) if args.pairs
+                else make_images(args.out, args.n, args.seed, args.messy))
     print(f"wrote {args.n} images and {manifest}")
 
 

@@ -1,0 +1,1 @@
+"""Dataset audit over cached embeddings: duplicates and split leakage, label issues, outliers, class balance."""

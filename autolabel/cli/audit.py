@@ -1,0 +1,123 @@
+"""`autolabel audit` and `autolabel lint`: what is wrong with a labelled dataset, and with a label spec."""
+
+from __future__ import annotations
+
+import click
+
+from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main
+
+KIND_NAMES = ("duplicate", "label_issue", "outlier", "summary")
+
+
+def _split_kinds(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    kinds = tuple(k.strip() for v in values for k in v.split(",") if k.strip())
+    return kinds or None
+
+
+@main.command(context_settings=CONTEXT)
+@LABELS_TABLE
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The findings table to write (.parquet or .csv).")
+@click.option("--truth", default=None,
+              help="True labels for label issues: a column (e.g. reviewed_label, the default when present), a "
+                   ".csv/.parquet with path and label, or 'folder'.")
+@click.option("--images-root", type=click.Path(file_okay=False), default=None,
+              help="Where relative paths resolve [default: the run's images root or SOURCE folder].")
+@click.option("--kinds", multiple=True,
+              help="Only these (comma-separated or repeated): duplicate, label_issue, outlier, summary "
+                   "[default: all that apply].")
+@click.option("--split-column", default=None,
+              help="A column naming each image's split (train/val/test): duplicates across splits become "
+                   "`leakage` rows too.")
+@SPEC_OPTION
+@click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@click.option("--batch-size", "-b", type=int, default=32, show_default=True,
+              help="Images per model call, for embeddings the cache lacks.")
+@click.option("--workers", "-w", type=int, default=0, show_default=True,
+              help="Decode threads (0: one per core, max 32).")
+@click.option("--candidate-similarity", type=float, default=0.90, show_default=True,
+              help="Embedding cosine from which two images are duplicate candidates (then checked on pixels).")
+@click.option("--no-crops", is_flag=True, help="Do not look for crops of one image in another.")
+@click.option("--outlier-k", type=int, default=5, show_default=True,
+              help="Neighbours an image's outlier distance is averaged over.")
+@click.option("--outlier-fence", type=float, default=3.0, show_default=True,
+              help="Outliers lie beyond Q3 + this many interquartile ranges of all images' distances.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or class table.")
+@handle_errors
+def audit(labels_table: str, out: str, truth: str | None, images_root: str | None, kinds: tuple[str, ...],
+          split_column: str | None, spec: str | None, model: str | None, device: str, cache_dir: str | None,
+          batch_size: int, workers: int, candidate_similarity: float, no_crops: bool, outlier_k: int,
+          outlier_fence: float, quiet: bool) -> None:
+    """Find duplicates (and split leakage), probable label errors, outliers and class imbalance in LABELS.
+
+    Uses the embeddings the run cached (encoding only what the cache lacks) and writes one row per
+    finding: kind, path, other_path, score (higher = more suspicious), detail. Duplicates are embedding
+    neighbours confirmed on pixels; label issues are rows whose --truth the model confidently
+    contradicts (confident learning); outliers are images far from all others.
+
+    \b
+    Examples:
+      autolabel audit labels.parquet --out findings.parquet
+      autolabel audit labels.parquet --out findings.csv --truth reviewed_label --split-column split
+      autolabel report labels.parquet --out report.html --audit findings.parquet
+    """
+    from autolabel.audit.runner import AuditConfig, run_audit
+    from autolabel.audit.summary import format_balance
+
+    config = AuditConfig(
+        labels=labels_table, out=out, truth=truth, images_root=images_root, kinds=_split_kinds(kinds),
+        split_column=split_column, spec=spec, model=model, device=device, cache_dir=cache_dir,
+        batch_size=batch_size, workers=workers, candidate_similarity=candidate_similarity, crops=not no_crops,
+        outlier_k=outlier_k, outlier_fence=outlier_fence, quiet=quiet,
+    )
+    result = run_audit(config)
+    counts = {k: sum(f.kind == k for f in result.findings) for k in ("duplicate", "leakage", "label_issue", "outlier")}
+    if not quiet:
+        click.echo(format_balance(result.balance))
+    click.echo(f"{result.audited} images audited ({result.encoded} newly embedded, {result.failed} unreadable): "
+               + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" → {result.out}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--model", "-m", default=None,
+              help="Hub id or local folder [default: the spec's model:, else openai/clip-vit-base-patch32].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="Embedding cache folder (prompt embeddings are cached there).")
+@click.option("--strict", is_flag=True, help="Exit 1 when there is any warning (for CI).")
+@handle_errors
+def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, strict: bool) -> None:
+    """Check a label spec against a model: classes it cannot tell apart, prompts over its context, duplicates.
+
+    Two classes are confusable when each class's own prompts, scored like images at the model's
+    temperature, do not pick their own class over the other at least 90% of the time on average.
+
+    \b
+    Examples:
+      autolabel lint labels.yaml
+      autolabel lint labels.yaml --model google/siglip-base-patch16-224 --strict
+    """
+    from autolabel.cache import EmbeddingCache, default_cache_dir
+    from autolabel.errors import TooManyErrors
+    from autolabel.lint import lint_spec
+    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
+    from autolabel.spec import load_spec
+
+    spec = load_spec(spec_path)
+    loaded = ZeroShotModel.load(model or spec.model_location() or DEFAULT_MODEL, device=device)
+    cache = EmbeddingCache(cache_dir or default_cache_dir())
+    try:
+        from autolabel.audit.embeddings import cached_text_encoder
+
+        warnings = lint_spec(spec, loaded, cached_text_encoder(loaded, cache))
+    finally:
+        cache.close()
+    for w in warnings:
+        click.echo(f"{spec_path}: {w.kind}: {w.message}")
+    click.echo(f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''} ({loaded.name})", err=True)
+    if strict and warnings:
+        raise TooManyErrors(f"{len(warnings)} lint warning(s) with --strict")
