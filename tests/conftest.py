@@ -251,3 +251,16 @@ def shape_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """160 labelled two-shape images: a multi-label Parquet table from a real run of the tiny-shapes model."""
     root = tmp_path_factory.mktemp("shape-pairs")
     return label_shape_pairs(root / "images", 160, 7, root / "labels.parquet")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Label Studio takes a minute to start: when its tests are selected, start it now (see tests/apps.py)."""
+    from .apps import start_label_studio_early
+
+    start_label_studio_early(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from .apps import stop_early_label_studio
+
+    stop_early_label_studio()

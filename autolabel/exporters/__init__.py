@@ -81,7 +81,12 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
 
     Multi-label tables get a list per reviewed row (every class the person chose).
     """
-    tool, reviewed = read_review(exported, results.multi_label)
+    return merge_review(results, *read_review(exported, results.multi_label))
+
+
+def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[str, Any]:
+    """Merge a tool's reviews ({key: label, or labels on multi-label tables}) into the table as `reviewed_label` /
+    `reviewed_by_human`; earlier reviews of rows the tool does not mention are kept. Returns counts."""
     frame = results.frame
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them

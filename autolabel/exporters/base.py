@@ -78,9 +78,7 @@ class ExportContext:
     @property
     def model_version(self) -> str:
         """Model id (and fingerprint) for tools that record which model predicted."""
-        model = self.results.metadata.get("model", {})
-        name = model.get("id", "autolabel")
-        return f"{name}@{model['fingerprint']}" if model.get("fingerprint") else str(name)
+        return model_version(self.results)
 
     def target(self, *parts: str) -> Path:
         """A new path inside --out, its folders created; anything outside --out, or an existing file, is refused."""
@@ -132,6 +130,13 @@ class ExportContext:
     def remove_written(self) -> None:
         """Undo this export: remove the files and folders it created, nothing else."""
         remove_listed(self.out, self.written, self.folders)
+
+
+def model_version(results: Results) -> str:
+    """The run's model id (and fingerprint), as tools that record which model predicted show it."""
+    model = results.metadata.get("model", {})
+    name = model.get("id", "autolabel")
+    return f"{name}@{model['fingerprint']}" if model.get("fingerprint") else str(name)
 
 
 def safe_names(paths: Sequence[str]) -> list[str]:

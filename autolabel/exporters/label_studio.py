@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
 from autolabel.errors import SourceError
-from autolabel.exporters.base import ExportContext, xml_document
+from autolabel.exporters.base import ExportContext, ExportRow, xml_document
 from autolabel.fileio import InputError, read_text
 
 FROM_NAME, TO_NAME = "label", "image"
 LOCAL_FILES = "/data/local-files/?d="
+DOCUMENT_ROOT_ENV = "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"
 
 
 def config_xml(classes: list[str], multiple: bool = False) -> str:
@@ -27,38 +31,60 @@ def config_xml(classes: list[str], multiple: bool = False) -> str:
     return xml_document(view, declaration=False)
 
 
+def document_root() -> Path | None:
+    """LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, as Label Studio reads it, when set."""
+    root = os.environ.get(DOCUMENT_ROOT_ENV)
+    return Path(os.path.abspath(root)) if root else None
+
+
+def local_files_url(source: Path, root: Path) -> str:
+    """Label Studio's local-files URL for an image under `root` (its document root)."""
+    rel = Path(os.path.abspath(source)).relative_to(Path(os.path.abspath(root))).as_posix()
+    return LOCAL_FILES + quote(rel)
+
+
+def prefixed_url(prefix: str, path: str) -> str:
+    """--url-prefix PREFIX: the image's URL is PREFIX/path (the table path, URL-quoted)."""
+    return prefix.rstrip("/") + "/" + quote(path.lstrip("/"))
+
+
 def image_reference(ctx: ExportContext, path: str, source: Path | str) -> str:
-    """--url-prefix + path, else the object-store URL, else a local-files URL relative to the images root."""
+    """--url-prefix + path, else the object-store URL, else a local-files URL relative to Label Studio's document
+    root (when set in the environment) or to the images root."""
     if ctx.url_prefix:
-        return ctx.url_prefix.rstrip("/") + "/" + quote(path.lstrip("/"))
+        return prefixed_url(ctx.url_prefix, path)
     if isinstance(source, str):
         return source
-    try:
-        rel = source.resolve().relative_to(Path(ctx.images_root).resolve()).as_posix()
-    except ValueError:
-        rel = source.resolve().as_posix().lstrip("/")
-    return LOCAL_FILES + quote(rel)
+    for root in (r for r in (document_root(), Path(ctx.images_root)) if r is not None):
+        with contextlib.suppress(ValueError):
+            return local_files_url(source, root)
+    return LOCAL_FILES + quote(Path(os.path.abspath(source)).as_posix().lstrip("/"))
+
+
+def task(row: ExportRow, image: str, model_version: str, multi_label: bool = False) -> dict[str, Any]:
+    """One Label Studio task: the image, our table path and status, the model's choice(s) as a prediction, and on
+    reviewed rows the person's label(s) as an annotation."""
+    chosen = [name for name, _ in row.labels] if multi_label else [row.label]
+    predicted = list(row.model_labels) if multi_label else [row.model_label]
+    item: dict[str, Any] = {
+        "data": {"image": image, "path": row.path, "status": row.status},
+        "predictions": [{
+            "model_version": model_version,
+            "score": row.confidence,
+            "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                        "value": {"choices": predicted}, "score": row.confidence}] if predicted else [],
+        }],
+    }
+    if row.human:  # a person's label travels as an annotation, the model's as the prediction
+        item["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
+                                            "value": {"choices": chosen}}]}]
+    return item
 
 
 def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
-    tasks = []
-    for row in ctx.rows:
-        chosen = [name for name, _ in row.labels] if ctx.multi_label else [row.label]
-        predicted = list(row.model_labels) if ctx.multi_label else [row.model_label]
-        task: dict[str, Any] = {
-            "data": {"image": image_reference(ctx, row.path, row.source), "path": row.path, "status": row.status},
-            "predictions": [{
-                "model_version": ctx.model_version,
-                "score": row.confidence,
-                "result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                            "value": {"choices": predicted}, "score": row.confidence}] if predicted else [],
-            }],
-        }
-        if row.human:  # a person's label travels as an annotation, the model's as the prediction
-            task["annotations"] = [{"result": [{"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices",
-                                                "value": {"choices": chosen}}]}]
-        tasks.append(task)
+    tasks = [task(row, image_reference(ctx, row.path, row.source), ctx.model_version, ctx.multi_label)
+             for row in ctx.rows]
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
     ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
 
@@ -116,20 +142,26 @@ def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
         raise SourceError(f"{path}: not a Label Studio JSON export ({' '.join(str(exc).split())[:120]})") from None
     if not isinstance(tasks, list):
         raise SourceError(f"{path}: a Label Studio JSON export is a list of tasks")
+    return reviews(tasks, str(path), multi_label)
+
+
+def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dict[str, Any]:
+    """Label Studio tasks (as exported, or from its API; `origin` names them in errors) → {table path: the
+    human's choice (multi-label: every choice)}; in each task the latest non-cancelled annotation wins."""
     reviewed = {}
-    for i, task in enumerate(tasks):
-        task = _dict(task, f"{path}: task [{i}]")
-        where = f"{path}: task [{i}] annotations"
-        annotations = [_dict(a, f"{where}[{k}]") for k, a in enumerate(_list(task.get("annotations"), where))]
+    for i, item in enumerate(tasks):
+        item = _dict(item, f"{origin}: task [{i}]")
+        where = f"{origin}: task [{i}] annotations"
+        annotations = [_dict(a, f"{where}[{k}]") for k, a in enumerate(_list(item.get("annotations"), where))]
         kept = [(k, a) for k, a in enumerate(annotations) if not a.get("was_cancelled")]
         kept.sort(key=lambda ka: (str(ka[1].get("updated_at") or ka[1].get("created_at") or ""),
                                   _number(ka[1].get("id"))))
         for k, annotation in reversed(kept):
             choices = _choices(annotation, f"{where}[{k}]")
-            if multi_label and (key := _path_of(task)):
+            if multi_label and (key := _path_of(item)):
                 reviewed[key] = list(dict.fromkeys(choices))
                 break
-            if choices and (key := _path_of(task)):
+            if choices and (key := _path_of(item)):
                 reviewed[key] = choices[0]
                 break
     return reviewed
