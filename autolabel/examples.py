@@ -167,6 +167,17 @@ class Learned:
     encoded: int
     skipped: tuple[str, ...]
 
+    def summary_line(self) -> str:
+        """One line for people: what the examples changed."""
+        fit = self.fit
+        if fit is None:
+            return "no example could be read: zero-shot only"
+        accuracy = f"leave-one-out accuracy on them: zero-shot {fit.loo_zero_shot:.0%}, adapted {fit.loo_adapted:.0%}"
+        count = sum(fit.examples.values())
+        if not fit.used:
+            return f"learned nothing from {count} examples ({accuracy}): zero-shot kept"
+        return f"learned from {count} examples ({accuracy}; {fit.method}, α {fit.alpha}, β {fit.beta})"
+
     def describe(self) -> dict[str, Any]:
         """For the run metadata and the summary."""
         if self.fit is None:

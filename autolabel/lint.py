@@ -33,6 +33,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _own_similarity(own: np.ndarray) -> np.ndarray:
+    """Each prompt's cosine to its own class: the mean of the class's *other* prompts (or the class itself)."""
+    n = len(own)
+    centre = _unit(own.sum(axis=0) - own) if n > 1 else np.repeat(_unit(own.mean(axis=0))[None], n, axis=0)
+    return (own * centre).sum(axis=1)
+
+
 def pair_separation(own: np.ndarray, other_class: np.ndarray, scale: float) -> float:
     """Mean over a class's prompt embeddings of the two-class softmax probability of their own class.
 
@@ -42,27 +49,43 @@ def pair_separation(own: np.ndarray, other_class: np.ndarray, scale: float) -> f
     cancels between two classes. 0.5: the model cannot tell them apart; 1: always.
     """
     own = _unit(np.asarray(own, np.float64))
-    n = len(own)
-    centre = _unit(own.sum(axis=0) - own) if n > 1 else np.repeat(_unit(own.mean(axis=0))[None], n, axis=0)
-    gap = (own * centre).sum(axis=1) - own @ _unit(np.asarray(other_class, np.float64))
+    gap = _own_similarity(own) - own @ _unit(np.asarray(other_class, np.float64))
     return float(np.mean(1.0 / (1.0 + np.exp(-scale * gap))))
 
 
-def _confusable(spec: LabelSpec, vectors: list[np.ndarray], scale: float) -> list[LintWarning]:
-    means = [_unit(np.asarray(v, np.float64).mean(axis=0)) for v in vectors]
-    out = []
+def separation_matrix(vectors: list[np.ndarray], scale: float) -> np.ndarray:
+    """`pair_separation` of every class against every other at once: S[a, b] for class a's prompts vs class b.
+
+    One pass over the prompts (prompts × classes), so a spec of thousands of classes is checked in seconds.
+    """
+    units = [_unit(np.asarray(v, np.float64)) for v in vectors]
+    means = np.stack([_unit(u.mean(axis=0)) for u in units])
+    rows = []
+    for own in units:
+        gap = _own_similarity(own)[:, None] - own @ means.T
+        rows.append((1.0 / (1.0 + np.exp(-scale * gap))).mean(axis=0))
+    return np.stack(rows)
+
+
+def _confusable(spec: LabelSpec, vectors: list[np.ndarray], scale: float,
+                limit: int | None = None) -> tuple[list[LintWarning], int]:
+    """The confusable pairs, worst first (at most `limit` of them spelled out), and how many there are."""
+    means = np.stack([_unit(np.asarray(v, np.float64).mean(axis=0)) for v in vectors])
+    separation = separation_matrix(vectors, scale)
+    worst = np.minimum(separation, separation.T)
     names = spec.class_names
-    for a in range(len(names)):
-        for b in range(a + 1, len(names)):
-            score = min(pair_separation(vectors[a], means[b], scale), pair_separation(vectors[b], means[a], scale))
-            if score < SEPARABLE:
-                out.append(LintWarning(
-                    "confusable",
-                    f"classes '{names[a]}' and '{names[b]}' are too close for the model to separate: their own "
-                    f"prompts pick the right one of the two only {100 * score:.0f}% of the time (cosine of the class "
-                    f"embeddings {float(means[a] @ means[b]):.3f}); merge them, or reword one",
-                    classes=(names[a], names[b])))
-    return out
+    first, second = np.nonzero(np.triu(worst < SEPARABLE, k=1))
+    order = np.argsort(worst[first, second], kind="stable")[:limit]
+    out = []
+    for a, b in zip(first[order], second[order], strict=True):
+        score = float(worst[a, b])
+        out.append(LintWarning(
+            "confusable",
+            f"classes '{names[a]}' and '{names[b]}' are too close for the model to separate: their own "
+            f"prompts pick the right one of the two only {100 * score:.0f}% of the time (cosine of the class "
+            f"embeddings {float(means[a] @ means[b]):.3f}); merge them, or reword one",
+            classes=(names[a], names[b])))
+    return out, len(first)
 
 
 def _duplicates(spec: LabelSpec, prompts: list[list[str]]) -> list[LintWarning]:
@@ -93,12 +116,26 @@ def _duplicates(spec: LabelSpec, prompts: list[list[str]]) -> list[LintWarning]:
     return out
 
 
+@dataclass(frozen=True)
+class Lint:
+    """A spec's warnings, at most `limit` confusable pairs of them spelled out (worst first), and the rest counted."""
+
+    warnings: tuple[LintWarning, ...]
+    omitted: int = 0  # confusable pairs not spelled out
+
+
 def lint_spec(spec: LabelSpec, model: Any, encode: Callable[[Sequence[str]], np.ndarray]) -> list[LintWarning]:
     """Every warning for a spec: normalised duplicates, prompts over the context, confusable class pairs.
 
     `model` needs `too_long(prompts)`, `context_length` and `logit_scale` (a ZeroShotModel has them);
     `encode` turns prompts into unit embeddings (e.g. the run's cached text encoder).
     """
+    return list(lint(spec, model, encode).warnings)
+
+
+def lint(spec: LabelSpec, model: Any, encode: Callable[[Sequence[str]], np.ndarray],
+         limit: int | None = None) -> Lint:
+    """`lint_spec`, spelling out at most `limit` confusable pairs (a run only shows a few)."""
     prompts = [spec.prompts_for(c) for c in spec.classes]
     flat = [p for group in prompts for p in group]
     warnings = _duplicates(spec, prompts)
@@ -110,4 +147,5 @@ def lint_spec(spec: LabelSpec, model: Any, encode: Callable[[Sequence[str]], np.
     embeddings = np.asarray(encode(flat))
     bounds = np.cumsum([0] + [len(g) for g in prompts])
     vectors = [embeddings[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    return warnings + _confusable(spec, vectors, float(model.logit_scale))
+    confusable, total = _confusable(spec, vectors, float(model.logit_scale), limit)
+    return Lint(tuple(warnings + confusable), total - len(confusable))

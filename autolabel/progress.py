@@ -86,10 +86,10 @@ class Reporter:
         more = f" … and {len(items) - len(shown)} more (-v lists them all)" if len(items) > len(shown) else ""
         self.warn(f"{len(items)} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
-    def lint(self, warnings: list[Any], spec: str) -> None:
-        """The spec's lint warnings, once: over-long prompts as one grouped line, other kinds a few lines each."""
+    def lint(self, found: Any, spec: str) -> None:
+        """A spec's lint.Lint, once: over-long prompts as one grouped line, other kinds a few lines each."""
         by_kind: dict[str, list[Any]] = {}
-        for warning in warnings:
+        for warning in found.warnings:
             by_kind.setdefault(warning.kind, []).append(warning)
         for kind, group in by_kind.items():
             if kind == "too_long":
@@ -99,9 +99,9 @@ class Reporter:
             shown = group if self.verbose else group[:GROUP_LINES]
             for warning in shown:
                 self.warn(warning.message)
-            if len(group) > len(shown):
-                self.warn(f"… and {len(group) - len(shown)} more {kind} warnings (`autolabel lint {spec}` or -v "
-                          "lists them all)")
+            more = len(group) - len(shown) + (found.omitted if kind == "confusable" else 0)
+            if more:
+                self.warn(f"… and {more} more {kind} warnings (`autolabel lint {spec}` or -v lists them all)")
 
     def skip(self, path: str, reason: str) -> None:
         """The line for an image that became an error row (after SKIP_LINES of them, only counted)."""
@@ -154,17 +154,19 @@ class Reporter:
         if self.quiet:
             return
         table = Table(title="autolabel summary", title_justify="left")
-        for name, justify in (("class", "left"), ("images", "right"), ("accepted", "right"), ("review", "right")):
-            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        status = summary["status"]
+        kinds = ["accepted", "review"] + (["reviewed"] if status.get("reviewed") else [])  # people's labels apart
+        for name in ("class", "images", *kinds):
+            table.add_column(name, justify="left" if name == "class" else "right")
         classes = sorted(summary["classes"].items(), key=lambda kv: -kv[1]["images"]) if len(
             summary["classes"]) > MAX_SUMMARY_ROWS else list(summary["classes"].items())
         for name, counts in classes[:MAX_SUMMARY_ROWS]:
-            table.add_row(name, str(counts["images"]), str(counts["accepted"]), str(counts["review"]))
+            table.add_row(name, str(counts["images"]), *(str(counts.get(k, 0)) for k in kinds))
         if len(classes) > MAX_SUMMARY_ROWS:
-            table.add_row(f"… {len(classes) - MAX_SUMMARY_ROWS} more classes (see --summary-json)", "", "", "")
-        status = summary["status"]
+            table.add_row(f"… {len(classes) - MAX_SUMMARY_ROWS} more classes (see --summary-json)", *[""] * (
+                len(kinds) + 1))
         table.add_section()
-        table.add_row("all", str(summary["images"] - status["error"]), str(status["accepted"]), str(status["review"]))
+        table.add_row("all", str(summary["images"] - status["error"]), *(str(status.get(k, 0)) for k in kinds))
         self.console.print(table)
         self.console.print(
             f"{summary['images']} images, {status['error']} errors, "

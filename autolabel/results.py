@@ -150,14 +150,16 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     if labels is not None:
         spec = load_spec(labels)
     elif metadata.get("spec"):
-        spec = parse_spec(metadata["spec"], f"{path} (metadata)")
+        # Named after the spec file it came from, so a relative `model:` or `examples:` still resolves there.
+        spec = parse_spec(metadata["spec"], str(metadata.get("spec_path") or f"{path} (metadata)"))
     if spec is not None:
         classes = list(spec.label_names)  # `other` is a label like the classes (eval, exports, report)
     elif metadata.get("classes"):
         other = (metadata.get("other") or {}).get("name")
         classes = list(metadata["classes"]) + ([other] if other else [])
     else:
-        raise UsageError(f"{path}: a CSV table does not record its classes; pass the label spec with --labels")
+        raise UsageError(f"{path}: carries no autolabel run metadata (a CSV table, or a Parquet file saved again "
+                         "without it), so its classes are unknown; pass the label spec with --labels")
     results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
     if results.multi_label:
         if "labels" not in frame.columns:

@@ -105,3 +105,16 @@ def test_shipped_tiny_specs_pass_strict(tmp_path: Path, name: str) -> None:
     result = lint(TINY_SHAPES / name, tmp_path, "--strict")
     assert result.exit_code == 0, result.output
     assert "0 warnings" in result.output
+
+
+def test_the_separation_matrix_equals_pair_separation_for_every_pair() -> None:
+    from autolabel.lint import separation_matrix
+
+    rng = np.random.default_rng(3)
+    vectors = [rng.normal(size=(n, 6)) for n in (1, 3, 2, 4)]
+    means = [v.mean(axis=0) / np.linalg.norm(v.mean(axis=0)) for v in (x / np.linalg.norm(x, axis=1, keepdims=True)
+                                                                        for x in vectors)]
+    matrix = separation_matrix(vectors, 7.0)
+    for a in range(4):
+        for b in range(4):
+            assert matrix[a, b] == pytest.approx(pair_separation(vectors[a], means[b], 7.0), abs=1e-12)

@@ -93,3 +93,19 @@ def test_folder_csv_parquet_and_stdin_agree(shapes_dir: Path, tmp_path: Path) ->
     for other in (by_csv, by_parquet, by_stdin):
         assert list(other["label"]) == list(by_folder["label"])
         assert list(other["status"]) == list(by_folder["status"])
+
+
+def test_calibrated_spec_from_the_table_alone_still_finds_the_model(shapes_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "labels.parquet"
+    result = CliRunner().invoke(main, ["run", str(shapes_dir / "manifest.csv"), "--labels",
+                                       str(TINY_SHAPES / "labels.yaml"), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    target = tmp_path / "elsewhere" / "calibrated.yaml"
+    result = CliRunner().invoke(main, ["calibrate", str(out), "--truth", "truth", "-p", "0.9",
+                                       "--write-spec", str(target)])  # the spec comes from the table's metadata
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(target.read_text())
+    assert (target.parent / written["model"]).resolve() == (TINY_SHAPES / "model").resolve()
+    again = CliRunner().invoke(main, ["run", str(shapes_dir / "manifest.csv"), "--labels", str(target), "--out",
+                                      str(tmp_path / "again.parquet"), "-q"])
+    assert again.exit_code == 0, again.output
