@@ -343,6 +343,19 @@ def test_images_root_and_an_unreadable_image(labelled, tmp_path: Path) -> None:
     assert gone not in set(found["path"]) | set(found["other_path"])
 
 
+def test_no_image_found_is_one_line_with_the_fix(labelled, tmp_path: Path) -> None:
+    labels, cache, _, _ = labelled
+    for kinds in ("duplicate", "outlier,label_issue"):
+        result = audit(labels, cache, tmp_path / "f.parquet", "--kinds", kinds, "--truth", "truth",
+                       "--images-root", str(tmp_path / "nowhere"))
+        assert result.exit_code == 2, result.output
+        last = result.output.strip().splitlines()[-1]
+        assert last.startswith(f"error: {labels}: none of its ") and "could be read" in last
+        assert last.endswith(f"check that --images-root {tmp_path / 'nowhere'} is the folder the table's paths "
+                             "start from") and "Traceback" not in result.output
+        assert not (tmp_path / "f.parquet").exists()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--out", "findings.txt"], "must end in .parquet or .csv"),
     (["--out", "{tmp}"], "is a directory"),

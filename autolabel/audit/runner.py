@@ -18,7 +18,7 @@ from autolabel.audit.neighbours import Neighbours, nearest
 from autolabel.audit.outliers import find_outliers, knn_distance
 from autolabel.audit.pixels import BASE_PX, PixelRule, base_thumbnail
 from autolabel.audit.summary import Balance, balance_findings, class_balance
-from autolabel.errors import UsageError
+from autolabel.errors import SourceError, UsageError
 from autolabel.fileio import check_output_file
 from autolabel.progress import Reporter
 from autolabel.results import Results, load_results
@@ -191,6 +191,15 @@ def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: A
         for path, error in zip(plan.paths, embedded.errors, strict=True):
             if error is not None:
                 reporter.skip(path, error)
+        reporter.skips_done()
+        unread = int((~embedded.ok).sum())
+        hint = ("pass --images-root DIR, the folder the table's relative paths start from" if config.images_root is None
+                else f"check that --images-root {config.images_root} is the folder the table's paths start from")
+        if len(plan.paths) and not embedded.ok.any():
+            raise SourceError(f"{plan.results.path}: none of its {len(plan.paths)} images could be read (e.g. "
+                              f"{plan.paths[0]}: {embedded.errors[0]}); {hint}")
+        if unread:
+            reporter.warn(f"{unread} of {len(plan.paths)} images could not be read and are left out; {hint}")
         neighbours, reps = _neighbours(embedded, plan.kinds)
         findings: list[Finding] = []
         if "duplicate" in plan.kinds:
