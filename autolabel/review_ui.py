@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-KEYS_HELP = ("↑/↓ or j/k: move · 1–9: pick that label · Enter: keep the model's label · 0 or Backspace: undo · "
-             "←/→: page")
+KEYS_HELP = ("click the queue, then ↑/↓ or j/k: move · 1–9: pick that label · Enter: keep the model's label · "
+             "0 or Backspace: undo · ←/→: page")
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,14 @@ SCRIPT = """
   });
   document.getElementById('rq-prev').onclick = function(){ move((page-1)*size); };
   document.getElementById('rq-next').onclick = function(){ move((page+1)*size); };
+  // The keys belong to the queue only while it is in use (clicked, or reached through its link), so
+  // pressing 1 or an arrow elsewhere on the page never records a decision or jumps to the queue.
+  var section = document.getElementById('review'), active = location.hash === '#review';
+  document.addEventListener('mousedown', function(e){ active = section.contains(e.target); });
+  document.addEventListener('focusin', function(e){ active = section.contains(e.target); });
+  window.addEventListener('hashchange', function(){ active = location.hash === '#review'; });
   document.addEventListener('keydown', function(e){
-    if(!rows.length || e.target.tagName === 'SELECT' || e.target.tagName === 'INPUT'){ return; }
+    if(!active || !rows.length || e.target.tagName === 'SELECT' || e.target.tagName === 'INPUT'){ return; }
     var k = e.key;
     if(k === 'ArrowDown' || k === 'j'){ move(focus + 1); }
     else if(k === 'ArrowUp' || k === 'k'){ move(focus - 1); }

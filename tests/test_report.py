@@ -175,6 +175,9 @@ def test_review_queue_edited_by_keyboard_downloads_corrections_that_run_and_impo
         driver.get(page.as_uri())
         assert driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
         body = driver.find_element(By.TAG_NAME, "body")
+        body.send_keys("1", Keys.ARROW_DOWN)  # outside the queue the keys do nothing
+        assert driver.find_element(By.ID, "rq-count").text == "0"
+        driver.find_element(By.CSS_SELECTOR, "#rq-0 .meta").click()  # into the queue, on row 0
         body.send_keys("2")  # row 0: its second candidate
         body.send_keys(Keys.ENTER)  # row 1: keep the model's label
         body.send_keys(Keys.ARROW_DOWN)  # row 2: skipped
