@@ -69,16 +69,18 @@ def printable_path(path: str) -> str:
         return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def iter_folder(root: Path) -> Iterator[str]:
-    """Relative POSIX paths of the images under `root`, sorted by the full path string, lazily.
+def folder_entries(root: Path) -> Iterator[tuple[str, str | None]]:
+    """(relative POSIX path, problem) of the images under `root`, sorted by the full path string, lazily.
 
     Each folder is listed on its own and its entries sorted with folders keyed `name/`, which gives the
     order of the full path strings without holding them all. Hidden entries and anything but regular
     files are skipped; a folder reached twice (symlink loops, two links to one folder) is walked once.
+    An image name whose file cannot be reached (a dangling symlink) still comes out, so it becomes an
+    error row, and so does a folder that cannot be listed (`problem` says why).
     """
     seen: set[tuple[int, int]] = set()
 
-    def walk(folder: str, prefix: str) -> Iterator[str]:
+    def walk(folder: str, prefix: str) -> Iterator[tuple[str, str | None]]:
         try:
             info = os.stat(folder)
         except OSError:
@@ -89,7 +91,8 @@ def iter_folder(root: Path) -> Iterator[str]:
         try:
             with os.scandir(folder) as listing:
                 entries = list(listing)
-        except OSError:
+        except OSError as exc:
+            yield prefix, f"cannot list this folder ({exc.strerror or exc}); its images are left out"
             return
         keyed = []
         for entry in entries:
@@ -98,7 +101,7 @@ def iter_folder(root: Path) -> Iterator[str]:
             try:
                 mode = entry.stat().st_mode  # follows symlinks
             except OSError:
-                continue
+                mode = stat.S_IFREG if is_image_name(entry.name) else 0  # read later: "file not found"
             if stat.S_ISDIR(mode):
                 keyed.append((entry.name + "/", entry.path))
             elif stat.S_ISREG(mode) and is_image_name(entry.name):
@@ -107,9 +110,14 @@ def iter_folder(root: Path) -> Iterator[str]:
             if sub:
                 yield from walk(sub, prefix + key)
             else:
-                yield prefix + key
+                yield prefix + key, None
 
     yield from walk(str(root), "")
+
+
+def iter_folder(root: Path) -> Iterator[str]:
+    """Relative POSIX paths of the images under `root`, sorted (see folder_entries; unlistable folders left out)."""
+    return (rel for rel, problem in folder_entries(root) if problem is None)
 
 
 def walk_folder(root: Path) -> list[str]:
@@ -121,15 +129,15 @@ def _folder(root: Path) -> Source:
     renamed: list[str] = []
 
     def records() -> Iterator[ImageRecord]:
-        for i, rel in enumerate(iter_folder(root)):
+        for i, (rel, problem) in enumerate(folder_entries(root)):
             shown = printable_path(rel)
             if shown != rel:
                 renamed.append(shown)
-            yield ImageRecord(path=shown, location=os.path.join(root, rel), row=i)
+            yield ImageRecord(path=shown, location=os.path.join(root, rel), row=i, error=problem)
 
     absolute = str(root.absolute())
     return Source(description=f"folder {root}", records=records(), identity=absolute, images_root=absolute,
-                  counter=lambda: sum(1 for _ in iter_folder(root)), renamed=renamed)
+                  counter=lambda: sum(1 for _ in folder_entries(root)), renamed=renamed)
 
 
 def open_table(path: Path | str, suffix: str) -> Any:

@@ -391,3 +391,17 @@ def test_a_fifo_truth_file_is_refused_without_blocking(tmp_path: Path) -> None:
     assert isinstance(outcome, SourceError)
     assert str(outcome) == (f"--truth {tmp_path / 'truth.csv'}: cannot read it (not a regular file (a FIFO); only "
                             "regular files are read)")
+
+
+def test_eval_with_no_scorable_row_is_one_line_exit_2(tmp_path: Path) -> None:
+    results = make_results(["cat", "dog", None])
+    results.frame.to_parquet(tmp_path / "t.parquet")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "t.parquet"), "--labels", str(spec), "--truth",
+                                       "folder", "--json", str(tmp_path / "m.json")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: --truth folder: no row of {tmp_path / 't.parquet'} can be scored (1 error rows, 0 reviewed by "
+        "people, 0 without truth, 2 with a truth outside the spec); check the truth column or file")
+    assert not (tmp_path / "m.json").exists()

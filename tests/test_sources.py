@@ -166,3 +166,28 @@ def test_repeated_pass_through_column_names_are_kept_apart(tmp_path: Path) -> No
     source = open_source(str(manifest))
     assert source.extra_schema.names == ["image", "image"]
     assert [r.extra for r in source.records] == [("x", "y")]
+
+
+def test_a_dangling_symlink_image_is_an_error_row_not_silence(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.png").symlink_to(tmp_path / "gone.png")
+    records = list(open_source(str(tmp_path)).records)
+    assert [(r.path, r.error) for r in records] == [("a.png", None), ("b.png", None)]  # b: "file not found" on read
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_row(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open" / "x.png").write_bytes(b"x")
+    (tmp_path / "shut").mkdir()
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("shut"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    records = list(open_source(str(tmp_path)).records)
+    assert [(r.path, r.error) for r in records] == [
+        ("open/x.png", None),
+        ("shut/", "cannot list this folder (Permission denied); its images are left out")]

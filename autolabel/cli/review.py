@@ -48,6 +48,11 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
     check_json_target(json_out, labels_table, spec, truth)
     results = load_results(labels_table, spec)
     metrics = (labelsets.evaluate if results.multi_label else evaluate)(results, resolve_truth(results, truth))
+    if metrics["n"] == 0:  # nothing measured is not a result: say why instead of printing 0% accuracy
+        ex = metrics["excluded"]
+        raise UsageError(f"--truth {truth}: no row of {labels_table} can be scored ({ex.get('error', 0)} error rows, "
+                         f"{ex.get('reviewed', 0)} reviewed by people, {ex.get('no_truth', 0)} without truth, "
+                         f"{ex.get('unknown_truth', 0)} with a truth outside the spec); check the truth column or file")
     show_evaluation(output_console(json_out), metrics)
     write_json(metrics, json_out)
 
