@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from autolabel.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
@@ -15,6 +16,14 @@ if TYPE_CHECKING:
 
 __all__ = ["__version__", "Labeler", "AutolabelError", "UsageError", "SpecError", "SourceError", "ModelError",
            "TooManyErrors", "label_images"]
+
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # a library: the application decides what is shown
+
+
+def __dir__() -> list[str]:
+    """`Labeler` is loaded on first use; list it for tab completion all the same."""
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

@@ -55,6 +55,7 @@ class PartWriter:
     schema: pa.Schema
     key: str
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    settings: dict[str, str] = field(default_factory=dict, compare=False)  # a digest per setting, for messages
 
     def open(self, index: int) -> TableWriter:
         """A writer for shard `index` (nothing is visible at its name until `close`)."""
@@ -64,6 +65,7 @@ class PartWriter:
         """Commit a shard's file with its metadata; returns what the manifest records of it."""
         meta = dict(self.metadata)
         meta[SHARD_KEY] = {"index": index, "first_row": first_row, "rows": rows, "key": self.key,
+                           "settings": self.settings,
                            "counts": counts.to_dict()}
         writer.commit(meta)
         return Shard(index, part_name(index), first_row, rows, counts)
@@ -130,8 +132,10 @@ class ShardSink:
     are refused unless --overwrite; files that autolabel did not write are never touched.
     """
 
-    def __init__(self, folder: str, schema: pa.Schema, key: str, shard_size: int, overwrite: bool) -> None:
+    def __init__(self, folder: str, schema: pa.Schema, key: str, shard_size: int, overwrite: bool,
+                 settings: dict[str, str] | None = None) -> None:
         self.folder, self.schema, self.key = folder.rstrip("/") or "/", schema, key
+        self.settings = dict(settings or {})
         self.shard_size, self.overwrite = shard_size, overwrite
         self.parts: PartWriter | None = None
         self.finished: dict[int, Shard] = {}
@@ -157,9 +161,11 @@ class ShardSink:
                                  "(choose an empty folder)")
             if shard["key"] != self.key:
                 if not self.overwrite:
-                    raise UsageError(f"--out {self.folder}: holds shards of a different job (label spec, model, "
-                                     "source or options changed); pass --overwrite to replace them, or choose "
-                                     "another folder")
+                    old = shard.get("settings") or {}
+                    changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+                    what = ", ".join(changed) if old and changed else "label spec, model, source or options"
+                    raise UsageError(f"--out {self.folder}: holds shards of a different job ({what} changed); pass "
+                                     "--overwrite to replace them, or choose another folder")
                 self.stale.add(index)
                 continue
             self.finished[index] = Shard(index, name, int(shard["first_row"]), int(shard["rows"]),
@@ -217,7 +223,7 @@ class ShardSink:
 
     def prepare(self, metadata: dict[str, Any]) -> PartWriter:
         """The part writer (with the run metadata every part carries); engines may hand it to their workers."""
-        self.parts = PartWriter(self.folder, self.schema, self.key, metadata)
+        self.parts = PartWriter(self.folder, self.schema, self.key, metadata, self.settings)
         if not storage.is_url(self.folder):
             Path(self.folder).expanduser().mkdir(parents=True, exist_ok=True)
             remove_stale_temps(Path(self.folder).expanduser() / MANIFEST)

@@ -142,8 +142,10 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     schema = full_schema(source.extra_schema, spec.multi_label)
     examples = tuple(collect(spec, config.examples, config.examples_column,
                              reporter.warn if reporter else lambda message: None))
-    key = job_key(spec, source, config, examples)
-    sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite)
+    settings = job_settings(spec, source, config, examples)
+    key = _digest(settings)
+    sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite,
+                                            settings)
                                   if is_folder_output(out) else FileSink(out, schema))
     sink.check()
     if config.output.summary_json:
@@ -176,8 +178,9 @@ def peek(records: Iterable[ImageRecord]) -> tuple[ImageRecord | None, Iterator[I
     return first, chained()
 
 
-def job_key(spec: LabelSpec, source: Source, config: RunConfig, examples: tuple[Example, ...] = ()) -> str:
-    """A digest of everything that decides a row's content, except the model's weights (checked once loaded)."""
+def job_settings(spec: LabelSpec, source: Source, config: RunConfig,
+                 examples: tuple[Example, ...] = ()) -> dict[str, str]:
+    """A digest per setting that decides a row's content (the model's weights are checked once loaded)."""
     settings = {
         "other": spec.other.name if spec.other else None, "examples": [(e.location, e.label) for e in examples],
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes}, "thresholds": spec.thresholds(),
@@ -187,7 +190,11 @@ def job_key(spec: LabelSpec, source: Source, config: RunConfig, examples: tuple[
         "path_column": config.path_column, "shard_size": config.output.shard_size,
         **({"multi_label": True, "review_band": spec.review_band} if spec.multi_label else {}),
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {name: _digest(value) for name, value in settings.items()}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter) -> Model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -140,7 +141,7 @@ def _folder(root: Path) -> Source:
                   counter=lambda: sum(1 for _ in folder_entries(root)), renamed=renamed)
 
 
-def open_table(path: Path | str, suffix: str) -> Any:
+def open_table(path: Path | str, suffix: str, what: str = "manifest") -> Any:
     """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch).
 
     A local manifest must be a regular file (opened without blocking: pyarrow would wait on a FIFO forever).
@@ -153,11 +154,11 @@ def open_table(path: Path | str, suffix: str) -> Any:
             return _parse_table(handle, suffix)
     except InputError as exc:
         if exc.errno == errno.ENOENT:
-            raise SourceError(f"{path}: manifest not found") from None
-        raise SourceError(f"{path}: cannot read manifest: {exc.strerror}") from None
+            raise SourceError(f"{path}: {what} not found") from None
+        raise SourceError(f"{path}: cannot read {what}: {exc.strerror}") from None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"{path}: cannot read {suffix[1:]} manifest ({first})") from None
+        raise SourceError(f"{path}: cannot read {suffix[1:]} {what} ({first})") from None
 
 
 def _parquet(source: Any) -> Any:
@@ -242,7 +243,8 @@ def _manifest(path: Path | str, path_column: str | None) -> Source:
     column = pick_path_column(schema.names, path_column, str(path))
     _check_path_column(schema, column, path)
     at = schema.get_field_index(column)
-    others = [i for i in range(len(schema)) if i != at]  # by position: pass-through names may repeat
+    # By position, as pass-through names may repeat; pandas' saved index (`__index_level_0__`) is no column.
+    others = [i for i in range(len(schema)) if i != at and not re.fullmatch(r"__index_level_\d+__", schema[i].name)]
     extra_schema = pa.schema([schema.field(i) for i in others])
     base = storage.parent(path) if isinstance(path, str) and storage.is_url(path) else str(Path(path).absolute().parent)
 

@@ -44,7 +44,7 @@ def output_format(out: str | Path) -> str:
     """`parquet` or `csv` from the suffix; anything else is a usage error."""
     suffix = Path(out).suffix.lower()
     if suffix not in OUTPUT_FORMATS:
-        raise UsageError(f"--out {out}: must end in .parquet or .csv")
+        raise UsageError(f"--out {out}: must end in .parquet or .csv (or in / for a folder of shards)")
     return suffix[1:]
 
 

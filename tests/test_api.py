@@ -106,3 +106,13 @@ def test_labeler_learns_from_examples_and_keeps_their_human_labels(tmp_path, ima
     assert frame.status[0] == "reviewed" and frame.label[0] == "dog"
     assert frame.status[1] in ("accepted", "review")
     assert labeler.learned.describe()["examples"] == 1
+
+
+def test_label_to_writes_nothing_to_stderr_even_for_skipped_images(tmp_path, image_folder, labels_yaml, tiny_clip,
+                                                                   capfd) -> None:
+    (image_folder / "broken.png").write_bytes(b"nope")
+    labeler = autolabel.Labeler(model=str(tiny_clip), spec=labels_yaml, cache=False)
+    capfd.readouterr()
+    result = labeler.label_to(image_folder, tmp_path / "o.parquet")
+    assert capfd.readouterr().err == ""
+    assert result.summary.status["error"] == 1

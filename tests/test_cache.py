@@ -303,3 +303,9 @@ def test_file_index_keys_for_names_that_are_not_utf8(tmp_path: Path) -> None:
     cache.put_images("s", [("h" * 40, np.ones(4))], [(location, 10, 5, "h" * 40)])
     assert cache.known_hash(location, 10, 5) == "h" * 40
     assert cache.known_hash("/data/caf\\xe9.png", 10, 5) is None  # the escaped display form is another file
+
+
+def test_prune_without_a_limit_is_one_line(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["cache", "prune", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2
+    assert result.output == "error: cache prune: give --max-size SIZE, --older-than AGE or --all\n"

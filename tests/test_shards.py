@@ -89,7 +89,11 @@ def test_a_different_spec_is_refused_without_overwrite(tmp_path, sixty, labels_y
     args = ["run", str(sixty), "--out", out, "--labels", str(other), "--model", str(tiny_clip), "--shard-size", "20"]
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2
-    assert "holds shards of a different job" in refused.output and "--overwrite" in refused.output
+    assert "holds shards of a different job (prompts, thresholds changed)" in refused.output
+    assert "--overwrite" in refused.output
+    stricter = CliRunner().invoke(main, ["run", str(sixty), "--out", out, "--labels", str(labels_yaml), "--model",
+                                         str(tiny_clip), "--shard-size", "20", "--threshold", "0.9"])
+    assert stricter.exit_code == 2 and "holds shards of a different job (thresholds changed)" in stricter.output
     replaced = CliRunner().invoke(main, [*args, "--overwrite", "-q"])
     assert replaced.exit_code == 0, replaced.output
     assert set(load_results(tmp_path / "shards").frame.label.dropna()) <= {"red car", "green tree"}

@@ -191,3 +191,11 @@ def test_a_folder_that_cannot_be_listed_is_an_error_row(tmp_path: Path, monkeypa
     assert [(r.path, r.error) for r in records] == [
         ("open/x.png", None),
         ("shut/", "cannot list this folder (Permission denied); its images are left out")]
+
+
+def test_a_saved_pandas_index_is_not_passed_through(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"path": ["a.png", "b.png"], "truth": ["x", "y"]}, index=[7, 9])
+    frame.to_parquet(tmp_path / "m.parquet")  # pandas keeps a non-default index as __index_level_0__
+    source = open_source(str(tmp_path / "m.parquet"))
+    assert source.extra_schema.names == ["truth"]
+    assert [r.extra for r in source.records] == [("x",), ("y",)]

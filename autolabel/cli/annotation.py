@@ -134,7 +134,8 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
                   spec: str | None) -> None:
     """Bring human review decisions back: adds reviewed_label and reviewed_by_human to a labels table.
 
-    EXPORTED_RESULTS is a Label Studio JSON export or a CVAT for images 1.1 XML export of reviewed tasks; or
+    EXPORTED_RESULTS is a Label Studio JSON export, a CVAT for images 1.1 XML export of reviewed tasks, or the
+    corrections.csv (path,reviewed_label) that the HTML report's review queue downloads; or
     fetch a Label Studio project's reviews with --from-label-studio URL --project ID_OR_TITLE. In each task the
     latest annotation that was not cancelled wins. Then e.g. `autolabel eval LABELS --truth reviewed_label`.
     """

@@ -28,7 +28,8 @@ def prompts(name: str | None) -> None:
             click.echo(template)
         return
     for item in sets.values():
-        click.echo(f"{item.name}\t{len(item.templates)} templates\t{item.description}")
+        count = len(item.templates)
+        click.echo(f"{item.name}\t{count} template{'s' if count != 1 else ''}\t{item.description}")
     click.echo("\nexample label specs:", err=True)
     for path in example_specs():
         click.echo(f"  {path}", err=True)
@@ -101,7 +102,7 @@ def cache_info(cache_dir: str | None) -> None:
 def cache_prune(cache_dir: str | None, max_size: str | None, older_than: str | None, everything: bool) -> None:
     """Shrink the cache: by age, by size (least recently used first), or entirely."""
     if not (max_size or older_than or everything):
-        raise click.UsageError("give --max-size, --older-than or --all")
+        raise UsageError("cache prune: give --max-size SIZE, --older-than AGE or --all")
     max_bytes = _parse(max_size, SIZE_UNITS, "--max-size", "2GB, 500MB")
     older_than_s = _parse(older_than, AGE_UNITS, "--older-than", "30d, 12h")
     store = _open_cache(cache_dir)

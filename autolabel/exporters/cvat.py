@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from autolabel.fileio import MAX_TEXT_BYTES, InputError, read_regular
 
 def _size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
+        with warnings.catch_warnings():  # only the header is read: a huge image is no bomb here
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return image.size
+    except (OSError, Image.DecompressionBombError):
         return (0, 0)
 
 
