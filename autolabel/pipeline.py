@@ -239,6 +239,10 @@ def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, exam
     if spec.other is not None:
         negatives = openset.mine(spec, classifier.matrix, openset.vocabulary_words(model.vocabulary()), encode)
         classifier = classifier.with_parts(negatives=negatives.matrix)
+        if not negatives.words and not any(e.label == spec.other.name for e in examples):
+            warn(f"other: no word of the model's vocabulary is far enough from your classes to stand for "
+                 f"'{spec.other.name}', so no image will get it; give a few examples labelled '{spec.other.name}' "
+                 "(--examples) to teach it")
     prepare, embed = Prepare(model.preprocessing, draft, cache, image_space), Embed(model, cache, image_space)
     learned = learn(examples, classifier, prepare, embed, warn)
     return Stages(prepare, embed, Decide(learned.classifier, extra_names, learned.reviewed)), learned

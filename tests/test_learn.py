@@ -285,3 +285,18 @@ def test_eval_counts_reviewed_rows_apart(tmp_path, world) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["n"] == 18 and metrics["excluded"]["reviewed"] == 6
+
+
+def test_other_that_no_vocabulary_word_can_stand_for_is_said(tmp_path, world, monkeypatch) -> None:
+    from autolabel import openset
+
+    labels = spec(tmp_path, IN_SET, other="none of these")
+    args = ["run", str(manifest(tmp_path, world["test"].head(12), "t")), "--labels", str(labels), "--out",
+            str(tmp_path / "o.parquet"), "--no-cache", "-q"]
+    assert "other: no word" not in CliRunner().invoke(main, args).output  # colour words stand for it here
+    monkeypatch.setattr(openset, "vocabulary_words", lambda tokens: [])  # a vocabulary with nothing to offer
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert ("warning: other: no word of the model's vocabulary is far enough from your classes to stand for 'none "
+            "of these', so no image will get it; give a few examples labelled 'none of these' (--examples) to teach "
+            "it") in result.output
