@@ -309,11 +309,11 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                                review_ui.candidates(list(tops), classes, other), thumbs.made.get(p))
             for p, lab, conf, m, tops in queue.itertuples(index=False)]
     report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
-    if multi:  # the editor is single-choice: Enter keeps the label list, a key picks that one class alone
+    if multi:
         parts.append("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of "
                      "the class closest to its threshold, so the least certain rows come first; a row's label is "
-                     "its list of labels (Enter keeps it, 1–9 replace it with that one class).</p>")
-    parts.append(review_ui.section(rows, classes, len(review), report_id))
+                     "its list of labels (1–9 add or remove a label, Enter keeps the list and moves on).</p>")
+    parts.append(review_ui.section(rows, classes, len(review), report_id, multi))
     parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
     for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
         parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")

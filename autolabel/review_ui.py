@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-KEYS_HELP = ("click the queue, then ↑/↓ or j/k: move · 1–9: pick that label · Enter: keep the model's label · "
-             "0 or Backspace: undo · ←/→: page")
+KEYS_HELP = ("click the queue, then ↑/↓ or j/k: move · 1–9: pick that label (multi-label: add or remove it) · "
+             "Enter: keep the model's label(s) and go on · 0 or Backspace: undo · ←/→: page")
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,13 @@ def candidates(top_labels: Sequence[str], labels: Sequence[str], other: str | No
     return tuple(picked[:limit])
 
 
-def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_id: str) -> str:
-    """The review-queue section (HTML + its data + its script)."""
-    data = {"labels": list(labels), "id": report_id,
+def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_id: str, multi: bool = False) -> str:
+    """The review-queue section (HTML + its data + its script).
+
+    `multi`: rows carry label lists (their `label` is a JSON array); keys and clicks toggle a label in the
+    row's list, Enter keeps the list, and the CSV's reviewed_label is a JSON array.
+    """
+    data = {"labels": list(labels), "id": report_id, "multi": multi,
             "rows": [[r.path, r.location, r.label, round(r.confidence, 4), round(r.margin, 4), list(r.candidates),
                       r.thumbnail or ""] for r in rows]}
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
@@ -70,7 +74,7 @@ background:#eee;flex:none}.rq-row .meta{width:280px;overflow-wrap:anywhere;font-
 SCRIPT = """
 (function(){
   var node = document.getElementById('rq-data'); if(!node){return;}
-  var data = JSON.parse(node.textContent), rows = data.rows, labels = data.labels;
+  var data = JSON.parse(node.textContent), rows = data.rows, labels = data.labels, multi = !!data.multi;
   var key = 'autolabel-review-' + data.id, size = 50, page = 0, focus = 0;
   var decided = {};
   try { decided = JSON.parse(localStorage.getItem(key) || '{}'); } catch(e) { decided = {}; }
@@ -84,19 +88,28 @@ SCRIPT = """
     rows.slice(page*size, (page+1)*size).forEach(function(r, j){
       var i = page*size + j, mine = decided[r[1]];
       var buttons = r[5].map(function(c, k){
-        return '<button data-row="'+i+'" data-label="'+c+'" class="'+(mine===labels[c]?'chosen':'')+'">'+(k+1)+' '+
-               esc(labels[c])+'</button>'; }).join('');
+        var on = chosen(mine, labels[c]) ? 'chosen' : '';
+        return '<button data-row="'+i+'" data-label="'+c+'" class="'+on+'">'+(k+1)+' '+esc(labels[c])+'</button>';
+      }).join('');
       var img = r[6] ? '<img src="'+r[6]+'" alt="">' : '<div class="none" title="image not found">–</div>';
       html.push('<div class="rq-row'+(i===focus?' focus':'')+(mine!==undefined?' decided':'')+'" id="rq-'+i+
         '" data-row="'+i+'">'+img+'<div class="meta" title="'+esc(r[0])+'"><b>'+esc(r[2])+'</b> '+r[3].toFixed(2)+
-        ' (margin '+r[4].toFixed(2)+')<br>'+esc(r[0])+(mine!==undefined?'<br>→ <b class="mine">'+esc(mine)+'</b>':'')+
+        ' (margin '+r[4].toFixed(2)+')<br>'+esc(r[0])+(mine!==undefined?'<br>→ <b class="mine">'+shown(mine)+'</b>':'')+
         '</div><div>'+buttons+'</div></div>');
     });
     box.innerHTML = html.join('');
     info.textContent = ' page ' + (page+1) + ' of ' + pages + ' ';
     save();
   }
-  function decide(i, label){ decided[rows[i][1]] = label; }
+  function model(i){ return multi ? JSON.parse(rows[i][2]) : rows[i][2]; }
+  function decide(i, label){
+    if(!multi){ decided[rows[i][1]] = label; return; }
+    var now = (decided[rows[i][1]] || model(i)).slice(), at = now.indexOf(label);
+    if(at < 0){ now.push(label); } else { now.splice(at, 1); }
+    decided[rows[i][1]] = labels.filter(function(l){ return now.indexOf(l) >= 0; });
+  }
+  function chosen(mine, name){ return multi ? (mine || []).indexOf(name) >= 0 : mine === name; }
+  function shown(mine){ return multi ? '[' + mine.map(esc).join(', ') + ']' : esc(mine); }
   function move(to){
     focus = Math.max(0, Math.min(rows.length - 1, to)); page = Math.floor(focus / size); show();
     var el = document.getElementById('rq-' + focus);
@@ -104,12 +117,12 @@ SCRIPT = """
   }
   box.addEventListener('click', function(e){
     var t = e.target.closest('button');
-    if(t){ decide(+t.dataset.row, labels[+t.dataset.label]); move(+t.dataset.row); return; }
+    if(t){ decide(+t.dataset.row, labels[+t.dataset.label]); move(+t.dataset.row); return; }  // stays: toggle more
     var row = e.target.closest('.rq-row'); if(row){ move(+row.dataset.row); }
   });
   document.getElementById('rq-any').addEventListener('change', function(e){
     if(e.target.value !== '' && rows.length){
-      decide(focus, labels[+e.target.value]); e.target.value = ''; move(focus + 1);
+      decide(focus, labels[+e.target.value]); e.target.value = ''; move(multi ? focus : focus + 1);
     }
   });
   document.getElementById('rq-prev').onclick = function(){ move((page-1)*size); };
@@ -127,18 +140,25 @@ SCRIPT = """
     else if(k === 'ArrowUp' || k === 'k'){ move(focus - 1); }
     else if(k === 'ArrowRight'){ move((page+1)*size); }
     else if(k === 'ArrowLeft'){ move((page-1)*size); }
-    else if(k === 'Enter'){ decide(focus, rows[focus][2]); move(focus + 1); }
+    else if(k === 'Enter'){
+      if(!multi){ decide(focus, rows[focus][2]); }
+      else if(decided[rows[focus][1]] === undefined){ decided[rows[focus][1]] = model(focus); }
+      move(focus + 1);
+    }
     else if(k === '0' || k === 'Backspace'){ delete decided[rows[focus][1]]; show(); }
     else if(/^[1-9]$/.test(k)){
       var c = rows[focus][5][+k - 1]; if(c === undefined){ return; }
-      decide(focus, labels[c]); move(focus + 1);
+      decide(focus, labels[c]); move(multi ? focus : focus + 1);  // multi-label: toggle, Enter moves on
     } else { return; }
     e.preventDefault();
   });
   function cell(s){ s = String(s); return /[",\\n\\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s; }
   document.getElementById('rq-download').onclick = function(){
     var lines = ['path,reviewed_label'];
-    rows.forEach(function(r){ if(decided[r[1]] !== undefined){ lines.push(cell(r[1]) + ',' + cell(decided[r[1]])); } });
+    rows.forEach(function(r){
+      var mine = decided[r[1]]; if(mine === undefined){ return; }
+      lines.push(cell(r[1]) + ',' + cell(multi ? JSON.stringify(mine) : mine));
+    });
     var blob = new Blob([lines.join('\\n') + '\\n'], {type: 'text/csv'});
     var a = document.createElement('a'); a.href = URL.createObjectURL(blob); a.download = 'corrections.csv';
     document.body.appendChild(a); a.click(); a.remove();

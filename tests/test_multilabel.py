@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +271,40 @@ def test_report_galleries_take_each_class_score_also_after_error_rows(shape_pair
         assert dict(zip(rows[c]["path"], rows[c]["score"], strict=True)) == expected
         assert list(rows[c]["score"]) == sorted(expected.values(), reverse=True)
         assert len(histograms[c]) == len(ok)
+
+
+def test_review_editor_toggles_labels_of_a_multi_label_row(shape_pairs: Path, tmp_path: Path) -> None:
+    from .test_report import _driver
+
+    page = tmp_path / "report.html"
+    assert CliRunner().invoke(main, ["report", str(shape_pairs), "--out", str(page)]).exit_code == 0
+    data = json.loads(page.read_text().split("id='rq-data'>")[1].split("</script>")[0])
+    assert data["multi"] is True
+    rows, labels = data["rows"], data["labels"]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = _driver(downloads, tmp_path / "profile")
+    try:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.common.keys import Keys
+
+        driver.get(page.as_uri())
+        body = driver.find_element(By.TAG_NAME, "body")
+        driver.find_element(By.CSS_SELECTOR, "#rq-0 .meta").click()
+        body.send_keys("1", "2", Keys.ENTER)  # row 0: toggle its first two candidates, then on
+        body.send_keys(Keys.ENTER)  # row 1: keep the model's list
+        driver.find_element(By.ID, "rq-download").click()
+        target = downloads / "corrections.csv"
+        deadline = time.monotonic() + 60
+        while not target.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        driver.quit()
+    first = set(json.loads(rows[0][2])) ^ {labels[rows[0][5][0]], labels[rows[0][5][1]]}
+    got = pd.read_csv(target)
+    assert [json.loads(v) for v in got.reviewed_label] == [[c for c in labels if c in first], json.loads(rows[1][2])]
+    assert list(got.path) == [rows[0][1], rows[1][1]]
+    merged = CliRunner().invoke(main, ["import-review", str(target), "--into", str(shape_pairs)])
+    assert merged.exit_code == 0, merged.output
+    table = pd.read_parquet(shape_pairs).set_index("path")
+    assert sorted(table.loc[rows[0][0], "reviewed_label"]) == sorted(first)
