@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -276,6 +277,7 @@ def test_report_galleries_take_each_class_score_also_after_error_rows(shape_pair
 def test_review_editor_toggles_labels_of_a_multi_label_row(shape_pairs: Path, tmp_path: Path) -> None:
     from .test_report import _driver
 
+    shape_pairs = Path(shutil.copy(shape_pairs, tmp_path / "labels.parquet"))  # the fixture is shared: merge a copy
     page = tmp_path / "report.html"
     assert CliRunner().invoke(main, ["report", str(shape_pairs), "--out", str(page)]).exit_code == 0
     data = json.loads(page.read_text().split("id='rq-data'>")[1].split("</script>")[0])

@@ -22,9 +22,10 @@ from .conftest import noise_image, slow_env
 
 def images(root: Path, n: int) -> Path:
     for i in range(n):
-        (root / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
-        noise_image(1000 + i, (40 + i % 7, 36)).save(root / f"d{i % 3}" / f"{i:03d}.png")
-    (root / "d0" / "broken.png").write_bytes(b"not an image")
+        folder = root / ("bird", "cat", "dog")[i % 3]  # class names, so --truth folder scores every image
+        folder.mkdir(parents=True, exist_ok=True)
+        noise_image(1000 + i, (40 + i % 7, 36)).save(folder / f"{i:03d}.png")
+    (root / "bird" / "broken.png").write_bytes(b"not an image")
     return root
 
 
@@ -152,10 +153,10 @@ def test_sigkill_after_two_shards_then_rerun_resumes_by_shard(tmp_path, sixty, l
                            text=True)
     assert rerun.returncode == 0, rerun.stderr
     # -q: only our own skip and warning lines (the random tiny model's classes are confusable), nothing of Ray's
-    assert [line for line in rerun.stderr.splitlines() if not line.startswith(("skipping d0/broken.png: ",
+    assert [line for line in rerun.stderr.splitlines() if not line.startswith(("skipping bird/broken.png: ",
                                                                                 "warning: classes "))] == []
     data = summary_of(summary)
-    broken_row = 20  # d0/broken.png sorts after d0's 20 images
+    broken_row = 20  # bird/broken.png sorts after bird's 20 images
     assert data["resumed"] == 10 * len(kept)
     assert data["encoded"] == 61 - data["resumed"] - (broken_row >= data["resumed"])  # no image of a kept shard
     assert {n: t for n, t in kept.items()} == {p.name: p.stat().st_mtime_ns for p in folder.glob("part-*.parquet")
