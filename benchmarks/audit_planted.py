@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "examples" / "tiny-shapes"
@@ -28,7 +26,7 @@ sys.path.insert(0, str(TINY))
 
 
 def plant(out: Path, seed: int) -> tuple[set[frozenset[str]], set[str]]:
-    from shapes import CLASSES, COLORS, SHAPES, draw_shape
+    from shapes import CLASSES, COLORS, SHAPES, draw_shape, near_copy
 
     rng = random.Random(seed)
     out.mkdir(parents=True)
@@ -42,17 +40,8 @@ def plant(out: Path, seed: int) -> tuple[set[frozenset[str]], set[str]]:
         rows.append({"path": name, "truth": f"{color} {shape}"})
     pairs = set()
     for k, i in enumerate(rng.sample(range(60), 30)):
-        source = out / rows[i]["path"]
-        image = Image.open(source).convert("RGB")
-        if k % 3 == 0:
-            name = f"dup{k:02d}{source.suffix}"
-            shutil.copy(source, out / name)
-        elif k % 3 == 1:
-            name = f"dup{k:02d}.jpg"
-            image.save(out / name, quality=rng.choice([60, 75, 85]))
-        else:
-            name = f"dup{k:02d}{source.suffix}"
-            image.resize((int(image.width * 0.8), int(image.height * 0.8)), Image.Resampling.BICUBIC).save(out / name)
+        quality = rng.choice([60, 75, 85]) if k % 3 == 1 else 0
+        name = near_copy(out / rows[i]["path"], f"dup{k:02d}", k % 3, quality)
         rows.append({"path": name, "truth": rows[i]["truth"]})
         pairs.add(frozenset((rows[i]["path"], name)))
     flipped = set()

@@ -230,9 +230,7 @@ def planted(root: Path, seed: int = 3) -> tuple[set[frozenset[str]], set[str]]:
 
     Writes root/manifest.csv (path, truth, split); returns the planted pairs and the flipped paths.
     """
-    import shutil
-
-    from shapes import CLASSES, COLORS, SHAPES, draw_shape
+    from shapes import CLASSES, COLORS, SHAPES, draw_shape, near_copy
 
     rng = random.Random(seed)
     root.mkdir(parents=True)
@@ -245,17 +243,7 @@ def planted(root: Path, seed: int = 3) -> tuple[set[frozenset[str]], set[str]]:
         rows.append({"path": name, "truth": f"{color} {shape}", "split": "train"})
     pairs = set()
     for k, i in enumerate(rng.sample(range(24), 12)):
-        source = root / rows[i]["path"]
-        image = Image.open(source).convert("RGB")
-        if k % 3 == 0:
-            name = f"copy{k:02d}{source.suffix}"
-            shutil.copy(source, root / name)
-        elif k % 3 == 1:
-            name = f"copy{k:02d}.jpg"
-            image.save(root / name, quality=70)
-        else:
-            name = f"copy{k:02d}{source.suffix}"
-            image.resize((int(image.width * 0.8), int(image.height * 0.8)), Image.Resampling.BICUBIC).save(root / name)
+        name = near_copy(root / rows[i]["path"], f"copy{k:02d}", k % 3)
         rows.append({"path": name, "truth": rows[i]["truth"], "split": "test" if k < 2 else "train"})
         pairs.add(frozenset((rows[i]["path"], name)))
     flipped = set()

@@ -129,15 +129,19 @@ def test_imagefolder_export_imports_in_datumaro(labelled: Path, tmp_path: Path) 
         assert label == expected and present
 
 
-def test_hf_imagefolder_loads_with_datasets_offline(labelled: Path, tmp_path: Path, monkeypatch) -> None:
+def load_hf_imagefolder(folder: Path, monkeypatch) -> dict[str, dict]:
+    """The export loaded by `datasets` offline (its cache beside the folder): records by path."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(folder.parent / "hf-cache"))
     from datasets import load_dataset
 
+    return {r["path"]: r for r in load_dataset("imagefolder", data_dir=str(folder), split="train")}
+
+
+def test_hf_imagefolder_loads_with_datasets_offline(labelled: Path, tmp_path: Path, monkeypatch) -> None:
     rows = export(labelled, "hf", tmp_path / "hf")
-    dataset = load_dataset("imagefolder", data_dir=str(tmp_path / "hf"), split="train")
-    assert len(dataset) == len(rows)
-    by_path = {r["path"]: r for r in dataset}
+    by_path = load_hf_imagefolder(tmp_path / "hf", monkeypatch)
+    assert len(by_path) == len(rows)
     for row in rows.itertuples():
         record = by_path[row.path]
         assert record["label"] == row.label and record["confidence"] == pytest.approx(row.confidence)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +274,7 @@ def test_report_galleries_take_each_class_score_also_after_error_rows(shape_pair
 
 
 def test_review_editor_toggles_labels_of_a_multi_label_row(shape_pairs: Path, tmp_path: Path) -> None:
-    from .test_report import _driver
+    from .test_report import _driver, download_corrections
 
     shape_pairs = Path(shutil.copy(shape_pairs, tmp_path / "labels.parquet"))  # the fixture is shared: merge a copy
     page = tmp_path / "report.html"
@@ -295,11 +294,7 @@ def test_review_editor_toggles_labels_of_a_multi_label_row(shape_pairs: Path, tm
         driver.find_element(By.CSS_SELECTOR, "#rq-0 .meta").click()
         body.send_keys("1", "2", Keys.ENTER)  # row 0: toggle its first two candidates, then on
         body.send_keys(Keys.ENTER)  # row 1: keep the model's list
-        driver.find_element(By.ID, "rq-download").click()
-        target = downloads / "corrections.csv"
-        deadline = time.monotonic() + 60
-        while not target.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        target = download_corrections(driver, downloads)
     finally:
         driver.quit()
     first = set(json.loads(rows[0][2])) ^ {labels[rows[0][5][0]], labels[rows[0][5][1]]}

@@ -14,6 +14,8 @@ from autolabel.exporters import import_review, write_table
 from autolabel.exporters.base import safe_names
 from autolabel.results import load_results
 
+from .test_exporters import load_hf_imagefolder
+
 COLORS = ["red", "green", "blue", "yellow"]
 
 
@@ -68,14 +70,9 @@ def test_several_labels_per_image_import_in_datumaro(shape_pairs: Path, tmp_path
 
 
 def test_hf_metadata_has_label_lists(shape_pairs: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
-    from datasets import load_dataset
-
     rows = export(shape_pairs, "hf", tmp_path / "hf")
-    dataset = load_dataset("imagefolder", data_dir=str(tmp_path / "hf"), split="train")
-    assert len(dataset) == len(rows)
-    by_path = {r["path"]: r for r in dataset}
+    by_path = load_hf_imagefolder(tmp_path / "hf", monkeypatch)
+    assert len(by_path) == len(rows)
     for row in rows.itertuples():
         record = by_path[row.path]
         assert record["labels"] == list(row.labels) and record["label"] == row.label

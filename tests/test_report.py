@@ -135,6 +135,18 @@ def test_report_cli_on_a_real_run_and_in_a_browser(tmp_path: Path, image_folder:
     assert "page 1 of" in dom
 
 
+def download_corrections(driver, downloads: Path) -> Path:
+    """Click the review editor's download button; the CSV's path once the browser has written it (up to a minute)."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "rq-download").click()
+    target = downloads / "corrections.csv"
+    deadline = time.monotonic() + 60
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return target
+
+
 def _driver(download_dir: Path, profile: Path):  # -> selenium WebDriver
     webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium (the test extra)")
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -185,11 +197,7 @@ def test_review_queue_edited_by_keyboard_downloads_corrections_that_run_and_impo
         body.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)  # row 4
         driver.find_elements(By.CSS_SELECTOR, "#rq-4 button")[2].click()  # row 4: third candidate, by mouse
         assert driver.find_element(By.ID, "rq-count").text == "3"
-        driver.find_element(By.ID, "rq-download").click()
-        target = downloads / "corrections.csv"
-        deadline = time.monotonic() + 60
-        while not target.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        target = download_corrections(driver, downloads)
     finally:
         driver.quit()
     got = pd.read_csv(target)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -64,3 +66,19 @@ def draw_shape(color: str, shape: str, rng: random.Random, size: tuple[int, int]
     if rng.random() < 0.3:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
     return image
+
+
+def near_copy(source: Path, stem: str, kind: int, quality: int = 70) -> str:
+    """Plant a near-duplicate of source beside it (kind 0: exact copy, 1: JPEG re-encode, 2: 80% size); its name."""
+    if kind == 0:
+        name = f"{stem}{source.suffix}"
+        shutil.copy(source, source.parent / name)
+        return name
+    image = Image.open(source).convert("RGB")
+    if kind == 1:
+        name = f"{stem}.jpg"
+        image.save(source.parent / name, quality=quality)
+        return name
+    name = f"{stem}{source.suffix}"
+    image.resize((int(image.width * 0.8), int(image.height * 0.8)), Image.Resampling.BICUBIC).save(source.parent / name)
+    return name
