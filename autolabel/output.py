@@ -90,14 +90,16 @@ class FileSink:
 
     resumed: tuple[Shard, ...] = ()
 
-    def __init__(self, out: str, schema: pa.Schema) -> None:
-        self.out, self.schema = out, schema
+    def __init__(self, out: str, schema: pa.Schema, overwrite: bool = False) -> None:
+        self.out, self.schema, self.overwrite = out, schema, overwrite
         self.writer: TableWriter | None = None
 
     def check(self) -> None:
-        """Before any work: the location must take the file."""
+        """Before any work: the location must take the file, and a file already there must be ours to replace."""
         output_format(self.out)
         check_output_file(self.out, "--out")
+        if not self.overwrite and not storage.is_url(self.out):
+            refuse_replacing(Path(self.out).expanduser(), self.out)
 
     def check_model(self, model: dict[str, Any]) -> None:
         """Nothing to match: a single file is always written whole."""
@@ -122,6 +124,51 @@ class FileSink:
         """Leave nothing half-written."""
         if self.writer is not None:
             self.writer.abort()
+
+
+LABEL_COLUMNS = {"path", "label", "confidence", "status"}
+
+
+def refuse_replacing(path: Path, out: str) -> None:
+    """Refuse (UsageError) to replace a file that is not a labels table, or one that holds human reviews.
+
+    A re-run may replace its own earlier table, but never a file the user wrote, nor the reviews that
+    import-review merged into a table (they exist nowhere else).
+    """
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        ours, reviewed = _table_facts(path, output_format(out))
+    except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError):
+        ours, reviewed = False, 0
+    if not ours:
+        raise UsageError(f"--out {out}: exists and is not a labels table autolabel wrote; choose another --out "
+                         "(or pass --overwrite to replace it)")
+    if reviewed:
+        raise UsageError(f"--out {out}: holds {reviewed} human review(s) (reviewed_label) that this run would "
+                         "replace; write to another --out and pass this table to --examples to keep them, or "
+                         "pass --overwrite to drop them")
+
+
+def _table_facts(path: Path, fmt: str) -> tuple[bool, int]:
+    """(whether the file is a labels table autolabel wrote, how many rows carry a reviewed_label)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        schema = pq.read_schema(path)
+        names = set(schema.names)
+        ours = bool(schema.metadata and METADATA_KEY in schema.metadata) and names >= LABEL_COLUMNS
+        if not ours or "reviewed_label" not in names:
+            return ours, 0
+        column = pq.read_table(path, columns=["reviewed_label"]).column(0)
+        return True, len(column) - column.null_count
+    with path.open("rb") as handle:  # a regular file: refuse_replacing checked
+        header = handle.readline(1 << 20).decode("utf-8").rstrip("\r\n").split(",")
+    ours = set(header) >= LABEL_COLUMNS
+    if not ours or "reviewed_label" not in header:
+        return ours, 0
+    return True, int(pd.read_csv(path, usecols=["reviewed_label"], dtype=str)["reviewed_label"].notna().sum())
 
 
 class ShardSink:

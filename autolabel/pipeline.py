@@ -146,7 +146,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     key = _digest(settings)
     sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite,
                                             settings)
-                                  if is_folder_output(out) else FileSink(out, schema))
+                                  if is_folder_output(out) else FileSink(out, schema, config.output.overwrite))
     sink.check()
     if config.output.summary_json:
         check_output_file(config.output.summary_json, "--summary-json")

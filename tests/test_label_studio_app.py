@@ -172,8 +172,8 @@ def test_reviews_made_in_label_studio_come_back_as_reviewed_label(server: Server
     pulled = autolabel("import-review", "--from-label-studio", server.url, "--project", "pets (local files)",
                        "--into", str(into), env={"LABEL_STUDIO_API_KEY": server.token})
     assert pulled.returncode == 0, pulled.stderr
-    assert pulled.stderr == (f"2 reviewed rows merged from label-studio (1 differ from the model's label, 0 reviews "
-                             f"matched no row) → {into}\n")
+    assert pulled.stderr == (f"2 reviewed rows merged from label-studio → {into} (1 reviewed rows in the table now "
+                             "differ from the model's label)\n")
     reviewed = pd.read_parquet(into).set_index("path")
     assert reviewed.loc[changed.data["path"], "reviewed_label"] == other
     assert reviewed.loc[confirmed.data["path"], "reviewed_label"] == reviewed.loc[confirmed.data["path"], "label"]

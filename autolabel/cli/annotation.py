@@ -159,7 +159,10 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     else:
         counts = merge_review(results, *read_review(Path(exported), results.multi_label))
     write_table(results)
-    click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} ({counts['changed']} differ from "
-               f"the model's label, {counts['unmatched']} reviews matched no row) → {into}", err=True)
-    if counts["labels_outside_spec"]:
-        click.echo(f"warning: reviewed labels outside the spec: {', '.join(counts['labels_outside_spec'])}", err=True)
+    click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} → {into} ({counts['changed']} "
+               "reviewed rows in the table now differ from the model's label)", err=True)
+    if counts["unmatched_keys"]:
+        shown = counts["unmatched_keys"][:3]
+        click.echo(f"warning: {len(counts['unmatched_keys'])} review(s) matched no row of {into}, e.g. "
+                   f"{', '.join(map(repr, shown))}: name the same files as the table (absolute paths, or paths "
+                   "relative to the review file)", err=True)

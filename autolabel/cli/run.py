@@ -53,7 +53,8 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--shard-size", type=int, default=100_000, show_default=True,
               help="Folder --out: input rows per part-NNNNN.parquet shard.")
 @click.option("--overwrite", is_flag=True,
-              help="Folder --out: replace shards of a different job (spec, model, source or options changed).")
+              help="Replace what --out holds even so: a file that is not an autolabel table or holds human "
+                   "reviews (reviewed_label), shards of a different job (spec, model, source or options changed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Every skipped image and every item of grouped warnings.")
 @handle_errors

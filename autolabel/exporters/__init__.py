@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from autolabel import storage
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
@@ -71,7 +73,8 @@ def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, A
     if path.suffix.lower() == ".csv":
         from autolabel.examples import read_table
 
-        return "csv", {e.location: e.label for e in read_table(str(path), None, multi_label)}
+        base = os.path.abspath(path.parent)
+        return "csv", {_csv_key(e.location, base): e.label for e in read_table(str(path), None, multi_label)}
     raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
                      ".csv (the report's corrections)")
 
@@ -82,6 +85,14 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
     Multi-label tables get a list per reviewed row (every class the person chose).
     """
     return merge_review(results, *read_review(exported, results.multi_label))
+
+
+def _csv_key(location: str, base: str) -> str:
+    """A CSV row's file; one that does not exist keeps the path as written (relative to the CSV), which may be
+    how the labels table itself names it."""
+    if storage.is_url(location) or os.path.lexists(location) or not location.startswith(base + os.sep):
+        return location
+    return os.path.relpath(location, base).replace(os.sep, "/")
 
 
 def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[str, Any]:
@@ -98,9 +109,16 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
         root = results.images_root()
         by_file = {identity(str(results.location(k, root))): k for k in keys}
         reviewed = {by_file.get(identity(loc), loc): label for loc, label in reviewed.items()}
+    known = set(results.classes)
+    unknown = sorted({label for value in reviewed.values()
+                      for label in (value if isinstance(value, list | tuple) else [value]) if label not in known})
+    if unknown:
+        raise UsageError(f"reviewed labels outside the spec: {', '.join(map(repr, unknown[:10]))}"
+                         f"{' …' if len(unknown) > 10 else ''}; the classes are {', '.join(results.classes)}: "
+                         "fix them in the review export (nothing was merged)")
+    unmatched = sorted(set(reviewed) - set(keys))
     if results.multi_label:
-        return _import_label_lists(results, tool, reviewed, keys)
-    unknown = sorted({label for label in reviewed.values() if label not in set(results.classes)})
+        return {**_import_label_lists(results, tool, reviewed, keys), "unmatched_keys": unmatched}
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
                                for k, prev in zip(keys, previous, strict=True)]
@@ -108,13 +126,12 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
     matched = sum(k in reviewed for k in keys)
     changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed, "labels_outside_spec": unknown}
+            "changed": changed, "unmatched_keys": unmatched}
 
 
 def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[str]], keys: list[str]) -> dict[str, Any]:
     """import_review for a multi-label table: `reviewed_label` holds lists; a row changed when its set did."""
     frame = results.frame
-    unknown = sorted({label for labels in reviewed.values() for label in labels if label not in set(results.classes)})
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
     frame["reviewed_label"] = pd.Series([list(reviewed[k]) if k in reviewed else label_list(prev)
                                          for k, prev in zip(keys, previous, strict=True)],
@@ -124,7 +141,7 @@ def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[st
     changed = sum(v is not None and set(v) != set(labels) for v, labels in zip(frame["reviewed_label"],
                                                                                frame["labels"], strict=True))
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed, "labels_outside_spec": unknown}
+            "changed": changed}
 
 
 def write_table(results: Results) -> None:

@@ -142,6 +142,10 @@ def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
         raise SourceError(f"{path}: not a Label Studio JSON export ({' '.join(str(exc).split())[:120]})") from None
     if not isinstance(tasks, list):
         raise SourceError(f"{path}: a Label Studio JSON export is a list of tasks")
+    dicts = [t for t in tasks if isinstance(t, dict)]
+    if dicts and len(dicts) == len(tasks) and not any(isinstance(t.get("data"), dict) for t in dicts):
+        raise SourceError(f"{path}: no task has a `data` object, so this is not a Label Studio JSON export "
+                          "(in the project: Export → JSON)")
     return reviews(tasks, str(path), multi_label)
 
 

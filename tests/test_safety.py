@@ -1,0 +1,126 @@
+"""Nothing a person wrote is replaced: files that are not ours, human reviews, reviews that match nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from autolabel.cli import main
+
+
+def run(*args: str) -> object:
+    return CliRunner().invoke(main, ["run", *args, "-q"])
+
+
+@pytest.fixture()
+def labelled(tmp_path: Path, image_folder: Path, labels_yaml: Path, tiny_clip: Path) -> Path:
+    out = tmp_path / "labels.parquet"
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def reviewed_copy(labelled: Path, folder: Path, label: str = "dog") -> Path:
+    first = pd.read_parquet(labelled).path[0]
+    corrections = folder / "corrections.csv"
+    pd.DataFrame({"path": [first], "reviewed_label": [label]}).to_csv(corrections, index=False)
+    merged = CliRunner().invoke(main, ["import-review", str(corrections), "--into", str(labelled)])
+    assert merged.exit_code == 0, merged.output
+    return labelled
+
+
+def test_a_rerun_may_replace_its_own_table(labelled: Path, image_folder: Path, labels_yaml: Path,
+                                           tiny_clip: Path) -> None:
+    before = pd.read_parquet(labelled)
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(labelled))
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet(labelled), before)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_run_refuses_to_replace_a_table_holding_human_reviews(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                              tiny_clip: Path, suffix: str) -> None:
+    out = tmp_path / f"labels{suffix}"
+    assert run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out)).exit_code == 0
+    first = pd.read_parquet(out).path[0] if suffix == ".parquet" else pd.read_csv(out).path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},dog\n")  # as the table names it
+    spec = ["--labels", str(labels_yaml)] if suffix == ".csv" else []
+    merged = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(out), *spec])
+    assert merged.exit_code == 0, merged.output
+    before = out.read_bytes()
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --out {out}: holds 1 human review(s) (reviewed_label) that this run would "
+                             "replace; write to another --out and pass this table to --examples to keep them, or "
+                             "pass --overwrite to drop them\n")
+    assert out.read_bytes() == before
+    forced = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out), "--overwrite")
+    assert forced.exit_code == 0, forced.output
+    assert "reviewed_label" not in (pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out))
+
+
+@pytest.mark.parametrize(("name", "content"), [("mine.csv", b"a,b\n1,2\n"), ("mine.parquet", None),
+                                               ("mine.csv", b"\xff\xfe binary")])
+def test_run_refuses_to_replace_a_file_autolabel_did_not_write(tmp_path: Path, image_folder: Path,
+                                                               labels_yaml: Path, tiny_clip: Path, name: str,
+                                                               content: bytes | None) -> None:
+    out = tmp_path / name
+    if content is None:
+        pd.DataFrame({"path": ["x.png"], "label": ["cat"], "confidence": [1.0], "status": ["accepted"]}).to_parquet(out)
+    else:
+        out.write_bytes(content)
+    before = out.read_bytes()
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --out {out}: exists and is not a labels table autolabel wrote; choose another "
+                             "--out (or pass --overwrite to replace it)\n")
+    assert out.read_bytes() == before
+
+
+def test_an_empty_file_is_replaced(tmp_path: Path, image_folder: Path, labels_yaml: Path, tiny_clip: Path) -> None:
+    out = tmp_path / "made-by-mktemp.parquet"
+    out.touch()
+    assert run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out)).exit_code == 0
+    assert len(pd.read_parquet(out)) == 6
+
+
+def test_import_review_refuses_labels_outside_the_spec_and_merges_nothing(labelled: Path, tmp_path: Path) -> None:
+    first = pd.read_parquet(labelled).path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},dgo\n")
+    before = labelled.read_bytes()
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    assert result.exit_code == 2
+    assert result.stderr == ("error: reviewed labels outside the spec: 'dgo'; the classes are cat, dog, bird: fix them "
+                             "in the review export (nothing was merged)\n")
+    assert labelled.read_bytes() == before
+
+
+def test_import_review_names_reviews_that_match_no_row(labelled: Path, tmp_path: Path) -> None:
+    (tmp_path / "c.csv").write_text("path,reviewed_label\n/nowhere/x.png,dog\n/nowhere/y.png,cat\n")
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"0 reviewed rows merged from csv → {labelled} (0 reviewed rows in the table now differ from the model's "
+        "label)",
+        f"warning: 2 review(s) matched no row of {labelled}, e.g. '/nowhere/x.png', '/nowhere/y.png': name the same "
+        "files as the table (absolute paths, or paths relative to the review file)"]
+
+
+def test_import_review_matches_the_tables_own_relative_paths(labelled: Path, tmp_path: Path) -> None:
+    first = pd.read_parquet(labelled).path[0]
+    assert not Path(first).is_absolute() and not (tmp_path / first).exists()
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "bird"
+
+
+def test_import_review_refuses_json_that_is_not_a_label_studio_export(labelled: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('[{"x": 1}]')
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "x.json"), "--into", str(labelled)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {tmp_path / 'x.json'}: no task has a `data` object, so this is not a Label "
+                             "Studio JSON export (in the project: Export → JSON)\n")
