@@ -8,7 +8,7 @@ import os
 import secrets
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -196,13 +196,25 @@ def _unwritable(path: str | os.PathLike[str], option: str, exc: OSError) -> Usag
     return UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable location")
 
 
+def json_object(head: bytes) -> bool:
+    """True for the start of a JSON object (what --json and --summary-json write)."""
+    return head.lstrip().startswith(b"{")
+
+
+def autolabel_report(head: bytes) -> bool:
+    """True for the start of a report that `autolabel report` wrote."""
+    return head.startswith(b"<!doctype html>") and b"<title>autolabel report" in head
+
+
 def check_output_file(path: str | os.PathLike[str], option: str,
-                      inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+                      inputs: Iterable[str | os.PathLike[str] | None] = (),
+                      replaces: Callable[[bytes], bool] | None = None) -> None:
     """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
 
     Creates the missing parent folders (the write would), then proves the folder takes a new file by
     creating and removing one; the file itself, if it exists, must not be a folder, nor one of the
-    command's `inputs` (writing there would destroy what is being read).
+    command's `inputs` (writing there would destroy what is being read), nor — given `replaces`, which
+    tells the command's own files by their first bytes — a non-empty file the command did not write.
     """
     from autolabel import storage
 
@@ -212,8 +224,11 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
     for given in inputs:
-        if given is not None and same_file(target, given):
+        if given is not None and (same_file(target, given) or _same_name(target, given)):
             raise UsageError(f"{option} {path}: is {given}, an input of this command; write to another file")
+    if replaces is not None and _foreign(target, replaces):
+        raise UsageError(f"{option} {path}: exists and is not a file this command wrote; choose another file "
+                         "(nothing you wrote is replaced)")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         probe = temp_beside(target, "probe")
@@ -236,6 +251,23 @@ def check_output_folder(path: str | os.PathLike[str], option: str) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".autolabel-probe-", dir=nearest))
     except OSError as exc:
         raise _unwritable(path, option, exc) from None
+
+
+def _same_name(target: Path, other: str | os.PathLike[str]) -> bool:
+    """True when `other` names `target` (for outputs of the same command that do not exist yet)."""
+    from autolabel import storage
+
+    return not storage.is_url(str(other)) and os.path.abspath(target) == os.path.abspath(Path(other).expanduser())
+
+
+def _foreign(target: Path, ours: Callable[[bytes], bool]) -> bool:
+    try:
+        if not target.is_file() or target.stat().st_size == 0:
+            return False
+        with target.open("rb") as handle:
+            return not ours(handle.read(4096))
+    except OSError:
+        return False
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:

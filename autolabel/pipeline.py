@@ -21,7 +21,7 @@ from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
 from autolabel.examples import Example, Learned, collect, learn
-from autolabel.fileio import check_output_file, same_file, write_text
+from autolabel.fileio import check_output_file, json_object, same_file, write_text
 from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, Source, open_source
@@ -149,7 +149,8 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                                   if is_folder_output(out) else FileSink(out, schema, config.output.overwrite))
     sink.check()
     if config.output.summary_json:
-        check_output_file(config.output.summary_json, "--summary-json")
+        check_output_file(config.output.summary_json, "--summary-json",
+                          (out, config.labels, config.source, *config.examples), json_object)
     if config.engine.engine == "ray":
         from autolabel.engines.ray import preflight
 

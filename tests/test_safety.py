@@ -124,3 +124,33 @@ def test_import_review_refuses_json_that_is_not_a_label_studio_export(labelled: 
     assert result.exit_code == 2
     assert result.stderr == (f"error: {tmp_path / 'x.json'}: no task has a `data` object, so this is not a Label "
                              "Studio JSON export (in the project: Export → JSON)\n")
+
+
+@pytest.mark.parametrize("which", ["spec", "out", "image"])
+def test_summary_json_never_lands_on_an_input_or_the_output(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                            tiny_clip: Path, which: str) -> None:
+    out = tmp_path / "labels.parquet"
+    target = {"spec": labels_yaml, "out": out, "image": image_folder / "c.png"}[which]
+    before = target.read_bytes() if target.exists() else None
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out),
+                 "--summary-json", str(target))
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(f"error: --summary-json {target}: ")
+    assert (target.read_bytes() if target.exists() else None) == before
+    assert not out.exists()
+
+
+def test_json_and_report_outputs_replace_only_their_own_files(labelled: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    for args in (["report", str(labelled), "--out", str(notes)],
+                 ["eval", str(labelled), "--truth", "folder", "--json", str(notes)]):
+        result = CliRunner().invoke(main, args)
+        option = "--out" if args[0] == "report" else "--json"
+        assert result.exit_code == 2
+        assert result.stderr == (f"error: {option} {notes}: exists and is not a file this command wrote; choose "
+                                 "another file (nothing you wrote is replaced)\n")
+        assert notes.read_text() == "my notes\n"
+    page = tmp_path / "report.html"
+    for _ in range(2):  # the second run replaces the first one's page
+        assert CliRunner().invoke(main, ["report", str(labelled), "--out", str(page)]).exit_code == 0

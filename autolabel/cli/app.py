@@ -12,7 +12,7 @@ import click
 
 from autolabel import __version__
 from autolabel.errors import AutolabelError
-from autolabel.fileio import check_output_file, write_text
+from autolabel.fileio import check_output_file, json_object, write_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -95,7 +95,7 @@ def main() -> None:
 def check_json_target(target: str | None, *inputs: str | None) -> None:
     """Refuse an unwritable --json PATH, or one that is an input, before any work (`-` is stdout)."""
     if target and target != "-":
-        check_output_file(target, "--json", inputs)
+        check_output_file(target, "--json", inputs, json_object)
 
 
 def write_json(data: dict, target: str | None) -> None:

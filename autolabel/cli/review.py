@@ -18,7 +18,7 @@ from autolabel.cli.app import (
     write_json,
 )
 from autolabel.errors import UsageError
-from autolabel.fileio import check_output_file, write_text
+from autolabel.fileio import autolabel_report, check_output_file, write_text
 
 
 @main.command("eval", context_settings=CONTEXT)
@@ -161,7 +161,7 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     from autolabel.report import build_report
     from autolabel.results import load_results
 
-    check_output_file(out, "--out", (labels_table, spec, truth, audit_table))
+    check_output_file(out, "--out", (labels_table, spec, truth, audit_table), autolabel_report)
     results = load_results(labels_table, spec)
     root = results.images_root(images_root)
     sections = []
