@@ -47,7 +47,8 @@ def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_
     data = {"labels": list(labels), "id": report_id, "multi": multi,
             "rows": [[r.path, r.location, r.label, round(r.confidence, 4), round(r.margin, 4), list(r.candidates),
                       r.thumbnail or ""] for r in rows]}
-    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    # Inside <script> only `<` can end or re-mode the element ("</script", "<!--<script"): escape every one.
+    payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
     options = "".join(f"<option value='{i}'>{html.escape(name)}</option>" for i, name in enumerate(labels))
     return (
         f"<section id='review'><h2>Review queue ({total})</h2>"

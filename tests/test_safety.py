@@ -154,3 +154,17 @@ def test_json_and_report_outputs_replace_only_their_own_files(labelled: Path, tm
     page = tmp_path / "report.html"
     for _ in range(2):  # the second run replaces the first one's page
         assert CliRunner().invoke(main, ["report", str(labelled), "--out", str(page)]).exit_code == 0
+
+
+def test_the_review_data_in_the_report_holds_no_markup(tmp_path: Path, image_folder: Path, tiny_clip: Path) -> None:
+    import json
+    import re
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("threshold: 0.9999\nclasses: ['<!--<script>', '</script><b>', plain]\n")
+    out, page = tmp_path / "l.parquet", tmp_path / "r.html"
+    assert run(str(image_folder), "-l", str(spec), "-m", str(tiny_clip), "-o", str(out)).exit_code == 0
+    assert CliRunner().invoke(main, ["report", str(out), "--out", str(page)]).exit_code == 0
+    payload = re.search(r"id='rq-data'>(.*?)</script>", page.read_text(), re.S).group(1)
+    assert "<" not in payload and ">" not in payload
+    assert json.loads(payload)["labels"] == ["<!--<script>", "</script><b>", "plain"]
