@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,52 @@ def read_table(path: str, column: str | None, multi_label: bool = False) -> list
     return out
 
 
+SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
+
+
+def walk_glob(pattern: str) -> Iterator[str]:
+    """The files matching a glob (`**` = any folders), as glob.glob(recursive=True) finds them, except that it
+    never follows a symlink to a folder (a link loop would never end) nor enters /proc, /sys or /dev."""
+    parts = pattern.split(os.sep)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = os.sep.join(parts[:fixed]) or ("" if not pattern.startswith(os.sep) else os.sep)
+    yield from _match(root, parts[fixed:])
+
+
+def _match(folder: str, parts: list[str]) -> Iterator[str]:
+    if os.path.realpath(folder or ".").startswith(SYSTEM_ROOTS):
+        return
+    head, rest = parts[0], parts[1:]
+    try:
+        entries = sorted(os.scandir(folder or "."), key=lambda e: e.name)
+    except OSError:
+        return
+    if head == "**":
+        if rest:
+            yield from _match(folder, rest)
+        else:
+            yield from (os.path.join(folder, e.name) for e in entries if not e.name.startswith("."))
+        for entry in entries:
+            if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                yield from _match(os.path.join(folder, entry.name), parts)
+        return
+    for entry in entries:
+        if entry.name.startswith(".") and not head.startswith("."):
+            continue
+        if fnmatch.fnmatchcase(entry.name, head):
+            path = os.path.join(folder, entry.name)
+            if not rest:
+                yield path
+            elif entry.is_dir(follow_symlinks=False):
+                yield from _match(path, rest)
+
+
 def from_spec(spec: LabelSpec, warn: Callable[[str], None]) -> list[Example]:
     """The spec's per-class `examples:` (paths or globs relative to the spec file), sorted per pattern."""
     out = []
     for name, patterns in spec.example_paths().items():
         for pattern in patterns:
-            matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+            matches = sorted(walk_glob(pattern)) if glob.has_magic(pattern) else [pattern]
             if not matches:
                 warn(f"{spec.source}: examples of '{name}': '{pattern}' matches no file")
             out.extend(Example(m, name, f"{spec.source} ({name})") for m in matches if not os.path.isdir(m))

@@ -168,3 +168,17 @@ def test_the_review_data_in_the_report_holds_no_markup(tmp_path: Path, image_fol
     payload = re.search(r"id='rq-data'>(.*?)</script>", page.read_text(), re.S).group(1)
     assert "<" not in payload and ">" not in payload
     assert json.loads(payload)["labels"] == ["<!--<script>", "</script><b>", "plain"]
+
+
+def test_example_globs_do_not_follow_folder_links(tmp_path: Path) -> None:
+    from autolabel.examples import walk_glob
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for rel in ("x.png", "a/y.png", "a/b/z.png", "a/.hidden.png"):
+        (tmp_path / rel).touch()
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)  # glob.glob(recursive=True) never ends with two of these
+    (tmp_path / "a" / "loop2").symlink_to(tmp_path)
+    assert sorted(walk_glob(f"{tmp_path}/**/*.png")) == [f"{tmp_path}/a/b/z.png", f"{tmp_path}/a/y.png",
+                                                         f"{tmp_path}/x.png"]
+    assert sorted(walk_glob(f"{tmp_path}/*/*.png")) == [f"{tmp_path}/a/y.png"]
+    assert list(walk_glob("/proc/**/*.png")) == []
