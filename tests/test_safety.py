@@ -182,3 +182,25 @@ def test_example_globs_do_not_follow_folder_links(tmp_path: Path) -> None:
                                                          f"{tmp_path}/x.png"]
     assert sorted(walk_glob(f"{tmp_path}/*/*.png")) == [f"{tmp_path}/a/y.png"]
     assert list(walk_glob("/proc/**/*.png")) == []
+
+
+@pytest.mark.parametrize("fmt", ["cvat", "hf", "imagefolder"])
+def test_exports_take_only_image_files_whatever_the_table_names(labelled: Path, tmp_path: Path, fmt: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password\n")
+    table = pq.read_table(labelled)
+    frame = table.to_pandas()
+    frame.loc[0, "path"], frame.loc[1, "path"] = str(secret), "/proc/self/mem"
+    evil = tmp_path / "evil.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(table.schema.metadata),
+                   evil)
+    out = tmp_path / "export"
+    result = CliRunner().invoke(main, ["export", str(evil), "--to", fmt, "--out", str(out), "--link", "copy"])
+    assert result.exit_code == 0, result.output
+    assert f"{secret}: {secret} is not an image file" in result.stderr
+    assert "/proc/self/mem: /proc/self/mem is a system file, not an image" in result.stderr
+    assert "password" not in "".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
+    assert not [p for p in out.rglob("*") if "secret" in p.name or "mem" in p.name]

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from autolabel.errors import UsageError
-from autolabel.fileio import InputError, read_text, write_text
+from autolabel.fileio import InputError, open_regular, read_text, write_text
 from autolabel.results import Results
 
 MARKER = ".autolabel-export.json"
@@ -103,8 +104,9 @@ class ExportContext:
             self.skipped.append(f"{row.path}: {row.source} is in an object store; exports link local files "
                                 "(download the images and pass --images-root)")
             return False
-        if not row.source.is_file():
-            self.skipped.append(f"{row.path}: image not found at {row.source}")
+        problem = image_problem(row.source)
+        if problem:
+            self.skipped.append(f"{row.path}: {problem}")
             return False
         dst = self.target(*parts)
         if self.link == "symlink":
@@ -116,7 +118,12 @@ class ExportContext:
                 raise UsageError(f"cannot hard-link {row.source} into {self.out} ({exc.strerror}); "
                                  "use --link copy or symlink") from None
         else:
-            shutil.copy2(row.source, dst)
+            try:
+                shutil.copy2(row.source, dst)
+            except OSError as exc:
+                dst.unlink(missing_ok=True)
+                self.skipped.append(f"{row.path}: cannot copy {row.source} ({exc.strerror})")
+                return False
         self._record(dst)
         return True
 
@@ -130,6 +137,29 @@ class ExportContext:
     def remove_written(self) -> None:
         """Undo this export: remove the files and folders it created, nothing else."""
         remove_listed(self.out, self.written, self.folders)
+
+
+def image_problem(source: Path) -> str | None:
+    """Why a table row's file must not go into an export (None: a regular image file).
+
+    A labels table is data: a row may name any path, so only image files are ever linked, copied or uploaded.
+    """
+    try:
+        real = source.resolve()
+        info = real.stat()
+    except (OSError, RuntimeError):
+        return f"image not found at {source}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{source} is not a regular file"
+    if str(real).startswith(("/proc/", "/sys/", "/dev/")):
+        return f"{source} is a system file, not an image"
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open_regular(real) as handle, Image.open(handle):
+            return None
+    except (OSError, UnidentifiedImageError, InputError, ValueError, Image.DecompressionBombError):
+        return f"{source} is not an image file"
 
 
 def model_version(results: Results) -> str:
@@ -182,11 +212,12 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     names = export_names(results)
     rows = []
     columns = ok[["path", "label", "confidence", "status", "top_labels"]].itertuples(index=False)
-    for i, (path, label, conf, stat, tops) in enumerate(columns):
-        if status == "all" or stat == status:
+    for i, (path, label, conf, row_status, tops) in enumerate(columns):
+        if status == "all" or row_status == status:
             model = str(tops[0]) if len(tops) else str(label)
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
-                                  name=names[str(path)], label=str(label), confidence=float(conf), status=str(stat),
+                                  name=names[str(path)], label=str(label), confidence=float(conf),
+                                  status=str(row_status),
                                   model_label=model, **(_multi(results, ok, i) if results.multi_label else {})))
     return rows
 

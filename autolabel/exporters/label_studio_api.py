@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import label_studio
-from autolabel.exporters.base import ExportRow, export_rows, model_version
+from autolabel.exporters.base import ExportRow, export_rows, image_problem, model_version
 from autolabel.results import Results
 
 if TYPE_CHECKING:
@@ -109,8 +109,8 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     for row in rows:
         if mode == "prefix" or not isinstance(row.source, Path):  # served elsewhere (an object-store URL as it is)
             continue
-        if not row.source.is_file():
-            left_out[row.path] = f"image not found at {row.source}"
+        if problem := image_problem(row.source):
+            left_out[row.path] = problem
         elif mode == "upload" and row.source.suffix.lower() not in UPLOADABLE:
             left_out[row.path] = (f"Label Studio does not take {row.source.suffix or 'extension-less'} uploads (it "
                                   f"takes {' '.join(UPLOADABLE)}); serve it with --url-prefix or {ENV_ROOT}")
