@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -22,6 +23,7 @@ from autolabel.stages import Counts
 from autolabel.writers import METADATA_KEY, TableWriter, output_format
 
 MANIFEST = "_autolabel.json"
+LOCK = "_autolabel.lock"
 PART = re.compile(r"^part-(\d{5,})\.parquet$")
 SHARD_KEY = "shard"
 
@@ -190,16 +192,30 @@ class ShardSink:
         self.stale: set[int] = set()
         self.written: dict[int, Shard] = {}
         self._open: tuple[int, int, TableWriter] | None = None  # (shard, first row, writer)
+        self._lock: FolderLock | None = None
         self._open_rows, self._open_counts = 0, Counts()
 
     # --- before the model loads ---------------------------------------------------------------------
     def check(self) -> None:
-        """Create the folder, prove it takes files, and read what an earlier run left there."""
+        """Create the folder, prove it takes files, lock it, and read what an earlier run left there."""
         if not storage.is_url(self.folder):
             folder = Path(self.folder).expanduser()
             if folder.exists() and not folder.is_dir():
                 raise UsageError(f"--out {self.folder}: exists and is not a folder")
             check_output_file(folder / MANIFEST, "--out")
+            self._lock = FolderLock.take(folder, self.folder)
+        try:
+            self._read_existing()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _read_existing(self) -> None:
         for index, meta in self._existing_parts():
             shard = meta.get(SHARD_KEY) if isinstance(meta, dict) else None
             name = part_name(index)
@@ -359,6 +375,7 @@ class ShardSink:
                 local.unlink(missing_ok=True)
         else:
             write_text(Path(target).expanduser(), text)
+        self._release()
         return self.folder + "/"
 
     def abort(self) -> None:
@@ -366,6 +383,40 @@ class ShardSink:
         if self._open is not None:
             self._open[2].abort()
             self._open = None
+        self._release()
+
+
+@dataclass
+class FolderLock:
+    """An exclusive lock on a local --out folder for one run: two runs writing one folder would mix their shards."""
+
+    fd: int
+    path: Path
+
+    @classmethod
+    def take(cls, folder: Path, shown: str) -> FolderLock:
+        """Lock the folder (creating it), or refuse at once (UsageError) when another run holds it."""
+        import fcntl
+
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UsageError(f"--out {shown}: another autolabel run is writing to this folder; wait for it to "
+                             "finish, or choose another folder") from None
+        return cls(fd, path)
+
+    def release(self) -> None:
+        """Remove the lock file and let go (the kernel also lets go if the process dies)."""
+        import fcntl
+
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 def rewrite_shards(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:

@@ -147,7 +147,6 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite,
                                             settings)
                                   if is_folder_output(out) else FileSink(out, schema, config.output.overwrite))
-    sink.check()
     if config.output.summary_json:
         check_output_file(config.output.summary_json, "--summary-json",
                           (out, config.labels, config.source, *config.examples), json_object)
@@ -159,9 +158,15 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     if first is None:
         raise SourceError(f"{config.source}: no images found ({source.description}); image files end in "
                           ".jpg .jpeg .png .webp .bmp .gif .tif .tiff")
-    cache = None
-    if not config.cache.no_cache and config.engine.engine == "local":
-        cache = EmbeddingCache(config.cache.cache_dir or default_cache_dir(), warn=reporter.warn if reporter else None)
+    sink.check()  # last: a folder --out is locked from here until commit or abort
+    try:
+        cache = None
+        if not config.cache.no_cache and config.engine.engine == "local":
+            cache = EmbeddingCache(config.cache.cache_dir or default_cache_dir(),
+                                   warn=reporter.warn if reporter else None)
+    except BaseException:
+        sink.abort()
+        raise
     return Job(spec, source, records, sink, schema, cache, key, examples)
 
 

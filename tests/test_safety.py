@@ -204,3 +204,21 @@ def test_exports_take_only_image_files_whatever_the_table_names(labelled: Path, 
     assert "/proc/self/mem: /proc/self/mem is a system file, not an image" in result.stderr
     assert "password" not in "".join(p.read_text(errors="replace") for p in out.rglob("*") if p.is_file())
     assert not [p for p in out.rglob("*") if "secret" in p.name or "mem" in p.name]
+
+
+def test_a_folder_out_takes_one_run_at_a_time(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                             tiny_clip: Path) -> None:
+    from autolabel.output import FolderLock
+
+    folder = tmp_path / "shards"
+    held = FolderLock.take(folder, str(folder))  # another run, mid-way
+    args = (str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{folder}/", "--shard-size", "2")
+    refused = run(*args)
+    assert refused.exit_code == 2
+    assert refused.stderr == (f"error: --out {folder}: another autolabel run is writing to this folder; wait for it "
+                              "to finish, or choose another folder\n")
+    held.release()
+    finished = run(*args)
+    assert finished.exit_code == 0, finished.output
+    assert sorted(p.name for p in folder.iterdir()) == ["_autolabel.json"] + [f"part-0000{i}.parquet" for i in range(3)]
+    assert run(*args).exit_code == 0  # the lock went with the run that held it
