@@ -222,3 +222,24 @@ def test_a_folder_out_takes_one_run_at_a_time(tmp_path: Path, image_folder: Path
     assert finished.exit_code == 0, finished.output
     assert sorted(p.name for p in folder.iterdir()) == ["_autolabel.json"] + [f"part-0000{i}.parquet" for i in range(3)]
     assert run(*args).exit_code == 0  # the lock went with the run that held it
+
+
+@pytest.mark.parametrize(("out", "cache", "message"), [
+    ("l.parquet", [], "no partial output was written; re-run `autolabel run` with the same arguments to resume "
+                      "from the embedding cache"),
+    ("l.parquet", ["--no-cache"], "no partial output was written (with --no-cache, a re-run starts over)"),
+    ("shards/", ["--no-cache"], "the finished shards in {tmp}/shards/ are kept; re-run `autolabel run` with the same "
+                                "arguments to resume from them"),
+])
+def test_an_interrupted_run_says_what_it_kept(tmp_path: Path, image_folder: Path, labels_yaml: Path, tiny_clip: Path,
+                                              monkeypatch: pytest.MonkeyPatch, out: str, cache: list[str],
+                                              message: str) -> None:
+    from .conftest import interrupt_on_batch
+
+    interrupt_on_batch(monkeypatch, 3)  # shard 0 is whole once batch 2 starts shard 1
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{tmp_path}/{out}",
+                 "--batch-size", "2", "--shard-size", "2", *cache)
+    assert result.exit_code == 130
+    assert result.stderr.splitlines()[-1] == f"interrupted: {message.format(tmp=tmp_path)}"
+    if out == "shards/":
+        assert (tmp_path / "shards" / "part-00000.parquet").exists()

@@ -17,12 +17,24 @@ from autolabel.fileio import check_output_file, json_object, write_text
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 INTERRUPTED = {
-    "run": "no partial output was written (re-run `autolabel run` with the same arguments to resume from the "
-           "embedding cache)",
     "export": "the files written so far were removed",
     "import-review": "the --into table was not changed",
     "prune": "the cache is intact (entries removed so far stay removed)",
 }
+
+
+def run_interrupted(params: dict[str, Any]) -> str:
+    """What an interrupted `run` left behind, for its options."""
+    from autolabel.output import is_folder_output
+
+    cached = not params.get("no_cache") and params.get("engine", "local") == "local"
+    if is_folder_output(str(params.get("out") or "")):
+        kept = f"the finished shards in {params['out']} are kept"
+        how = "from them and from the embedding cache" if cached else "from them"
+    else:
+        kept, how = "no partial output was written", "from the embedding cache" if cached else ""
+    return f"{kept}; re-run `autolabel run` with the same arguments to resume {how}" if how else \
+        f"{kept} (with --no-cache, a re-run starts over)"
 
 
 def handle_errors(func: F) -> F:
@@ -36,8 +48,10 @@ def handle_errors(func: F) -> F:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            command = click.get_current_context().info_name
-            click.echo(f"interrupted: {INTERRUPTED.get(command, 'no partial output was written')}", err=True)
+            context = click.get_current_context()
+            left = (run_interrupted(context.params) if context.info_name == "run"
+                    else INTERRUPTED.get(context.info_name or "", "no partial output was written"))
+            click.echo(f"interrupted: {left}", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
