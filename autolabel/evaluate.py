@@ -58,7 +58,9 @@ def _read_truth(path: Path) -> pd.DataFrame:
     """A truth file (regular files only: a FIFO or device is refused, never waited on)."""
     try:
         with open_regular(path) as f:
-            return pd.read_parquet(f) if path.suffix.lower() == ".parquet" else pd.read_csv(f, dtype=str)
+            if path.suffix.lower() == ".parquet":
+                return pd.read_parquet(f)
+            return pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""])  # a class may be named "NA"
     except InputError as exc:
         raise SourceError(f"--truth {path}: cannot read it ({exc.strerror})") from None
     except Exception as exc:  # pandas and pyarrow raise many types for files that are not tables

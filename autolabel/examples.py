@@ -72,7 +72,7 @@ def read_table(path: str, column: str | None, multi_label: bool = False) -> list
     suffix = Path(path).suffix.lower()
     if suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
         raise UsageError(f"--examples {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl")
-    table = open_table(path, suffix, "examples table")
+    table = open_table(path, suffix, "examples table", (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
     if not hasattr(table, "column_names"):
         table = table.read()
     names = table.column_names

@@ -6,7 +6,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -141,17 +141,18 @@ def _folder(root: Path) -> Source:
                   counter=lambda: sum(1 for _ in folder_entries(root)), renamed=renamed)
 
 
-def open_table(path: Path | str, suffix: str, what: str = "manifest") -> Any:
+def open_table(path: Path | str, suffix: str, what: str = "manifest", strings: Sequence[str] = ()) -> Any:
     """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch).
 
     A local manifest must be a regular file (opened without blocking: pyarrow would wait on a FIFO forever).
+    CSV columns named in `strings` are read as written: no type guessing (`001` stays `001`, `NA` stays `NA`).
     """
     try:
         handle = storage.open_url(str(path)) if storage.is_url(str(path)) else open_regular(path)
         if suffix == ".parquet":
             return _parquet(handle)
         with handle:
-            return _parse_table(handle, suffix)
+            return _parse_table(handle, suffix, strings)
     except InputError as exc:
         if exc.errno == errno.ENOENT:
             raise SourceError(f"{path}: {what} not found") from None
@@ -167,12 +168,13 @@ def _parquet(source: Any) -> Any:
     return pq.ParquetFile(source)
 
 
-def _parse_table(source: Any, suffix: str) -> pa.Table:
+def _parse_table(source: Any, suffix: str, strings: Sequence[str] = ()) -> pa.Table:
     if suffix in (".csv", ".tsv"):
         import pyarrow.csv as pcsv
 
         delimiter = "\t" if suffix == ".tsv" else ","
-        return pcsv.read_csv(source, parse_options=pcsv.ParseOptions(delimiter=delimiter))
+        return pcsv.read_csv(source, parse_options=pcsv.ParseOptions(delimiter=delimiter),
+                             convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(strings, pa.string())))
     if suffix == ".jsonl":
         import pyarrow.json as pjson
 
@@ -237,7 +239,7 @@ def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None
 
 def _manifest(path: Path | str, path_column: str | None) -> Source:
     suffix = Path(str(path)).suffix.lower()
-    table = open_table(path, suffix)
+    table = open_table(path, suffix, strings=(*PATH_COLUMNS, *([path_column] if path_column else [])))
     schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
     count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
     column = pick_path_column(schema.names, path_column, str(path))

@@ -243,3 +243,24 @@ def test_an_interrupted_run_says_what_it_kept(tmp_path: Path, image_folder: Path
     assert result.stderr.splitlines()[-1] == f"interrupted: {message.format(tmp=tmp_path)}"
     if out == "shards/":
         assert (tmp_path / "shards" / "part-00000.parquet").exists()
+
+
+def test_csv_cells_are_read_as_written(tmp_path: Path, tiny_clip: Path) -> None:
+    from .conftest import noise_image
+
+    for i, name in enumerate(["001", "1e3"]):
+        noise_image(i).save(tmp_path / name, format="PNG")
+    (tmp_path / "m.csv").write_text("path\n001\n1e3\n")
+    (tmp_path / "s.yaml").write_text("classes: ['0', '01', 'NA', 'None']\n")
+    (tmp_path / "ex.csv").write_text("path,label\n001,01\n1e3,NA\n")
+    out = tmp_path / "o.parquet"
+    result = run(str(tmp_path / "m.csv"), "-l", str(tmp_path / "s.yaml"), "-m", str(tiny_clip), "-o", str(out),
+                 "--examples", str(tmp_path / "ex.csv"))
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out)
+    assert list(zip(table.path, table.label, table.status, strict=True)) == [("001", "01", "reviewed"),
+                                                                            ("1e3", "NA", "reviewed")]
+    (tmp_path / "truth.csv").write_text("path,label\n001,None\n1e3,NA\n")
+    scored = CliRunner().invoke(main, ["eval", str(out), "--truth", str(tmp_path / "truth.csv")])
+    assert scored.exit_code == 2  # both rows are reviewed: nothing left to score, but both found their truth
+    assert "(0 error rows, 2 reviewed by people, 0 without truth, 0 with a truth outside the spec)" in scored.stderr
