@@ -61,8 +61,10 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def read_table(path: str, column: str | None, multi_label: bool = False) -> list[Example]:
+def read_table(path: str, column: str | None, multi_label: bool = False, option: str = "--examples") -> list[Example]:
     """A Parquet/CSV/JSONL table with a path column and a label column (empty labels skipped).
+
+    `option` names the table in errors (the command-line option it came from; "" for an argument).
 
     `multi_label`: each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
     """
@@ -71,12 +73,12 @@ def read_table(path: str, column: str | None, multi_label: bool = False) -> list
 
     suffix = Path(path).suffix.lower()
     if suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
-        raise UsageError(f"--examples {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl")
+        raise UsageError(f"{option} {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl".lstrip())
     table = open_table(path, suffix, "examples table", (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
     if not hasattr(table, "column_names"):
         table = table.read()
     names = table.column_names
-    where = f"--examples {path}"
+    where = f"{option} {path}".lstrip()
     path_column = next((c for c in PATH_COLUMNS if c in names), None)
     if path_column is None:
         raise UsageError(f"{where}: no path column (one of {', '.join(PATH_COLUMNS)}); columns are: {', '.join(names)}")

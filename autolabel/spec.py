@@ -275,6 +275,26 @@ def parse_spec(data: Any, source: str = "<spec>") -> LabelSpec:
     )
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (YAML 1.2 says keys are
+    unique; PyYAML keeps the last silently, so `classes:` written twice would drop the first list)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden by the keys beside it
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key '{key}'", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: str | Path) -> LabelSpec:
     """Read and validate a label-spec YAML file (a regular file: a FIFO or a device is refused, never waited on)."""
     path = Path(path)
@@ -282,10 +302,10 @@ def load_spec(path: str | Path) -> LabelSpec:
         text = read_text(path, "the label spec")
     except InputError as exc:
         if exc.errno == errno.ENOENT:
-            raise SpecError(f"{path}: label spec not found; pass an existing YAML file with --labels") from None
+            raise SpecError(f"{path}: label spec not found; give the path of an existing YAML file") from None
         raise SpecError(f"{path}: cannot read label spec ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

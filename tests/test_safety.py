@@ -264,3 +264,16 @@ def test_csv_cells_are_read_as_written(tmp_path: Path, tiny_clip: Path) -> None:
     scored = CliRunner().invoke(main, ["eval", str(out), "--truth", str(tmp_path / "truth.csv")])
     assert scored.exit_code == 2  # both rows are reviewed: nothing left to score, but both found their truth
     assert "(0 error rows, 2 reviewed by people, 0 without truth, 0 with a truth outside the spec)" in scored.stderr
+
+
+def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
+    from autolabel.errors import SpecError
+    from autolabel.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text("classes: [a, b]\nthreshold: 0.5\nclasses: [c, d]\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: invalid YAML at line 3, column 1: duplicate key 'classes'"
+    path.write_text("classes: [&a {name: a, threshold: 0.5}, {<<: *a, name: b, threshold: 0.7}]\n")
+    assert [c.threshold for c in load_spec(path).classes] == [0.5, 0.7]  # a merge key's values may be overridden

@@ -74,7 +74,7 @@ def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, A
         from autolabel.examples import read_table
 
         base = os.path.abspath(path.parent)
-        return "csv", {_csv_key(e.location, base): e.label for e in read_table(str(path), None, multi_label)}
+        return "csv", {_csv_key(e.location, base): e.label for e in read_table(str(path), None, multi_label, "")}
     raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
                      ".csv (the report's corrections)")
 
