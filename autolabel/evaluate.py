@@ -148,6 +148,7 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
     predicted = confusion.sum(axis=0).astype(float)
     precision, recall, f1 = _prf(tp, predicted, support)
     weights = support / support.sum() if support.sum() else np.zeros(k)
+    present = (support > 0) | (predicted > 0)
     accepted = [i for i, s in enumerate(rows.status) if s == "accepted"]
     accepted_correct = sum(rows.y_true[i] == rows.y_pred[i] for i in accepted)
     pairs = [(classes[i], classes[j], int(confusion[i, j])) for i in range(k) for j in range(k)
@@ -161,9 +162,11 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
         "top_k": top_k,
         "top_k_accuracy": float(np.mean([t in tops for t, tops in zip(rows.y_true, rows.top, strict=True)]))
         if n else 0.0,
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
+        # Macro: over the classes the sample has (in truth or predicted), as scikit-learn averages by default;
+        # a class absent from both would count as 0 and drag every small reviewed sample down.
+        "macro_precision": _mean(precision[present]),
+        "macro_recall": _mean(recall[present]),
+        "macro_f1": _mean(f1[present]),
         "weighted_precision": float((precision * weights).sum()),
         "weighted_recall": float((recall * weights).sum()),
         "weighted_f1": float((f1 * weights).sum()),
@@ -344,3 +347,7 @@ def flip_gate(result: dict[str, Any], max_flip_rate: float) -> None:
                             "--max-flip-rate cannot pass; check that OLD and NEW label the same images")
     if result["flip_rate"] > max_flip_rate:
         raise TooManyErrors(f"flip rate {result['flip_rate']:.4f} exceeds --max-flip-rate {max_flip_rate}")
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else 0.0
