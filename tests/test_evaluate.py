@@ -405,3 +405,18 @@ def test_eval_with_no_scorable_row_is_one_line_exit_2(tmp_path: Path) -> None:
         f"error: --truth folder: no row of {tmp_path / 't.parquet'} can be scored (1 error rows, 0 reviewed by "
         "people, 0 without truth, 2 with a truth outside the spec); check the truth column or file")
     assert not (tmp_path / "m.json").exists()
+
+
+def test_write_spec_with_an_unreachable_target_writes_nothing_and_exits_1(tmp_path: Path) -> None:
+    n = 40
+    results = make_results(["cat"] * n, status=["review"] * n, conf=[0.9 - i / 100 for i in range(n)])
+    truth = ["dog"] + ["cat"] * (n - 1)  # the most confident row is wrong: precision 1.0 is out of reach
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    written = tmp_path / "calibrated.yaml"
+    out = CliRunner().invoke(main, ["calibrate", str(table), "--truth", "truth", "-p", "1.0", "--labels", str(spec),
+                                    "--write-spec", str(written)])
+    assert out.exit_code == 1
+    assert out.stderr.splitlines()[-1] == (f"error: the target precision 1 is not reachable on this sample (best "
+                                           f"97.5%); {written} was not written — label more rows, or lower "
+                                           "--target-precision")
+    assert not written.exists()

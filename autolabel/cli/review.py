@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -97,6 +98,14 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     result = (labelsets.calibrate if results.multi_label else choose)(results, resolve_truth(results, truth),
                                                                      target_precision, per_class, min_class_rows)
     show_calibration(output_console(json_out), result)
+    reached = (result.get("global") or {}).get("reachable", True)
+    if write_spec and not reached:
+        write_json(result, json_out)
+        best = (result.get("global") or {}).get("best_precision")
+        click.echo(f"error: the target precision {target_precision:g} is not reachable on this sample (best "
+                   f"{'n/a' if best is None else f'{best:.1%}'}); {write_spec} was not written — label more rows, "
+                   "or lower --target-precision", err=True)
+        sys.exit(1)
     if write_spec:
         raw = dict(results.spec.raw) if results.spec is not None else {}
         if results.spec is not None and results.spec.model is not None:
