@@ -106,8 +106,14 @@ class Preprocessing:
         return self.shortest_edge or max(self.height or 0, self.width or 0)
 
     def fingerprint(self) -> str:
-        """A short hash of every setting: equal fingerprints give equal pixels."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        """A short hash of every setting and of the decoder: equal fingerprints give equal pixels.
+
+        Pillow's version is part of it: its resampling and its bundled libjpeg change pixels between releases,
+        so embeddings cached under one version must not be reused under another.
+        """
+        import PIL
+
+        blob = json.dumps({**asdict(self), "pillow": PIL.__version__}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> str:

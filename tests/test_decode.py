@@ -135,3 +135,11 @@ def test_jpeg_draft_keeps_twice_the_model_size() -> None:
     drafted = open_image(data, draft_size=448)
     assert min(drafted.size) >= 448 and drafted.size[0] < 3000
     assert open_image(data).size == (3000, 2000)
+
+
+def test_the_fingerprint_changes_with_the_pillow_version(monkeypatch) -> None:
+    import PIL
+
+    before = Preprocessing.from_config({"size": 224, "crop_size": 224}).fingerprint()
+    monkeypatch.setattr(PIL, "__version__", "0.0.1")
+    assert Preprocessing.from_config({"size": 224, "crop_size": 224}).fingerprint() != before
