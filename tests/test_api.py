@@ -116,3 +116,21 @@ def test_label_to_writes_nothing_to_stderr_even_for_skipped_images(tmp_path, ima
     result = labeler.label_to(image_folder, tmp_path / "o.parquet")
     assert capfd.readouterr().err == ""
     assert result.summary.status["error"] == 1
+
+
+def test_one_path_or_one_picture_is_one_image(tmp_path, tiny_clip) -> None:
+    labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog"], cache=False)
+    picture = Image.new("RGB", (40, 30), "red")
+    picture.save(tmp_path / "red.png")
+    by_path, by_picture = labeler.label(str(tmp_path / "red.png")), labeler.label(picture)
+    assert list(by_path.path) == [str(tmp_path / "red.png")] and list(by_picture.path) == ["<image 0>"]
+    assert by_path.confidence[0] == pytest.approx(by_picture.confidence[0], abs=1e-6)
+
+
+def test_label_to_refuses_what_belongs_to_the_labeler(tmp_path, image_folder, tiny_clip) -> None:
+    labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog"], cache=False)
+    with pytest.raises(autolabel.UsageError) as info:
+        labeler.label_to(image_folder, tmp_path / "o.parquet", device="cuda", labels="x.yaml")
+    assert str(info.value) == ("label_to: device, labels belong to the Labeler (its model is loaded); make another "
+                               "Labeler to change them")
+    assert not (tmp_path / "o.parquet").exists()
