@@ -281,7 +281,11 @@ def test_an_unusable_cache_folder_is_one_line_exit_2(tmp_path: Path, image_folde
     message = (f"error: cannot use {folder} as the embedding cache ({reason}); pass a writable --cache-dir (or set "
                "AUTOLABEL_CACHE_DIR), or run with --no-cache\n")
     info = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(folder)])
+    if not os.path.lexists(folder):  # nothing there: inspecting it creates nothing
+        message = (f"error: --cache-dir {folder}: holds no autolabel cache (embeddings.sqlite); check the path (a "
+                   "run creates it)\n")
     assert info.exit_code == 2 and info.stderr == message
+    assert not os.path.lexists(folder) or folder.name != "cache"
     assert (tmp_path / "file.txt").read_text() == "user data"
 
 

@@ -85,8 +85,13 @@ def test_import_review_reads_autolabel_import_review_options(table: Path) -> Non
 
 
 def test_cache_commands_read_the_shared_cache_dir_and_their_own_options(tmp_path: Path) -> None:
+    from autolabel.cache import EmbeddingCache
+
+    EmbeddingCache(tmp_path / "c").close()
     info = invoke(["cache", "info"], {"AUTOLABEL_CACHE_DIR": str(tmp_path / "c")})
     assert info.exit_code == 0 and info.stdout.splitlines()[0] == f"path\t{tmp_path / 'c' / 'embeddings.sqlite'}"
+    missing = invoke(["cache", "info"], {"AUTOLABEL_CACHE_DIR": str(tmp_path / "typo")})
+    assert missing.exit_code == 2 and not (tmp_path / "typo").exists()
     prune = invoke(["cache", "prune", "--cache-dir", str(tmp_path / "c")],
                    {"AUTOLABEL_CACHE_PRUNE_MAX_SIZE": "-5GB"})
     assert prune.exit_code == 2 and prune.stderr == "error: --max-size -5GB: must not be negative (e.g. 2GB, 500MB)\n"

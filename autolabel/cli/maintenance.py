@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -70,9 +72,14 @@ def cache() -> None:
 
 
 def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
-    from autolabel.cache import EmbeddingCache, default_cache_dir
+    """The cache in that folder; an inspection never creates one (a mistyped --cache-dir is said, not made)."""
+    from autolabel.cache import CACHE_FILE, EmbeddingCache, default_cache_dir
 
-    return EmbeddingCache(cache_dir or default_cache_dir())
+    folder = Path(cache_dir or default_cache_dir()).expanduser()
+    if not os.path.lexists(folder) or (folder.is_dir() and not os.path.lexists(folder / CACHE_FILE)):
+        raise UsageError(f"--cache-dir {folder}: holds no autolabel cache ({CACHE_FILE}); check the path "
+                         "(a run creates it)")
+    return EmbeddingCache(folder)
 
 
 @cache.command("info", context_settings=CONTEXT)
