@@ -277,3 +277,17 @@ def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
     assert str(info.value) == f"{path}: invalid YAML at line 3, column 1: duplicate key 'classes'"
     path.write_text("classes: [&a {name: a, threshold: 0.5}, {<<: *a, name: b, threshold: 0.7}]\n")
     assert [c.threshold for c in load_spec(path).classes] == [0.5, 0.7]  # a merge key's values may be overridden
+
+
+def test_label_studio_files_point_under_the_images_folders_parent(labelled: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.delenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", raising=False)
+    result = CliRunner().invoke(main, ["export", str(labelled), "--to", "label-studio", "--out", str(tmp_path / "ls")])
+    assert result.exit_code == 0, result.output
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert [t["data"]["image"] for t in tasks] == [f"/data/local-files/?d=images/{t['data']['path']}" for t in tasks]
+    assert result.stderr.splitlines()[-1] == (
+        "note: Label Studio serves these images when started with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
+        f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path} and given a Local files storage for {tmp_path / 'images'}")

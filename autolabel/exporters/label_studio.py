@@ -50,12 +50,13 @@ def prefixed_url(prefix: str, path: str) -> str:
 
 def image_reference(ctx: ExportContext, path: str, source: Path | str) -> str:
     """--url-prefix + path, else the object-store URL, else a local-files URL relative to Label Studio's document
-    root (when set in the environment) or to the images root."""
+    root (when set in the environment) or to the images root's parent."""
     if ctx.url_prefix:
         return prefixed_url(ctx.url_prefix, path)
     if isinstance(source, str):
         return source
-    for root in (r for r in (document_root(), Path(ctx.images_root)) if r is not None):
+    # Label Studio refuses a storage equal to its document root: without one set, the images folder's parent is it.
+    for root in (r for r in (document_root(), Path(ctx.images_root).parent) if r is not None):
         with contextlib.suppress(ValueError):
             return local_files_url(source, root)
     return LOCAL_FILES + quote(Path(os.path.abspath(source)).as_posix().lstrip("/"))
