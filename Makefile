@@ -30,7 +30,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/autolabel eval $(DEMO_OUT)/labels.parquet --truth truth --json $(DEMO_OUT)/metrics.json
 	$(VENV)/bin/autolabel report $(DEMO_OUT)/labels.parquet --truth truth --out $(DEMO_OUT)/report.html
 	@echo ""
-	@echo "== round 2: part codes the model cannot know; people label 4 uncertain images per class; it learns =="
+	@echo "== round 2: part codes the model cannot know; a person labels 4 images of each class; it learns =="
 	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images/manifest.csv \
 		--labels examples/tiny-shapes/codes.yaml --out $(DEMO_OUT)/codes-round1.parquet --cache-dir $(DEMO_OUT)/cache -q
 	$(VENV)/bin/python examples/tiny-shapes/simulate_review.py $(DEMO_OUT)/codes-round1.parquet \

@@ -8,7 +8,10 @@ of cars and boats), and a class without examples simply gains nothing, so it sti
 
 α and β are not tuned by hand: both are scale-free (α in units of the model's logit scale, β in units of
 the median example-to-example distance) and chosen on a grid by leave-one-out accuracy on the examples
-(ties: lower log-loss, then the smaller α). If no setting beats zero-shot on that estimate, the adapter
+(ties: the smaller α, then lower log-loss). Ties are the rule, not the exception — a handful of examples is
+often classified perfectly by many settings — and the log-loss of perfectly classified examples keeps falling
+as α grows, so preferring it made every image near an example certain (confidence 1.0, wrong ones accepted);
+the smallest α that reaches the best accuracy changes zero-shot least and keeps confidences meaningful. If no setting beats zero-shot on that estimate, the adapter
 is not used, and the fit says so. Multi-label specs use `fit_multi_label`: an example image is a key of each
 of its classes, and the estimate is the leave-one-image-out micro-F1 of the labels.
 
@@ -134,7 +137,7 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     backgrounds: tuple[float | None, ...] = (None,)
     if other_column is not None and (classes == other_column).any():
         backgrounds += BACKGROUNDS
-    best: tuple | None = None  # (accuracy, -nll, -alpha, alpha, beta, background)
+    best: tuple | None = None  # (accuracy, -alpha, -nll, alpha, beta, background)
     affinity = np.empty_like(distance)
     for b in BETAS:
         np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
@@ -152,7 +155,7 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
                 if best is not None and accuracy < best[0]:
                     continue  # the log-loss only breaks ties
                 nll = float(-_log_softmax(logits)[rows, truth].mean())
-                score = (accuracy, -nll, -a, a, b, d0)
+                score = (accuracy, -a, -nll, a, b, d0)
                 if best is None or score[:3] > best[:3]:
                     best = score
     assert best is not None

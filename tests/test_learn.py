@@ -300,3 +300,20 @@ def test_other_that_no_vocabulary_word_can_stand_for_is_said(tmp_path, world, mo
     assert ("warning: other: no word of the model's vocabulary is far enough from your classes to stand for 'none "
             "of these', so no image will get it; give a few examples labelled 'none of these' (--examples) to teach "
             "it") in result.output
+
+
+def test_among_settings_that_fit_the_examples_equally_the_smallest_alpha_wins() -> None:
+    """Perfectly separable examples: every α classifies them all right, and a larger α only makes the log-loss
+    smaller, so preferring the log-loss picked the largest α and made images between classes look certain."""
+    from autolabel import adapt
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 16)
+    embeddings = np.repeat(centres, 4, axis=0) + 0.05 * rng.standard_normal((12, 16))
+    classes = np.repeat(np.arange(3), 4)
+    fit = adapt.fit(embeddings, classes, np.zeros((12, 3)), 100.0, ["a", "b", "c"])
+    assert fit.used and fit.loo_adapted == 1.0 and fit.alpha == adapt.ALPHAS[0]
+    between = (centres[0] + centres[1]) / 2
+    logits = fit.adapter.logits(between[None, :])[0]
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert probabilities.max() < 0.9  # halfway between two classes is not a sure thing
