@@ -11,9 +11,10 @@ the median example-to-example distance) and chosen on a grid by leave-one-out ac
 (ties: the smaller α, then lower log-loss). Ties are the rule, not the exception — a handful of examples is
 often classified perfectly by many settings — and the log-loss of perfectly classified examples keeps falling
 as α grows, so preferring it made every image near an example certain (confidence 1.0, wrong ones accepted);
-the smallest α that reaches the best accuracy changes zero-shot least and keeps confidences meaningful. If no setting beats zero-shot on that estimate, the adapter
-is not used, and the fit says so. Multi-label specs use `fit_multi_label`: an example image is a key of each
-of its classes, and the estimate is the leave-one-image-out micro-F1 of the labels.
+the smallest α that reaches the best accuracy changes zero-shot least and keeps confidences meaningful.
+If no setting beats zero-shot on that estimate, the adapter is not used, and the fit says so. Multi-label
+specs use `fit_multi_label`: an example image is a key of each of its classes, and the estimate is the leave-
+one-image-out micro-F1 of the labels.
 
 With examples of `other`, its column also gets a constant "background" affinity, as from a phantom
 example at distance d₀ from every image: an image farther than that from every class example leans to

@@ -291,3 +291,26 @@ def test_label_studio_files_point_under_the_images_folders_parent(labelled: Path
     assert result.stderr.splitlines()[-1] == (
         "note: Label Studio serves these images when started with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
         f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={tmp_path} and given a Local files storage for {tmp_path / 'images'}")
+
+
+def test_import_review_edge_cases(labelled: Path, tmp_path: Path) -> None:
+    import json
+
+    first, second = list(pd.read_parquet(labelled).path[:2])
+    choice = {"from_name": "label", "to_name": "image", "type": "choices"}
+    tasks = [{"data": {"path": first}, "annotations": [
+        {"id": 1, "was_cancelled": "false", "result": [dict(choice, value={"choices": ["bird"]})]}]}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    kept = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    assert kept.exit_code == 0, kept.output
+    assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "bird"  # "false" ≠ cancelled
+    (tmp_path / "cvat.xml").write_text('<annotations><image id="0" name="nowhere.png"><tag label="cat" '
+                                       'source="manual"/></image></annotations>')
+    unknown = CliRunner().invoke(main, ["import-review", str(tmp_path / "cvat.xml"), "--into", str(labelled)])
+    assert unknown.exit_code == 0, unknown.output
+    assert "1 review(s) matched no row" in unknown.stderr and "'nowhere.png'" in unknown.stderr
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{second},cat\n{second},dog\n")
+    twice = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    assert twice.exit_code == 2
+    assert twice.stderr == (f"error: {tmp_path / 'c.csv'}: {second} is reviewed twice with different labels ('cat' "
+                            f"and 'dog', {tmp_path / 'c.csv'} row 2); keep one row per image\n")

@@ -74,7 +74,14 @@ def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, A
         from autolabel.examples import read_table
 
         base = os.path.abspath(path.parent)
-        return "csv", {_csv_key(e.location, base): e.label for e in read_table(str(path), None, multi_label, "")}
+        reviewed: dict[str, Any] = {}
+        for example in read_table(str(path), None, multi_label, ""):
+            key = _csv_key(example.location, base)
+            if key in reviewed and reviewed[key] != example.label:
+                raise SourceError(f"{path}: {key} is reviewed twice with different labels ({reviewed[key]!r} and "
+                                  f"{example.label!r}, {example.origin}); keep one row per image")
+            reviewed[key] = example.label
+        return "csv", reviewed
     raise UsageError(f"{path}: expected a Label Studio .json export, a CVAT .xml export or a path,reviewed_label "
                      ".csv (the report's corrections)")
 
@@ -102,7 +109,7 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
     keys = list(frame["path"].astype(str))
     if tool == "cvat":  # CVAT knows images by the names our export gave them
         paths = {name: path for path, name in export_names(results).items()}
-        reviewed = {paths[n]: label for n, label in reviewed.items() if n in paths}
+        reviewed = {paths.get(n, n): label for n, label in reviewed.items()}  # an unknown name stays unmatched
     elif tool == "csv":  # the CSV names files (absolute, or relative to itself): match the rows' files
         from autolabel.examples import identity
 

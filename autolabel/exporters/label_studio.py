@@ -158,7 +158,7 @@ def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dic
         item = _dict(item, f"{origin}: task [{i}]")
         where = f"{origin}: task [{i}] annotations"
         annotations = [_dict(a, f"{where}[{k}]") for k, a in enumerate(_list(item.get("annotations"), where))]
-        kept = [(k, a) for k, a in enumerate(annotations) if not a.get("was_cancelled")]
+        kept = [(k, a) for k, a in enumerate(annotations) if not _cancelled(a.get("was_cancelled"))]
         kept.sort(key=lambda ka: (str(ka[1].get("updated_at") or ka[1].get("created_at") or ""),
                                   _number(ka[1].get("id"))))
         for k, annotation in reversed(kept):
@@ -170,6 +170,13 @@ def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dic
                 reviewed[key] = choices[0]
                 break
     return reviewed
+
+
+def _cancelled(value: Any) -> bool:
+    """Label Studio writes a boolean; a hand-edited export may carry "false"/"true" or 0/1."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def _number(value: Any) -> float:
