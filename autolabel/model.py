@@ -105,7 +105,17 @@ def _load_error(name: str, exc: BaseException) -> ModelError:
             f"model '{name}': no safetensors weights; autolabel never loads pickled (.bin) weights, "
             "convert the checkpoint to safetensors or pick a checkpoint that ships model.safetensors"
         )
-    return ModelError(f"cannot load model '{name}' ({text}); {_HINT}")
+    return ModelError(f"cannot load model '{name}' ({text}); {_hint(name)}")
+
+
+def _hint(name: str) -> str:
+    """What to do, for where the model was looked for."""
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        return "check the path: --model takes a local checkpoint folder (config.json, model.safetensors) or a Hub id"
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return ("it is not in the Hugging Face cache and HF_HUB_OFFLINE is set: pass --model PATH to a local "
+                "checkpoint folder, or download it once with network access")
+    return _HINT
 
 
 @dataclass

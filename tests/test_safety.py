@@ -314,3 +314,13 @@ def test_import_review_edge_cases(labelled: Path, tmp_path: Path) -> None:
     assert twice.exit_code == 2
     assert twice.stderr == (f"error: {tmp_path / 'c.csv'}: {second} is reviewed twice with different labels ('cat' "
                             f"and 'dog', {tmp_path / 'c.csv'} row 2); keep one row per image\n")
+
+
+def test_a_missing_hub_model_offline_says_what_to_do(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", "nobody/no-such-model", "-o", str(tmp_path / "o.csv"))
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert result.stderr.rstrip().endswith("it is not in the Hugging Face cache and HF_HUB_OFFLINE is set: pass "
+                                           "--model PATH to a local checkpoint folder, or download it once with "
+                                           "network access")

@@ -35,7 +35,8 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--full-decode", is_flag=True,
               help="Decode JPEGs at full size (slower; by default DCT draft mode scales them to 2x the model input).")
 @click.option("--cache-dir", type=click.Path(), envvar="AUTOLABEL_CACHE_DIR", default=None,
-              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+              help="Embedding cache folder [default: $AUTOLABEL_CACHE_DIR, $XDG_CACHE_HOME/autolabel or "
+                   "~/.cache/autolabel].")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the embedding cache.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Run here, or on a Ray cluster (pip install 'autolabel[ray]').")

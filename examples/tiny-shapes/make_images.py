@@ -105,7 +105,8 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--n", type=int, default=240)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--messy", action="store_true", help="add two broken files, as real folders have")
+    parser.add_argument("--messy", action="store_true",
+                        help="add two broken files and four ambiguous two-shape images, as real folders have")
     parser.add_argument("--pairs", action="store_true", help="two shapes per image, colours and shapes as lists")
     args = parser.parse_args()
     manifest = (make_pairs(args.out, args.n, args.seed) if args.pairs
