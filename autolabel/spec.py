@@ -99,7 +99,10 @@ class LabelSpec:
         location = self.model_location()
         if location is None or location == self.model or Path(self.model).is_absolute():  # type: ignore[arg-type]
             return self.model
-        return os.path.relpath(os.path.abspath(location), os.path.abspath(folder))
+        model, there = os.path.abspath(location), os.path.abspath(folder)
+        if os.path.commonpath([model, there]) == os.sep:
+            return model  # nothing shared but the root (a spec written to /tmp): a relative path would be fragile
+        return os.path.relpath(model, there)
 
     def with_threshold(self, threshold: float | None) -> LabelSpec:
         """A copy with the global threshold overridden (per-class thresholds still apply)."""

@@ -420,3 +420,12 @@ def test_write_spec_with_an_unreachable_target_writes_nothing_and_exits_1(tmp_pa
                                            f"97.5%); {written} was not written — label more rows, or lower "
                                            "--target-precision")
     assert not written.exists()
+
+
+def test_write_spec_far_from_the_model_names_it_absolutely(tmp_path: Path) -> None:
+    from autolabel.spec import parse_spec
+
+    (tmp_path / "specs" / "models" / "tiny").mkdir(parents=True)
+    spec = parse_spec({"model": "models/tiny", "classes": ["cat", "dog"]}, str(tmp_path / "specs" / "spec.yaml"))
+    assert spec.model_for(tmp_path / "out") == "../specs/models/tiny"
+    assert spec.model_for("/") == str(tmp_path / "specs" / "models" / "tiny")  # only the root in common
