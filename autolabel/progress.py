@@ -195,7 +195,8 @@ def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
             f"micro F1 {_pct(metrics['micro_f1'])} (P {_pct(metrics['micro_precision'])}, "
             f"R {_pct(metrics['micro_recall'])})  macro F1 {_pct(metrics['macro_f1'])}  "
             f"Hamming loss {metrics['hamming_loss']:.4f}\n"
-            f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, label precision {_pct(acc['precision'])}), "
+            f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, label precision {_pct(acc['precision'])}, "
+            f"complete and exact label sets {_pct(acc.get('subset_accuracy'))}), "
             f"review share {_pct(metrics['review_share'])}\n"
             f"excluded {ex['total']}: {ex['error']} error rows, {ex['reviewed']} reviewed, {ex['no_truth']} without "
             f"truth, {ex['unknown_truth']} with a truth outside the spec",

@@ -305,3 +305,12 @@ def test_review_editor_toggles_labels_of_a_multi_label_row(shape_pairs: Path, tm
     assert merged.exit_code == 0, merged.output
     table = pd.read_parquet(shape_pairs).set_index("path")
     assert sorted(table.loc[rows[0][0], "reviewed_label"]) == sorted(first)
+
+
+def test_eval_says_how_many_accepted_label_sets_are_complete(shape_pairs: Path) -> None:
+    accepted = _eval(shape_pairs)["accepted"]
+    printed = CliRunner().invoke(main, ["eval", str(shape_pairs), "--truth", "colors"])
+    assert printed.exit_code == 0, printed.output
+    assert (f"label precision {100 * accepted['precision']:.1f}%, complete and exact label sets "
+            f"{100 * accepted['subset_accuracy']:.1f}%)") in printed.stdout
+    assert accepted["subset_accuracy"] < accepted["precision"]  # precise tags can still miss some
