@@ -199,14 +199,14 @@ class Counts:
         return cls(len(columns["status"]), encoded, status, classes, frozenset(actors))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (shard metadata)."""
-        return {"images": self.images, "encoded": self.encoded, "status": dict(self.status),
+        """JSON-ready (shard metadata: rows per status and class; what was encoded belongs to a run, not a shard)."""
+        return {"images": self.images, "status": dict(self.status),
                 "classes": {k: dict(v) for k, v in self.classes.items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Counts:
         """Inverse of to_dict."""
-        return cls(int(data["images"]), int(data["encoded"]), dict(data["status"]),
+        return cls(int(data["images"]), int(data.get("encoded", 0)), dict(data["status"]),
                    {k: dict(v) for k, v in data["classes"].items()})
 
 

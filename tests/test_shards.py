@@ -54,6 +54,7 @@ def test_folder_out_reads_back_equal_to_the_single_file(tmp_path, sixty, labels_
     manifest = json.loads((tmp_path / "shards" / "_autolabel.json").read_text())
     assert [(s["first_row"], s["rows"]) for s in manifest["shards"]] == [(i * 10, 10) for i in range(6)] + [(60, 1)]
     assert manifest["rows"] == 61 and manifest["autolabel"]["counts"]["status"]["error"] == 1
+    assert all("encoded" not in s["counts"] for s in manifest["shards"])  # a run encodes, not a shard (it said 0)
     assert pq.read_schema(tmp_path / "shards" / "part-00003.parquet").metadata[b"autolabel"]
 
 
