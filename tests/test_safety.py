@@ -324,3 +324,13 @@ def test_a_missing_hub_model_offline_says_what_to_do(tmp_path: Path, image_folde
     assert result.stderr.rstrip().endswith("it is not in the Hugging Face cache and HF_HUB_OFFLINE is set: pass "
                                            "--model PATH to a local checkpoint folder, or download it once with "
                                            "network access")
+
+
+def test_import_review_says_when_it_replaces_earlier_reviews(labelled: Path, tmp_path: Path) -> None:
+    first = pd.read_parquet(labelled).path[0]
+    for label in ("cat", "bird"):
+        (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},{label}\n")
+        result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+        assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[0].endswith("earlier reviews replaced)")
+    assert ", 1 earlier reviews replaced)" in result.stderr

@@ -166,8 +166,9 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     else:
         counts = merge_review(results, *read_review(Path(exported), results.multi_label))
     write_table(results)
+    replaced = f", {counts['replaced']} earlier reviews replaced" if counts.get("replaced") else ""
     click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} → {into} ({counts['changed']} "
-               "reviewed rows in the table now differ from the model's label)", err=True)
+               f"reviewed rows in the table now differ from the model's label{replaced})", err=True)
     if counts["unmatched_keys"]:
         shown = counts["unmatched_keys"][:3]
         click.echo(f"warning: {len(counts['unmatched_keys'])} review(s) matched no row of {into}, e.g. "

@@ -127,19 +127,23 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
     if results.multi_label:
         return {**_import_label_lists(results, tool, reviewed, keys), "unmatched_keys": unmatched}
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+    replaced = sum(k in reviewed and isinstance(prev, str) and prev != reviewed[k]
+                   for k, prev in zip(keys, previous, strict=True))
     frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
                                for k, prev in zip(keys, previous, strict=True)]
     frame["reviewed_by_human"] = frame["reviewed_label"].notna()
     matched = sum(k in reviewed for k in keys)
     changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed, "unmatched_keys": unmatched}
+            "changed": changed, "replaced": replaced, "unmatched_keys": unmatched}
 
 
 def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[str]], keys: list[str]) -> dict[str, Any]:
     """import_review for a multi-label table: `reviewed_label` holds lists; a row changed when its set did."""
     frame = results.frame
     previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+    replaced = sum(k in reviewed and label_list(prev) is not None and set(label_list(prev)) != set(reviewed[k])
+                   for k, prev in zip(keys, previous, strict=True))
     frame["reviewed_label"] = pd.Series([list(reviewed[k]) if k in reviewed else label_list(prev)
                                          for k, prev in zip(keys, previous, strict=True)],
                                         index=frame.index, dtype=object)
@@ -148,7 +152,7 @@ def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[st
     changed = sum(v is not None and set(v) != set(labels) for v, labels in zip(frame["reviewed_label"],
                                                                                frame["labels"], strict=True))
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed}
+            "changed": changed, "replaced": replaced}
 
 
 def write_table(results: Results) -> None:
