@@ -213,7 +213,7 @@ def test_a_wrong_key_is_one_line_and_exit_2(server: Server, table: Path) -> None
                              "check --api-key / LABEL_STUDIO_API_KEY\n")
 
 
-@pytest.mark.parametrize("how", ["document root", "url prefix"])
+@pytest.mark.parametrize("how", ["document root", "url prefix", "nothing set"])
 def test_the_readme_file_recipe_serves_every_image(server: Server, table: Path, tmp_path: Path, how: str) -> None:
     """README: export files, create the project with config.xml, add a Local Files storage for the images folder
     (a subfolder of the server's document root; not synced), import tasks.json."""
@@ -221,9 +221,12 @@ def test_the_readme_file_recipe_serves_every_image(server: Server, table: Path, 
     if how == "document root":
         exported = autolabel("export", str(table), "--to", "label-studio", "--out", str(out),
                              env={"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(server.document_root)})
-    else:
+    elif how == "url prefix":
         exported = autolabel("export", str(table), "--to", "label-studio", "--out", str(out), "--url-prefix",
                              "/data/local-files/?d=photos")
+    else:  # the images folder's parent is taken for the document root, and the export says so
+        exported = autolabel("export", str(table), "--to", "label-studio", "--out", str(out))
+        assert f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={server.document_root} " in exported.stderr
     assert exported.returncode == 0, exported.stderr
     sdk = client(server)
     project = sdk.projects.create(title=f"pets (files, {how})", label_config=(out / "config.xml").read_text())
