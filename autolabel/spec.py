@@ -131,8 +131,14 @@ def _unknown_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str)
             raise _fail(where, f"unknown key '{key}'; {hint}allowed keys: {', '.join(allowed)}")
 
 
+MAX_NAME = 200
+
+
 def _plain(text: str, where: str) -> str:
     """A name that every output can carry: no control characters (XML, CSV, folder names) and no lone surrogates."""
+    if len(text) > MAX_NAME:  # a text tower reads ~77 tokens; longer names only flood every message and file
+        raise _fail(where, f"{text[:40]!r}… is {len(text):,} characters long; a name is at most {MAX_NAME} "
+                           "(put descriptions in prompts)")
     bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
         raise _fail(where, f"{text!r} contains a control character (U+{ord(bad):04X}); use plain text")
@@ -216,7 +222,10 @@ def _other(value: Any, src: str) -> OtherSpec | None:
     if not isinstance(name, str) or not name.strip():
         raise _fail(where, "needs a non-empty name (e.g. `other: none of these`)")
     threshold = value.get("threshold")
-    return OtherSpec(name.strip(), None if threshold is None else _probability(threshold, f"{where}: threshold"))
+    return OtherSpec(_plain(name.strip(), f"{where}: name"),
+                     None if threshold is None else _probability(threshold, f"{where}: threshold"))
+
+
 def _multi_label(data: Mapping[str, Any], src: str) -> tuple[bool, float]:
     """`multi_label:` and its `review_band:` (a non-negative log-odds distance); each rule's own key only."""
     multi = data.get("multi_label", False)

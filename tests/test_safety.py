@@ -334,3 +334,26 @@ def test_import_review_says_when_it_replaces_earlier_reviews(labelled: Path, tmp
         assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].endswith("earlier reviews replaced)")
     assert ", 1 earlier reviews replaced)" in result.stderr
+
+
+def test_a_class_name_is_a_short_phrase(tmp_path: Path) -> None:
+    from autolabel.errors import SpecError
+    from autolabel.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"classes: [a, {'b' * 5000}]\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == (f"{path}: classes[1]: name: '{'b' * 40}'… is 5,000 characters long; a name is at "
+                               "most 200 (put descriptions in prompts)")
+
+
+def test_the_other_name_follows_the_class_name_rules(tmp_path: Path) -> None:
+    from autolabel.errors import SpecError
+    from autolabel.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text('other: "x\\ty"\nclasses: [a, b]\n')
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: other: name: 'x\\ty' contains a control character (U+0009); use plain text"
