@@ -105,6 +105,8 @@ class Labeler:
         from autolabel.sources import ImageRecord
         from autolabel.writers import output_schema
 
+        if isinstance(images, (bytes, bytearray)):
+            raise UsageError("images: expected paths or PIL images, got bytes (decode a path to str)")
         if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
             images = [images]  # one image, not an iterable of characters or pixels
         records, pictures = [], {}
@@ -147,8 +149,8 @@ class Labeler:
 
         fixed = sorted({"model", "device", "precision", "labels", "spec", "source"} & set(options))
         if fixed:
-            raise UsageError(f"label_to: {', '.join(fixed)} belong to the Labeler (its model is loaded); make another "
-                             "Labeler to change them")
+            raise UsageError(f"label_to: {', '.join(fixed)} {'belongs' if len(fixed) == 1 else 'belong'} to the "
+                             "Labeler (its model is loaded); make another Labeler to change them")
         given = {"model": self.model_config.model, "device": self.model_config.device,
                  "precision": self.model_config.precision, "top_k": self.classify_config.top_k,
                  "threshold": self.classify_config.threshold, "full_decode": self.decode_config.full_decode,

@@ -123,6 +123,11 @@ class RunConfig:
     @classmethod
     def from_options(cls, source: str, labels: str, out: str, **options: Any) -> RunConfig:
         """Route flat option names (the CLI's) to their stage configs; an unknown name is a UsageError."""
+        from autolabel.storage import local_path
+
+        out = local_path(out)
+        if options.get("summary_json"):
+            options["summary_json"] = local_path(str(options["summary_json"]))
         stages: dict[str, Any] = {}
         for attr, stage in _STAGES.items():
             names = {f.name for f in fields(stage)}

@@ -160,7 +160,9 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
         "truth": truth.source,
         "accuracy": float(tp.sum() / n) if n else 0.0,
         "top_k": top_k,
-        "top_k_accuracy": float(np.mean([t in tops for t, tops in zip(rows.y_true, rows.top, strict=True)]))
+        # `top_labels` never lists the `other` label: a row labelled it counts by its label
+        "top_k_accuracy": float(np.mean([t in tops or t == p for t, p, tops in zip(rows.y_true, rows.y_pred,
+                                                                                   rows.top, strict=True)]))
         if n else 0.0,
         # Macro: over the classes the sample has (in truth or predicted), as scikit-learn averages by default;
         # a class absent from both would count as 0 and drag every small reviewed sample down.

@@ -110,11 +110,16 @@ def walk_glob(pattern: str) -> Iterator[str]:
     parts = pattern.split(os.sep)
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     root = os.sep.join(parts[:fixed]) or ("" if not pattern.startswith(os.sep) else os.sep)
-    yield from _match(root, parts[fixed:])
+    try:
+        yield from _match(root, parts[fixed:])
+    except RecursionError:
+        raise SpecError(f"examples: '{pattern}' reaches folders nested too deeply to walk; give a narrower "
+                        "pattern") from None
 
 
 def _match(folder: str, parts: list[str]) -> Iterator[str]:
-    if os.path.realpath(folder or ".").startswith(SYSTEM_ROOTS):
+    real = os.path.realpath(folder or ".")
+    if any(real == root or real.startswith(root + os.sep) for root in SYSTEM_ROOTS):
         return
     head, rest = parts[0], parts[1:]
     try:

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,19 @@ def refuse_replacing(path: Path, out: str) -> None:
                          "pass --overwrite to drop them")
 
 
+def _reviews_in_part(path: Path) -> int:
+    """Rows of a part file with a human review (0 when it has none or cannot be read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        if "reviewed_label" not in pq.read_schema(path).names:
+            return 0
+        column = pq.read_table(path, columns=["reviewed_label"]).column(0)
+    except (OSError, pa.ArrowException):
+        return 0
+    return len(column) - column.null_count
+
+
 def _table_facts(path: Path, fmt: str) -> tuple[bool, int]:
     """(whether the file is a labels table autolabel wrote, how many rows carry a reviewed_label)."""
     import pandas as pd
@@ -165,12 +179,15 @@ def _table_facts(path: Path, fmt: str) -> tuple[bool, int]:
             return ours, 0
         column = pq.read_table(path, columns=["reviewed_label"]).column(0)
         return True, len(column) - column.null_count
-    with path.open("rb") as handle:  # a regular file: refuse_replacing checked
-        header = handle.readline(1 << 20).decode("utf-8").rstrip("\r\n").split(",")
-    ours = set(header) >= LABEL_COLUMNS
-    if not ours or "reviewed_label" not in header:
-        return ours, 0
-    return True, int(pd.read_csv(path, usecols=["reviewed_label"], dtype=str)["reviewed_label"].notna().sum())
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # a regular file: refuse_replacing checked
+        header = [name.strip() for name in next(csv.reader([handle.readline(1 << 20)]), [])]
+    if "reviewed_label" in header:  # reviews are what must never be lost, whatever the rest looks like
+        cells = pd.read_csv(path, usecols=lambda name: name.strip() == "reviewed_label", dtype=str,
+                            keep_default_na=False, encoding="utf-8-sig").iloc[:, 0]
+        return set(header) >= LABEL_COLUMNS, int((cells.str.strip() != "").sum())
+    return set(header) >= LABEL_COLUMNS, 0
 
 
 class ShardSink:
@@ -193,6 +210,7 @@ class ShardSink:
         self.written: dict[int, Shard] = {}
         self._open: tuple[int, int, TableWriter] | None = None  # (shard, first row, writer)
         self._lock: FolderLock | None = None
+        self.reviews: dict[int, int] = {}  # finished part → rows with a human review in it
         self._open_rows, self._open_counts = 0, Counts()
 
     # --- before the model loads ---------------------------------------------------------------------
@@ -234,8 +252,18 @@ class ShardSink:
             self.finished[index] = Shard(index, name, int(shard["first_row"]), int(shard["rows"]),
                                          Counts.from_dict(shard["counts"]))
             self.models[index] = _model_identity(meta.get("model") or {})
+            if not storage.is_url(self.folder):
+                self.reviews[index] = _reviews_in_part(Path(self.folder).expanduser() / name)
         if self.stale:
             self._remove(MANIFEST)  # the old manifest no longer describes the folder
+
+    def _may_replace(self, index: int, why: str) -> None:
+        """Refuse (UsageError) to redo or drop a finished part that holds human reviews, unless --overwrite."""
+        reviews = self.reviews.get(index, 0)
+        if reviews and not self.overwrite:
+            raise UsageError(f"--out {self.folder}: {part_name(index)} holds {reviews} human review(s) "
+                             f"(reviewed_label) and this run would redo it ({why}); write to another folder and pass "
+                             "this one to --examples to keep them, or pass --overwrite to drop them")
 
     def check_model(self, model: dict[str, Any]) -> None:
         """Once the model is loaded: shards labelled by other weights or precision are refused or replaced."""
@@ -313,6 +341,7 @@ class ShardSink:
                 held.append(record)
                 held_shard = k
             else:  # the source grew past an earlier final shard: redo it
+                self._may_replace(k, "SOURCE grew past it")
                 del self.finished[k]
                 yield from held
                 held = []
@@ -359,6 +388,7 @@ class ShardSink:
         last = max(shards, default=-1)
         for index, _ in list(self._existing_parts()):
             if index > last:  # an earlier run of this job saw a longer source
+                self._may_replace(index, "SOURCE is shorter now")
                 self._remove(part_name(index))
         manifest = {"autolabel": metadata, "shard_size": self.shard_size, "key": self.key,
                     "rows": sum(s.rows for s in shards.values()), "complete": True,
@@ -400,14 +430,29 @@ class FolderLock:
 
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise UsageError(f"--out {shown}: another autolabel run is writing to this folder; wait for it to "
-                             "finish, or choose another folder") from None
-        return cls(fd, path)
+        while True:
+            try:  # never through a link, never a FIFO: the lock is a plain file of ours
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            except OSError as exc:
+                raise UsageError(f"--out {shown}: cannot use {path} as this run's lock ({exc.strerror}); remove "
+                                 "it if no autolabel run is writing to this folder") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise UsageError(f"--out {shown}: {path} is not a regular file; remove it if no autolabel run is "
+                                 "writing to this folder")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise UsageError(f"--out {shown}: another autolabel run is writing to this folder; wait for it to "
+                                 "finish, or choose another folder") from None
+            try:
+                current = os.stat(path, follow_symlinks=False).st_ino
+            except OSError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                return cls(fd, path)
+            os.close(fd)  # the run that held it removed the file meanwhile: lock the one that is there now
 
     def release(self) -> None:
         """Remove the lock file and let go (the kernel also lets go if the process dies)."""

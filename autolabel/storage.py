@@ -18,6 +18,15 @@ def is_url(path: str) -> bool:
     return bool(_URL.match(path))
 
 
+def local_path(path: str) -> str:
+    """`file:///x/y` → `/x/y` (so local outputs get every local check); anything else as it is."""
+    if path.startswith("file://"):
+        from urllib.parse import unquote
+
+        return unquote(path[len("file://"):]) or "/"
+    return path
+
+
 def join(base: str, relative: str) -> str:
     """`relative` resolved against the folder URL `base` (absolute paths and URLs stay as they are)."""
     if is_url(relative) or relative.startswith("/"):

@@ -429,3 +429,11 @@ def test_write_spec_far_from_the_model_names_it_absolutely(tmp_path: Path) -> No
     spec = parse_spec({"model": "models/tiny", "classes": ["cat", "dog"]}, str(tmp_path / "specs" / "spec.yaml"))
     assert spec.model_for(tmp_path / "out") == "../specs/models/tiny"
     assert spec.model_for("/") == str(tmp_path / "specs" / "models" / "tiny")  # only the root in common
+
+
+def test_top_k_counts_a_row_labelled_other_by_its_label() -> None:
+    results = make_results(["cat", "dog", "cat"], classes=["cat", "dog", "none"], top_k=2)
+    results.frame.loc[2, "label"] = "none"  # `other`: top_labels list only the real classes
+    results.frame.at[2, "top_labels"] = ["cat", "dog"]
+    metrics = evaluate(results, Truth(["cat", "dog", "none"], "t"))
+    assert metrics["accuracy"] == 1.0 and metrics["top_k_accuracy"] == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -230,13 +231,14 @@ def test_a_folder_out_takes_one_run_at_a_time(tmp_path: Path, image_folder: Path
     ("l.parquet", ["--no-cache"], "no partial output was written (with --no-cache, a re-run starts over)"),
     ("shards/", ["--no-cache"], "the finished shards in {tmp}/shards/ are kept; re-run `autolabel run` with the same "
                                 "arguments to resume from them"),
+    ("none/", ["--no-cache"], "no shard of {tmp}/none/ was finished (with --no-cache, a re-run starts over)"),
 ])
 def test_an_interrupted_run_says_what_it_kept(tmp_path: Path, image_folder: Path, labels_yaml: Path, tiny_clip: Path,
                                               monkeypatch: pytest.MonkeyPatch, out: str, cache: list[str],
                                               message: str) -> None:
     from .conftest import interrupt_on_batch
 
-    interrupt_on_batch(monkeypatch, 3)  # shard 0 is whole once batch 2 starts shard 1
+    interrupt_on_batch(monkeypatch, 1 if out == "none/" else 3)  # shard 0 is whole once batch 2 starts shard 1
     result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{tmp_path}/{out}",
                  "--batch-size", "2", "--shard-size", "2", *cache)
     assert result.exit_code == 130
@@ -357,3 +359,113 @@ def test_the_other_name_follows_the_class_name_rules(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(info.value) == f"{path}: other: name: 'x\\ty' contains a control character (U+0009); use plain text"
+
+
+def test_a_grown_source_never_redoes_a_shard_holding_reviews(tmp_path: Path, image_folder: Path,
+                                                             labels_yaml: Path, tiny_clip: Path) -> None:
+    from .conftest import noise_image
+
+    folder = tmp_path / "shards"
+    args = (str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{folder}/", "--shard-size", "4")
+    assert run(*args).exit_code == 0  # 6 images: parts of 4 and 2
+    last = pd.read_parquet(folder / "part-00001.parquet").path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{last},bird\n")
+    assert CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(folder)]).exit_code == 0
+    noise_image(50).save(image_folder / "e.png")  # the source grows into the short last part
+    before = (folder / "part-00001.parquet").read_bytes()
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"error: --out {folder}: part-00001.parquet holds 1 human review(s) (reviewed_label) and this run would redo "
+        "it (SOURCE grew past it); write to another folder and pass this one to --examples to keep them, or pass "
+        "--overwrite to drop them")
+    assert (folder / "part-00001.parquet").read_bytes() == before
+
+
+def test_a_file_url_out_is_checked_like_a_path(labelled: Path, image_folder: Path, labels_yaml: Path,
+                                               tiny_clip: Path, tmp_path: Path) -> None:
+    reviewed_copy(labelled, tmp_path)
+    before = labelled.read_bytes()
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"file://{labelled}")
+    assert result.exit_code == 2 and "holds 1 human review(s)" in result.stderr
+    assert labelled.read_bytes() == before
+
+
+@pytest.mark.parametrize("header", ["path,label,confidence,status,reviewed_label",
+                                    'path,label,confidence,status,"reviewed_label"',
+                                    "path,label,confidence,status, reviewed_label"])
+def test_reviews_in_a_csv_table_are_found_however_it_is_written(tmp_path: Path, header: str) -> None:
+    from autolabel.errors import UsageError
+    from autolabel.output import refuse_replacing
+
+    table = tmp_path / "t.csv"
+    table.write_text(f"{header}\na.png,cat,0.9,accepted,\nb.png,None,0.8,review,None\n")  # a class named None
+    with pytest.raises(UsageError, match="holds 1 human review"):
+        refuse_replacing(table, str(table))
+
+
+@pytest.mark.parametrize("make", ["symlink", "folder", "fifo"])
+def test_the_folder_lock_is_a_plain_file_of_ours(tmp_path: Path, make: str) -> None:
+    from autolabel.errors import UsageError
+    from autolabel.output import FolderLock
+
+    folder, elsewhere = tmp_path / "out", tmp_path / "elsewhere.txt"
+    folder.mkdir()
+    lock = folder / "_autolabel.lock"
+    {"symlink": lambda: lock.symlink_to(elsewhere), "folder": lock.mkdir, "fifo": lambda: os.mkfifo(lock)}[make]()
+    with pytest.raises(UsageError, match="remove it if no autolabel run is writing to this folder"):
+        FolderLock.take(folder, str(folder))
+    assert not elsewhere.exists() and os.path.lexists(lock)
+
+
+def test_a_lock_taken_on_a_file_that_was_removed_meanwhile_is_taken_again(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from autolabel.output import FolderLock
+
+    first = FolderLock.take(tmp_path, str(tmp_path))
+    real_flock, calls = fcntl.flock, []
+
+    def flock(fd: int, op: int) -> None:  # the holder finishes between our open and our lock
+        if op & fcntl.LOCK_EX and not calls:
+            calls.append(fd)
+            first.release()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    second = FolderLock.take(tmp_path, str(tmp_path))
+    assert second.path.exists() and os.stat(second.path).st_ino == os.fstat(second.fd).st_ino
+    second.release()
+
+
+def test_the_example_walker_skips_system_folders_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from autolabel import examples
+    from autolabel.errors import SpecError
+
+    for rel in ("sys/a.png", "system/b.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).touch()
+    monkeypatch.setattr(examples, "SYSTEM_ROOTS", (str(tmp_path / "sys"),))
+    assert list(examples.walk_glob(f"{tmp_path}/**/*.png")) == [f"{tmp_path}/system/b.png"]
+    deep = tmp_path / "deep"
+    deep.joinpath(*["d"] * 150).mkdir(parents=True)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(120)
+    try:
+        with pytest.raises(SpecError, match="nested too deeply to walk"):
+            list(examples.walk_glob(f"{deep}/**/*.png"))
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_cache_info_leaves_a_file_that_is_not_a_cache_alone(tmp_path: Path) -> None:
+    (tmp_path / "embeddings.sqlite").write_text("precious")
+    result = CliRunner().invoke(main, ["cache", "info", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: --cache-dir {tmp_path}: embeddings.sqlite there is not an autolabel cache; "
+                             "nothing was changed\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.sqlite"]
+    assert (tmp_path / "embeddings.sqlite").read_text() == "precious"

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -25,14 +26,18 @@ INTERRUPTED = {
 
 def run_interrupted(params: dict[str, Any]) -> str:
     """What an interrupted `run` left behind, for its options."""
+    from autolabel import storage
     from autolabel.output import is_folder_output
 
     cached = not params.get("no_cache") and params.get("engine", "local") == "local"
-    if is_folder_output(str(params.get("out") or "")):
-        kept = f"the finished shards in {params['out']} are kept"
+    out = storage.local_path(str(params.get("out") or ""))
+    shards = is_folder_output(out) and not storage.is_url(out) and any(Path(out).expanduser().glob("part-*.parquet"))
+    if shards:
+        kept = f"the finished shards in {out} are kept"
         how = "from them and from the embedding cache" if cached else "from them"
     else:
-        kept, how = "no partial output was written", "from the embedding cache" if cached else ""
+        kept = f"no shard of {out} was finished" if is_folder_output(out) else "no partial output was written"
+        how = "from the embedding cache" if cached else ""
     return f"{kept}; re-run `autolabel run` with the same arguments to resume {how}" if how else \
         f"{kept} (with --no-cache, a re-run starts over)"
 

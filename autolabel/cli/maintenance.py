@@ -79,6 +79,12 @@ def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
     if not os.path.lexists(folder) or (folder.is_dir() and not os.path.lexists(folder / CACHE_FILE)):
         raise UsageError(f"--cache-dir {folder}: holds no autolabel cache ({CACHE_FILE}); check the path "
                          "(a run creates it)")
+    cache_file = folder / CACHE_FILE
+    if cache_file.is_file() and cache_file.stat().st_size:
+        with cache_file.open("rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":  # a run would set it aside and start over; we only look
+                raise UsageError(f"--cache-dir {folder}: {CACHE_FILE} there is not an autolabel cache; nothing "
+                                 "was changed")
     return EmbeddingCache(folder)
 
 
