@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import secrets
 import stat
@@ -196,19 +197,42 @@ def _unwritable(path: str | os.PathLike[str], option: str, exc: OSError) -> Usag
     return UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a writable location")
 
 
-def json_object(head: bytes) -> bool:
-    """True for the start of a JSON object (what --json and --summary-json write)."""
-    return head.lstrip().startswith(b"{")
+def _head(path: Path, size: int = 4096) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(size)
 
 
-def autolabel_report(head: bytes) -> bool:
-    """True for the start of a report that `autolabel report` wrote."""
+def json_with(*keys: str) -> Callable[[Path], bool]:
+    """Tells a JSON object that has all of `keys` (the file a command's --json wrote) from any other file."""
+    def ours(path: Path) -> bool:
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            return False
+        try:
+            data = json.loads(path.read_bytes())
+        except ValueError:
+            return False
+        return isinstance(data, dict) and all(key in data for key in keys)
+
+    return ours
+
+
+def autolabel_report(path: Path) -> bool:
+    """True for a report that `autolabel report` wrote."""
+    head = _head(path)
     return head.startswith(b"<!doctype html>") and b"<title>autolabel report" in head
+
+
+SPEC_MARK = "# written by autolabel calibrate --write-spec"
+
+
+def calibrated_spec(path: Path) -> bool:
+    """True for a spec that `calibrate --write-spec` wrote (it starts with SPEC_MARK)."""
+    return _head(path, len(SPEC_MARK)) == SPEC_MARK.encode()
 
 
 def check_output_file(path: str | os.PathLike[str], option: str,
                       inputs: Iterable[str | os.PathLike[str] | None] = (),
-                      replaces: Callable[[bytes], bool] | None = None) -> None:
+                      replaces: Callable[[Path], bool] | None = None) -> None:
     """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
 
     Creates the missing parent folders (the write would), then proves the folder takes a new file by
@@ -260,12 +284,11 @@ def _same_name(target: Path, other: str | os.PathLike[str]) -> bool:
     return not storage.is_url(str(other)) and os.path.abspath(target) == os.path.abspath(Path(other).expanduser())
 
 
-def _foreign(target: Path, ours: Callable[[bytes], bool]) -> bool:
+def _foreign(target: Path, ours: Callable[[Path], bool]) -> bool:
     try:
         if not target.is_file() or target.stat().st_size == 0:
             return False
-        with target.open("rb") as handle:
-            return not ours(handle.read(4096))
+        return not ours(target)
     except OSError:
         return False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -21,7 +22,7 @@ from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
 from autolabel.examples import Example, Learned, collect, learn
-from autolabel.fileio import check_output_file, json_object, same_file, write_text
+from autolabel.fileio import check_output_file, json_with, same_file, write_text
 from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
 from autolabel.sources import ImageRecord, Source, open_source
@@ -148,8 +149,13 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                                             settings)
                                   if is_folder_output(out) else FileSink(out, schema, config.output.overwrite))
     if config.output.summary_json:
-        check_output_file(config.output.summary_json, "--summary-json",
-                          (out, config.labels, config.source, *config.examples), json_object)
+        summary = config.output.summary_json
+        for folder, what in ((out if is_folder_output(out) else None, "--out"),
+                             (spec.model_location() or config.model.model, "the model's folder")):
+            if folder and not storage.is_url(summary) and _inside(summary, folder):
+                raise UsageError(f"--summary-json {summary}: is inside {what} ({folder}); write it elsewhere")
+        check_output_file(summary, "--summary-json", (out, config.labels, config.source, *config.examples),
+                          json_with("images", "status", "out"))
     if config.engine.engine == "ray":
         from autolabel.engines.ray import preflight
 
@@ -352,3 +358,11 @@ def finish(config: RunConfig, job: Job, summary: RunSummary, out: str, reporter:
         raise TooManyErrors(f"{errors} images failed, more than --max-errors {config.output.max_errors}; "
                             f"output kept in {out}")
     return RunResult(out=out, summary=summary)
+
+
+def _inside(path: str, folder: str) -> bool:
+    """True when `path` would be written inside the existing local folder `folder`."""
+    if storage.is_url(folder) or not os.path.isdir(os.path.expanduser(folder)):
+        return False
+    real = os.path.realpath(os.path.expanduser(folder))
+    return os.path.realpath(os.path.expanduser(path)).startswith(real.rstrip(os.sep) + os.sep)

@@ -437,3 +437,20 @@ def test_top_k_counts_a_row_labelled_other_by_its_label() -> None:
     results.frame.at[2, "top_labels"] = ["cat", "dog"]
     metrics = evaluate(results, Truth(["cat", "dog", "none"], "t"))
     assert metrics["accuracy"] == 1.0 and metrics["top_k_accuracy"] == 1.0
+
+
+def test_write_spec_replaces_only_a_spec_it_wrote(tmp_path: Path) -> None:
+    results, truth = _simulated(200, seed=4)
+    table, spec = _table(tmp_path, results, truth, "templates: ['{label}']\nclasses: [cat, dog, bird, fish]\n")
+    calibrate = ["calibrate", str(table), "--truth", "truth", "-p", "0.9", "--labels", str(spec)]
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    foreign = CliRunner().invoke(main, [*calibrate, "--write-spec", str(tmp_path / "notes.txt")])
+    assert foreign.exit_code == 2
+    assert foreign.stderr == (f"error: --write-spec {tmp_path / 'notes.txt'}: exists and is not a file this command "
+                              "wrote; choose another file (nothing you wrote is replaced)\n")
+    assert (tmp_path / "notes.txt").read_text() == "my notes\n"
+    for _ in range(2):  # a spec calibrate wrote may be written again
+        again = CliRunner().invoke(main, [*calibrate, "--write-spec", str(tmp_path / "calibrated.yaml")])
+        assert again.exit_code == 0, again.output
+    assert (tmp_path / "calibrated.yaml").read_text().startswith("# written by autolabel calibrate --write-spec")
+    assert load_spec(tmp_path / "calibrated.yaml").classes[0].name == "cat"

@@ -469,3 +469,32 @@ def test_cache_info_leaves_a_file_that_is_not_a_cache_alone(tmp_path: Path) -> N
                              "nothing was changed\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["embeddings.sqlite"]
     assert (tmp_path / "embeddings.sqlite").read_text() == "precious"
+
+
+def test_summary_json_stays_out_of_the_model_and_the_out_folder(tmp_path: Path, image_folder: Path,
+                                                                labels_yaml: Path, tiny_clip: Path) -> None:
+    import shutil
+
+    model = Path(shutil.copytree(tiny_clip, tmp_path / "model"))
+    config = (model / "config.json").read_bytes()
+    base = (str(image_folder), "-l", str(labels_yaml), "-m", str(model))
+    inside = run(*base, "-o", str(tmp_path / "o.parquet"), "--summary-json", str(model / "config.json"))
+    assert inside.exit_code == 2
+    assert inside.stderr == (f"error: --summary-json {model / 'config.json'}: is inside the model's folder ({model}); "
+                             "write it elsewhere\n")
+    assert (model / "config.json").read_bytes() == config
+    (tmp_path / "shards").mkdir()
+    manifest = tmp_path / "shards" / "_autolabel.json"
+    shards = run(*base, "-o", f"{tmp_path}/shards/", "--summary-json", str(manifest))
+    assert shards.exit_code == 2 and "is inside --out" in shards.stderr
+    (tmp_path / "settings.json").write_text('{"theme": "dark"}')
+    other = run(*base, "-o", str(tmp_path / "o.parquet"), "--summary-json", str(tmp_path / "settings.json"))
+    assert other.exit_code == 2 and "exists and is not a file this command wrote" in other.stderr
+    assert (tmp_path / "settings.json").read_text() == '{"theme": "dark"}'
+
+
+def test_audit_out_replaces_only_a_findings_table(labelled: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.csv").write_text("my notes\n")
+    audit = CliRunner().invoke(main, ["audit", str(labelled), "--out", str(tmp_path / "notes.csv")])
+    assert audit.exit_code == 2 and "exists and is not a file this command wrote" in audit.stderr
+    assert (tmp_path / "notes.csv").read_text() == "my notes\n"

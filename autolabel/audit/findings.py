@@ -88,3 +88,12 @@ def load_findings(path: str | Path) -> pd.DataFrame:
     if missing:
         raise SourceError(f"{path}: not an audit findings table (missing columns: {', '.join(missing)})")
     return frame
+
+
+def is_findings(path: Path) -> bool:
+    """True for a findings table this command wrote (so a re-run may replace it)."""
+    try:
+        load_findings(path)
+    except (UsageError, SourceError):
+        return False
+    return True

@@ -12,7 +12,7 @@ import numpy as np
 from autolabel import storage
 from autolabel.audit.duplicates import DuplicateRule, candidate_pairs, confirmed_edges, duplicate_findings, exact_edges
 from autolabel.audit.embeddings import Embedded, cached_embeddings, cached_text_encoder
-from autolabel.audit.findings import KINDS, Finding, findings_format, write_findings
+from autolabel.audit.findings import KINDS, Finding, findings_format, is_findings, write_findings
 from autolabel.audit.label_issues import find_label_issues
 from autolabel.audit.neighbours import Neighbours, nearest
 from autolabel.audit.outliers import find_outliers, knn_distance
@@ -83,7 +83,7 @@ def _check(config: AuditConfig) -> None:
         raise UsageError(f"--outlier-k must be between 1 and {NEIGHBOURS}, got {config.outlier_k}")
     if config.batch_size < 1 or config.workers < 0:
         raise UsageError("--batch-size must be ≥ 1 and --workers ≥ 0")
-    check_output_file(config.out, "--out", (config.labels, config.spec, config.truth))
+    check_output_file(config.out, "--out", (config.labels, config.spec, config.truth), is_findings)
 
 
 def _root(results: Results, given: str | None) -> str:

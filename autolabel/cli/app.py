@@ -13,7 +13,7 @@ import click
 
 from autolabel import __version__
 from autolabel.errors import AutolabelError
-from autolabel.fileio import check_output_file, json_object, write_text
+from autolabel.fileio import check_output_file, json_with, write_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -111,10 +111,11 @@ def main() -> None:
     """
 
 
-def check_json_target(target: str | None, *inputs: str | None) -> None:
-    """Refuse an unwritable --json PATH, or one that is an input, before any work (`-` is stdout)."""
+def check_json_target(target: str | None, *inputs: str | None, keys: tuple[str, ...] = ()) -> None:
+    """Refuse an unwritable --json PATH, one that is an input, or a file there that is not this command's JSON
+    (an object with `keys`), before any work (`-` is stdout)."""
     if target and target != "-":
-        check_output_file(target, "--json", inputs, json_object)
+        check_output_file(target, "--json", inputs, json_with(*keys))
 
 
 def write_json(data: dict, target: str | None) -> None:

@@ -19,7 +19,7 @@ from autolabel.cli.app import (
     write_json,
 )
 from autolabel.errors import UsageError
-from autolabel.fileio import autolabel_report, check_output_file, write_text
+from autolabel.fileio import SPEC_MARK, autolabel_report, calibrated_spec, check_output_file, same_file, write_text
 
 
 @main.command("eval", context_settings=CONTEXT)
@@ -46,7 +46,7 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
     from autolabel.progress import show_evaluation
     from autolabel.results import load_results
 
-    check_json_target(json_out, labels_table, spec, truth)
+    check_json_target(json_out, labels_table, spec, truth, keys=("n", "truth"))
     results = load_results(labels_table, spec)
     metrics = (labelsets.evaluate if results.multi_label else evaluate)(results, resolve_truth(results, truth))
     if metrics["n"] == 0:  # nothing measured is not a result: say why instead of printing 0% accuracy
@@ -91,10 +91,13 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     from autolabel.progress import show_calibration
     from autolabel.results import load_results
 
-    check_json_target(json_out, labels_table, spec, truth)
+    check_json_target(json_out, labels_table, spec, truth, keys=("target_precision", "global"))
     if write_spec:
-        check_output_file(write_spec, "--write-spec", (labels_table, spec, truth))
+        check_output_file(write_spec, "--write-spec", (labels_table, spec, truth), calibrated_spec)
     results = load_results(labels_table, spec)
+    if write_spec and results.spec is not None and same_file(write_spec, results.spec.source):
+        raise UsageError(f"--write-spec {write_spec}: is the label spec of {labels_table}; write the calibrated "
+                         "spec to another file")
     result = (labelsets.calibrate if results.multi_label else choose)(results, resolve_truth(results, truth),
                                                                      target_precision, per_class, min_class_rows)
     show_calibration(output_console(json_out), result)
@@ -110,7 +113,8 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
         raw = dict(results.spec.raw) if results.spec is not None else {}
         if results.spec is not None and results.spec.model is not None:
             raw["model"] = results.spec.model_for(Path(write_spec).parent)
-        write_text(write_spec, yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False, allow_unicode=True))
+        body = yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False, allow_unicode=True)
+        write_text(write_spec, f"{SPEC_MARK} (target precision {target_precision:g}, {labels_table})\n{body}")
         click.echo(f"wrote {write_spec}", err=True)
     write_json(result, json_out)
 
@@ -139,7 +143,7 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 
     if max_flip_rate is not None and not 0.0 <= max_flip_rate <= 1.0:
         raise UsageError(f"--max-flip-rate must be between 0 and 1, got {max_flip_rate}")
-    check_json_target(json_out, old, new, spec)
+    check_json_target(json_out, old, new, spec, keys=("matched", "flip_rate"))
     before, after = load_results(old, spec), load_results(new, spec)
     result = (labelsets.diff if before.multi_label or after.multi_label else compare)(before, after)
     show_diff(output_console(json_out), result)
