@@ -32,6 +32,7 @@ import numpy as np
 BACKGROUNDS = (0.03125, 0.0625, 0.125, 0.25, 0.5)  # × the median distance: where "near no example" starts
 ALPHAS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # × the model's logit scale
 BETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # ÷ the median distance between examples
+TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)  # the first wins ties
 MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class …
 MAX_QUERIES = 1024  # … and this many in all (1,000 classes × 16 examples fit in seconds)
 _BLOCK = 2048  # queries per block when scoring the grid
@@ -61,6 +62,7 @@ class Adapter:
     beta: float
     background_column: int | None = None  # `other`'s column, when it has a background affinity
     background: float = 0.0  # that affinity, exp(-β d₀)
+    temperature: float = 1.0  # the adapted logits are divided by it (≥ 1: fitted on the leave-one-out log-loss)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """α · Σ_{examples of c} exp(-β (1 - cos)) for every image (rows) and column c (+ the background)."""
@@ -84,6 +86,7 @@ class Fit:
     beta: float = 0.0  # in units of the median example distance
     background: float | None = None  # d₀ in units of the median example distance (None: not used)
     queries: int = 0
+    temperature: float = 1.0
     note: str = ""
     adapter: Adapter | None = field(default=None, repr=False, compare=False)
 
@@ -92,6 +95,7 @@ class Fit:
         return {"method": self.method, "used": self.used, "examples_per_class": self.examples,
                 "loo_accuracy": {"zero_shot": round(self.loo_zero_shot, 4), "adapted": round(self.loo_adapted, 4)},
                 "alpha": self.alpha, "beta": self.beta, "other_background": self.background,
+                "temperature": self.temperature,
                 "loo_queries": self.queries, "note": self.note}
 
 
@@ -164,9 +168,26 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     if accuracy <= zs_accuracy:
         return Fit("tip-adapter", False, counts, zs_accuracy, accuracy, a, b, None, len(queries),
                    note="zero-shot kept: the examples did not improve its leave-one-out accuracy")
+    np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
+    np.exp(affinity, out=affinity)
+    affinity[rows, queries] = 0.0
+    summed = _by_class(affinity, classes, zs.shape[1])
+    if d0 is not None:
+        summed[:, other_column] += np.exp(-b * d0)
+    t = _temperature(zs + a * scale * summed, truth)
     adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / unit_distance,
-                      other_column if d0 is not None else None, float(np.exp(-b * d0)) if d0 is not None else 0.0)
-    return Fit("tip-adapter", True, counts, zs_accuracy, accuracy, a, b, d0, len(queries), adapter=adapter)
+                      other_column if d0 is not None else None, float(np.exp(-b * d0)) if d0 is not None else 0.0, t)
+    return Fit("tip-adapter", True, counts, zs_accuracy, accuracy, a, b, d0, len(queries), temperature=t,
+               adapter=adapter)
+
+
+def _temperature(logits: np.ndarray, truth: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017) on the leave-one-out logits, never sharper than as fitted: examples
+    the adapter gets wrong (mislabelled ones, or a class it cannot separate) soften every confidence, so the
+    spec's thresholds still send doubtful images to review."""
+    rows = np.arange(len(truth))
+    losses = [float(-_log_softmax(logits / t)[rows, truth].mean()) for t in TEMPERATURES]
+    return TEMPERATURES[int(np.argmin(losses))]
 
 
 def _micro_f1(predicted: np.ndarray, truth: np.ndarray) -> float:

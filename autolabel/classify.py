@@ -164,7 +164,7 @@ class Classifier:
         """Zero-shot logits plus what the reviewed examples taught (the adapter), (images, columns)."""
         logits = self.zero_shot_logits(image_embeddings)
         if self.adapter is not None:
-            logits = logits + self.adapter.logits(image_embeddings)
+            logits = (logits + self.adapter.logits(image_embeddings)) / self.adapter.temperature
         return logits
 
     def probabilities(self, image_embeddings: np.ndarray) -> np.ndarray:

@@ -317,3 +317,19 @@ def test_among_settings_that_fit_the_examples_equally_the_smallest_alpha_wins() 
     logits = fit.adapter.logits(between[None, :])[0]
     probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert probabilities.max() < 0.9  # halfway between two classes is not a sure thing
+
+
+def test_mislabelled_examples_soften_the_confidences() -> None:
+    """Temperature scaling on the leave-one-out logits: clean examples keep T = 1, wrong ones raise it."""
+    from autolabel import adapt
+
+    rng = np.random.default_rng(1)
+    centres = np.eye(3, 16)
+    embeddings = np.repeat(centres, 6, axis=0) + 0.05 * rng.standard_normal((18, 16))
+    classes = np.repeat(np.arange(3), 6)
+    clean = adapt.fit(embeddings, classes, np.zeros((18, 3)), 100.0, ["a", "b", "c"])
+    noisy_classes = classes.copy()
+    noisy_classes[[0, 6, 12]] = [1, 2, 0]  # one example of each class filed under the next one
+    noisy = adapt.fit(embeddings, noisy_classes, np.zeros((18, 3)), 100.0, ["a", "b", "c"])
+    assert clean.temperature == 1.0 and noisy.used and noisy.temperature > 1.0
+    assert noisy.adapter.temperature == noisy.temperature and noisy.describe()["temperature"] == noisy.temperature
