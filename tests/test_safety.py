@@ -498,3 +498,27 @@ def test_audit_out_replaces_only_a_findings_table(labelled: Path, tmp_path: Path
     audit = CliRunner().invoke(main, ["audit", str(labelled), "--out", str(tmp_path / "notes.csv")])
     assert audit.exit_code == 2 and "exists and is not a file this command wrote" in audit.stderr
     assert (tmp_path / "notes.csv").read_text() == "my notes\n"
+
+
+def test_label_studio_reviews_order_by_real_time_and_refuse_conflicting_tasks(labelled: Path, tmp_path: Path) -> None:
+    import json
+
+    first = pd.read_parquet(labelled).path[0]
+    choice = {"from_name": "label", "to_name": "image", "type": "choices"}
+
+    def annotation(i: int, when: str, label: str) -> dict:
+        return {"id": i, "updated_at": when, "result": [dict(choice, value={"choices": [label]})]}
+
+    # 10:00+02:00 is 08:00 UTC: earlier than 09:00Z, although it sorts later as text
+    tasks = [{"data": {"path": first}, "annotations": [annotation(1, "2026-01-01T09:00:00Z", "dog"),
+                                                       annotation(2, "2026-01-01T10:00:00+02:00", "cat")]}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "dog"
+    tasks.append({"data": {"path": first}, "annotations": [annotation(3, "2026-01-02T09:00:00Z", "bird")]})
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    twice = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    assert twice.exit_code == 2
+    assert twice.stderr == (f"error: {tmp_path / 'ls.json'}: {first} has two tasks with different reviews ('dog' and "
+                            "'bird', task [1]); keep one task per image\n")

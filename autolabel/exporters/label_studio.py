@@ -159,17 +159,32 @@ def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dic
         where = f"{origin}: task [{i}] annotations"
         annotations = [_dict(a, f"{where}[{k}]") for k, a in enumerate(_list(item.get("annotations"), where))]
         kept = [(k, a) for k, a in enumerate(annotations) if not _cancelled(a.get("was_cancelled"))]
-        kept.sort(key=lambda ka: (str(ka[1].get("updated_at") or ka[1].get("created_at") or ""),
+        kept.sort(key=lambda ka: (_when(ka[1].get("updated_at") or ka[1].get("created_at")),
                                   _number(ka[1].get("id"))))
         for k, annotation in reversed(kept):
             choices = _choices(annotation, f"{where}[{k}]")
-            if multi_label and (key := _path_of(item)):
-                reviewed[key] = list(dict.fromkeys(choices))
-                break
-            if choices and (key := _path_of(item)):
-                reviewed[key] = choices[0]
+            key = _path_of(item)
+            value = list(dict.fromkeys(choices)) if multi_label else (choices[0] if choices else None)
+            if key and (multi_label or value is not None):
+                if key in reviewed and reviewed[key] != value:
+                    raise SourceError(f"{origin}: {key} has two tasks with different reviews ({reviewed[key]!r} and "
+                                      f"{value!r}, task [{i}]); keep one task per image")
+                reviewed[key] = value
                 break
     return reviewed
+
+
+def _when(value: Any) -> float:
+    """An annotation's time as a number (ISO 8601 with any offset; unreadable or missing: earliest)."""
+    from datetime import datetime, timezone
+
+    if not isinstance(value, str) or not value.strip():
+        return float("-inf")
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return float("-inf")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _cancelled(value: Any) -> bool:
