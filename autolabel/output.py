@@ -154,7 +154,7 @@ def refuse_replacing(path: Path, out: str) -> None:
 
 
 def _reviews_in_part(path: Path) -> int:
-    """Rows of a part file with a human review (0 when it has none or cannot be read)."""
+    """Rows of a Parquet table (or part) with a human review (0 when it has none or cannot be read)."""
     import pyarrow.parquet as pq
 
     try:
@@ -175,10 +175,7 @@ def _table_facts(path: Path, fmt: str) -> tuple[bool, int]:
         schema = pq.read_schema(path)
         names = set(schema.names)
         ours = bool(schema.metadata and METADATA_KEY in schema.metadata) and names >= LABEL_COLUMNS
-        if not ours or "reviewed_label" not in names:
-            return ours, 0
-        column = pq.read_table(path, columns=["reviewed_label"]).column(0)
-        return True, len(column) - column.null_count
+        return ours, _reviews_in_part(path) if ours else 0
     import csv
 
     with path.open(encoding="utf-8-sig", newline="") as handle:  # a regular file: refuse_replacing checked
