@@ -238,7 +238,7 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     Creates the missing parent folders (the write would), then proves the folder takes a new file by
     creating and removing one; the file itself, if it exists, must not be a folder, nor one of the
     command's `inputs` (writing there would destroy what is being read), nor — given `replaces`, which
-    tells the command's own files by their first bytes — a non-empty file the command did not write.
+    tells the command's own files from others — a non-empty file the command did not write.
     """
     from autolabel import storage
 

@@ -151,7 +151,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
     if config.output.summary_json:
         summary = config.output.summary_json
         for folder, what in ((out if is_folder_output(out) else None, "--out"),
-                             (spec.model_location() or config.model.model, "the model's folder")):
+                             (config.model.model, "the model's folder"), (spec.model_location(), "the model's folder")):
             if folder and not storage.is_url(summary) and _inside(summary, folder):
                 raise UsageError(f"--summary-json {summary}: is inside {what} ({folder}); write it elsewhere")
         check_output_file(summary, "--summary-json", (out, config.labels, config.source, *config.examples),
