@@ -61,20 +61,29 @@ def _clean(value: Any) -> str | None:
     return text or None
 
 
-def read_table(path: str, column: str | None, multi_label: bool = False, option: str = "--examples") -> list[Example]:
-    """A Parquet/CSV/JSONL table with a path column and a label column (empty labels skipped).
+def read_table(path: str, column: str | None, multi_label: bool = False, option: str = "--examples",
+               root: str | None = None) -> list[Example]:
+    """A Parquet/CSV/JSONL table (or a shard folder) with a path column and a label column (empty labels skipped).
 
-    `option` names the table in errors (the command-line option it came from; "" for an argument).
-
+    Relative paths resolve against the images folder the table records (a table `run` wrote, reviewed or not),
+    else the table's own folder; one that names no file there is tried against `root` (the current SOURCE's
+    folder: a CSV table `run` wrote records nothing). `option` names the table in errors ("" for an argument).
     `multi_label`: each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
     """
     from autolabel.labelcells import label_list
     from autolabel.sources import open_table
 
     suffix = Path(path).suffix.lower()
-    if suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
+    folder = not storage.is_url(path) and Path(path).is_dir()
+    if folder:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)  # a shard folder: its part files (pyarrow skips _autolabel.json)
+    elif suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
         raise UsageError(f"{option} {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl".lstrip())
-    table = open_table(path, suffix, "examples table", (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
+    else:
+        table = open_table(path, suffix, "examples table",
+                           (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
     if not hasattr(table, "column_names"):
         table = table.read()
     names = table.column_names
@@ -86,7 +95,8 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
     if label_column is None or label_column not in names:
         wanted = f"'{column}' (--examples-column)" if column else "'reviewed_label' or 'label'"
         raise UsageError(f"{where}: no label column {wanted}; columns are: {', '.join(names)}")
-    base = storage.parent(path) if storage.is_url(path) else str(Path(path).absolute().parent)
+    base = _recorded_root(path, folder) or (storage.parent(path) if storage.is_url(path)
+                                            else str(Path(path).absolute().parent))
     out = []
     for i, (given, label) in enumerate(zip(table.column(path_column).to_pylist(),
                                            table.column(label_column).to_pylist(), strict=True)):
@@ -97,8 +107,34 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
             label = _clean(label)
         given = _clean(given)
         if label is not None and given is not None:
-            out.append(Example(resolve_location(given, base), label, f"{path} row {i + 1}"))
+            location = resolve_location(given, base)
+            if root and not storage.is_url(location) and not os.path.lexists(location):
+                other = resolve_location(given, root)
+                location = other if os.path.lexists(other) else location
+            out.append(Example(location, label, f"{path} row {i + 1}"))
     return out
+
+
+def _recorded_root(path: str, folder: bool) -> str | None:
+    """The images folder a labels table `run` wrote records (Parquet metadata, or a shard folder's manifest)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from autolabel.output import read_manifest
+
+    try:
+        if folder:
+            meta = read_manifest(path).get("autolabel") or {}
+        elif Path(path).suffix.lower() == ".parquet" and not storage.is_url(path):
+            raw = (pq.read_schema(path).metadata or {}).get(b"autolabel")
+            meta = json.loads(raw) if raw else {}
+        else:
+            return None
+    except Exception:  # not a table of ours: its own folder it is
+        return None
+    root = meta.get("images_root") if isinstance(meta, dict) else None
+    return root if isinstance(root, str) and root else None
 
 
 SYSTEM_ROOTS = ("/proc", "/sys", "/dev")
@@ -159,12 +195,13 @@ def from_spec(spec: LabelSpec, warn: Callable[[str], None]) -> list[Example]:
 
 
 def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
-            warn: Callable[[str], None]) -> list[Example]:
+            warn: Callable[[str], None], root: str | None = None) -> list[Example]:
     """Every example, checked: a label that is neither a class nor the `other` name is an error (exit 2).
 
     One image named twice keeps the last label given (tables in order, then the spec), with a warning.
     """
-    examples = [e for table in tables for e in read_table(table, column, spec.multi_label)] + from_spec(spec, warn)
+    examples = [e for table in tables for e in read_table(table, column, spec.multi_label, root=root)]
+    examples += from_spec(spec, warn)
     allowed = spec.label_names
     unknown = sorted({name for e in examples for name in e.names} - set(allowed))
     if unknown:
@@ -244,8 +281,10 @@ def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable
     if len(embedded.skipped) > 20:
         warn(f"… and {len(embedded.skipped) - 20} more examples skipped")
     reviewed = {identity(e.location): e.label for e in embedded.examples}
-    if not embedded.examples:
-        return Learned(classifier, None, reviewed, embedded.encoded, embedded.skipped)
+    if not embedded.examples:  # asked to learn and nothing to learn from: say so instead of a silent zero-shot run
+        raise UsageError(f"none of the {len(examples)} examples could be read (first: {embedded.skipped[0]}); check "
+                         "that their paths name the images (relative paths resolve against the folder the table "
+                         "records, the table's folder, or SOURCE's folder)")
     columns = list(classifier.columns)
     if classifier.multi_label is not None:
         label_sets = [[columns.index(name) for name in e.names] for e in embedded.examples]

@@ -142,7 +142,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
             raise UsageError(f"--out {out} is {what}; choose another output file so nothing you wrote is replaced")
     schema = full_schema(source.extra_schema, spec.multi_label)
     examples = tuple(collect(spec, config.examples, config.examples_column,
-                             reporter.warn if reporter else lambda message: None))
+                             reporter.warn if reporter else lambda message: None, source.images_root))
     settings = job_settings(spec, source, config, examples)
     key = _digest(settings)
     sink: FileSink | ShardSink = (ShardSink(out, schema, key, config.output.shard_size, config.output.overwrite,

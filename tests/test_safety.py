@@ -522,3 +522,31 @@ def test_label_studio_reviews_order_by_real_time_and_refuse_conflicting_tasks(la
     assert twice.exit_code == 2
     assert twice.stderr == (f"error: {tmp_path / 'ls.json'}: {first} has two tasks with different reviews ('dog' and "
                             "'bird', task [1]); keep one task per image\n")
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "folder"])
+def test_a_reviewed_run_table_is_an_examples_table_as_it_is(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                            tiny_clip: Path, kind: str) -> None:
+    """README step 7: its paths are relative to SOURCE, not to the table's folder, and must still be found."""
+    out = {"parquet": tmp_path / "r1.parquet", "csv": tmp_path / "r1.csv", "folder": tmp_path / "r1"}[kind]
+    base = (str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip))
+    assert run(*base, "-o", f"{out}/" if kind == "folder" else str(out)).exit_code == 0
+    first = (pd.read_csv(out) if kind == "csv" else pd.read_parquet(out)).path[0]
+    assert not (tmp_path / first).exists()  # relative to SOURCE only
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
+    spec = ["--labels", str(labels_yaml)] if kind == "csv" else []
+    merged = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(out), *spec])
+    assert merged.exit_code == 0, merged.output
+    result = run(*base, "-o", str(tmp_path / "r2.parquet"), "--examples", str(out))
+    assert result.exit_code == 0, result.output
+    round2 = pd.read_parquet(tmp_path / "r2.parquet").set_index("path")
+    assert (round2.loc[first, "status"], round2.loc[first, "label"]) == ("reviewed", "bird")
+
+
+def test_examples_that_all_fail_to_load_stop_the_run(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                     tiny_clip: Path) -> None:
+    (tmp_path / "ex.csv").write_text("path,label\nnowhere/x.png,dog\n")
+    result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(tmp_path / "o.parquet"),
+                 "--examples", str(tmp_path / "ex.csv"))
+    assert result.exit_code == 2 and not (tmp_path / "o.parquet").exists()
+    assert result.stderr.splitlines()[-1].startswith("error: none of the 1 examples could be read (first: ")

@@ -46,9 +46,9 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--cpus-per-actor", type=float, default=1.0, show_default=True,
               help="Ray: CPUs each model actor holds (and its torch threads).")
 @click.option("--gpus-per-actor", type=float, default=0.0, show_default=True, help="Ray: GPUs per model actor.")
-@click.option("--examples", "examples", multiple=True, type=click.Path(dir_okay=False),
-              help="A table (.parquet/.csv/.jsonl) of reviewed images (path + label): the classifier learns from "
-                   "them, and those inside SOURCE keep their human label (status reviewed). Repeatable.")
+@click.option("--examples", "examples", multiple=True, type=click.Path(),
+              help="A table (.parquet/.csv/.jsonl, or a shard folder) of reviewed images (path + label): it learns "
+                   "from them, and those inside SOURCE keep their human label (status reviewed). Repeatable.")
 @click.option("--examples-column", default=None,
               help="The label column of --examples tables [default: reviewed_label if present, else label].")
 @click.option("--shard-size", type=int, default=100_000, show_default=True,
