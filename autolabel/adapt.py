@@ -32,7 +32,7 @@ import numpy as np
 BACKGROUNDS = (0.03125, 0.0625, 0.125, 0.25, 0.5)  # × the median distance: where "near no example" starts
 ALPHAS = (0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # × the model's logit scale
 BETAS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)  # ÷ the median distance between examples
-TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)  # the first wins ties
+TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0)  # 1st wins ties
 MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class …
 MAX_QUERIES = 1024  # … and this many in all (1,000 classes × 16 examples fit in seconds)
 _BLOCK = 2048  # queries per block when scoring the grid

@@ -19,6 +19,7 @@ from autolabel.errors import SpecError, UsageError
 from autolabel.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
 from autolabel.spec import LabelSpec
 
+SOFTENED = 4.0  # a fitted temperature this high means the examples contradict each other: say so
 LABEL_COLUMNS = ("reviewed_label", "label")  # the default --examples-column: the first present
 
 
@@ -261,7 +262,11 @@ class Learned:
         count = sum(fit.examples.values())
         if not fit.used:
             return f"learned nothing from {count} examples ({accuracy}): zero-shot kept"
-        return f"learned from {count} examples ({accuracy}; {fit.method}, α {fit.alpha}, β {fit.beta})"
+        line = f"learned from {count} examples ({accuracy}; {fit.method}, α {fit.alpha}, β {fit.beta})"
+        if fit.temperature >= SOFTENED:
+            line += (f"; the examples disagree with each other (some may be mislabelled, or classes overlap): "
+                     f"confidences softened ×{fit.temperature:g}, check them")
+        return line
 
     def describe(self) -> dict[str, Any]:
         """For the run metadata and the summary."""

@@ -242,8 +242,11 @@ class ShardSink:
                     old = shard.get("settings") or {}
                     changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
                     what = ", ".join(changed) if old and changed else "label spec, model, source or options"
+                    reviews = self._reviews_total()
+                    lost = (f"; --overwrite would drop the {reviews} human review(s) in them — to keep them, write "
+                            "to another folder and pass this one to --examples" if reviews else "")
                     raise UsageError(f"--out {self.folder}: holds shards of a different job ({what} changed); pass "
-                                     "--overwrite to replace them, or choose another folder")
+                                     f"--overwrite to replace them, or choose another folder{lost}")
                 self.stale.add(index)
                 continue
             self.finished[index] = Shard(index, name, int(shard["first_row"]), int(shard["rows"]),
@@ -253,6 +256,13 @@ class ShardSink:
                 self.reviews[index] = _reviews_in_part(Path(self.folder).expanduser() / name)
         if self.stale:
             self._remove(MANIFEST)  # the old manifest no longer describes the folder
+
+    def _reviews_total(self) -> int:
+        """Human reviews in every part of the folder (local folders; 0 for object stores)."""
+        if storage.is_url(self.folder):
+            return 0
+        return sum(_reviews_in_part(Path(self.folder).expanduser() / part_name(index))
+                   for index, _ in self._existing_parts())
 
     def _may_replace(self, index: int, why: str) -> None:
         """Refuse (UsageError) to redo or drop a finished part that holds human reviews, unless --overwrite."""

@@ -21,7 +21,7 @@ from autolabel.classify import Classifier, MultiLabel
 from autolabel.config import RunConfig
 from autolabel.engines.base import Batch, Engine
 from autolabel.errors import SourceError, TooManyErrors, UsageError
-from autolabel.examples import Example, Learned, collect, learn
+from autolabel.examples import SOFTENED, Example, Learned, collect, learn
 from autolabel.fileio import check_output_file, json_with, same_file, write_text
 from autolabel.output import FileSink, ShardSink, is_folder_output
 from autolabel.progress import Reporter
@@ -235,7 +235,8 @@ def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) 
         found = replace(found, warnings=tuple(w for w in found.warnings if w.kind != "confusable"), omitted=0)
     reporter.lint(found, job.spec.source)
     if learned.fit is not None:
-        reporter.info(learned.summary_line())
+        softened = learned.fit.used and learned.fit.temperature >= SOFTENED
+        (reporter.warn if softened else reporter.info)(learned.summary_line())
     return stages, learned
 
 

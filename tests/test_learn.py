@@ -333,3 +333,16 @@ def test_mislabelled_examples_soften_the_confidences() -> None:
     noisy = adapt.fit(embeddings, noisy_classes, np.zeros((18, 3)), 100.0, ["a", "b", "c"])
     assert clean.temperature == 1.0 and noisy.used and noisy.temperature > 1.0
     assert noisy.adapter.temperature == noisy.temperature and noisy.describe()["temperature"] == noisy.temperature
+
+
+def test_a_strongly_softened_fit_says_the_examples_disagree() -> None:
+    from autolabel.adapt import Fit
+    from autolabel.examples import Learned
+
+    def line(temperature: float) -> str:
+        fit = Fit("tip-adapter", True, {"a": 4, "b": 4}, 0.5, 0.75, 1.0, 4.0, temperature=temperature)
+        return Learned(None, fit, {}, 0, ()).summary_line()  # type: ignore[arg-type]
+
+    assert "disagree" not in line(1.0)
+    assert line(8.0).endswith("the examples disagree with each other (some may be mislabelled, or classes overlap): "
+                              "confidences softened ×8, check them")

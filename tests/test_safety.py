@@ -550,3 +550,19 @@ def test_examples_that_all_fail_to_load_stop_the_run(tmp_path: Path, image_folde
                  "--examples", str(tmp_path / "ex.csv"))
     assert result.exit_code == 2 and not (tmp_path / "o.parquet").exists()
     assert result.stderr.splitlines()[-1].startswith("error: none of the 1 examples could be read (first: ")
+
+
+def test_a_different_job_refusal_counts_the_reviews_overwrite_would_drop(tmp_path: Path, image_folder: Path,
+                                                                        labels_yaml: Path, tiny_clip: Path) -> None:
+    folder = tmp_path / "shards"
+    base = (str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{folder}/")
+    assert run(*base, "--shard-size", "4").exit_code == 0
+    first = pd.read_parquet(folder / "part-00000.parquet").path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
+    assert CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(folder)]).exit_code == 0
+    refused = run(*base, "--shard-size", "3")
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: --out {folder}: holds shards of a different job (shard_size changed); pass --overwrite to replace "
+        "them, or choose another folder; --overwrite would drop the 1 human review(s) in them — to keep them, write "
+        "to another folder and pass this one to --examples")
