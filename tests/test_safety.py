@@ -16,6 +16,10 @@ def run(*args: str) -> object:
     return CliRunner().invoke(main, ["run", *args, "-q"])
 
 
+def import_review(exported: str, into: str, *extra: str) -> object:
+    return CliRunner().invoke(main, ["import-review", exported, "--into", into, *extra])
+
+
 @pytest.fixture()
 def labelled(tmp_path: Path, image_folder: Path, labels_yaml: Path, tiny_clip: Path) -> Path:
     out = tmp_path / "labels.parquet"
@@ -28,7 +32,7 @@ def reviewed_copy(labelled: Path, folder: Path, label: str = "dog") -> Path:
     first = pd.read_parquet(labelled).path[0]
     corrections = folder / "corrections.csv"
     pd.DataFrame({"path": [first], "reviewed_label": [label]}).to_csv(corrections, index=False)
-    merged = CliRunner().invoke(main, ["import-review", str(corrections), "--into", str(labelled)])
+    merged = import_review(str(corrections), str(labelled))
     assert merged.exit_code == 0, merged.output
     return labelled
 
@@ -49,7 +53,7 @@ def test_run_refuses_to_replace_a_table_holding_human_reviews(tmp_path: Path, im
     first = pd.read_parquet(out).path[0] if suffix == ".parquet" else pd.read_csv(out).path[0]
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},dog\n")  # as the table names it
     spec = ["--labels", str(labels_yaml)] if suffix == ".csv" else []
-    merged = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(out), *spec])
+    merged = import_review(str(tmp_path / "c.csv"), str(out), *spec)
     assert merged.exit_code == 0, merged.output
     before = out.read_bytes()
     result = run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(out))
@@ -92,7 +96,7 @@ def test_import_review_refuses_labels_outside_the_spec_and_merges_nothing(labell
     first = pd.read_parquet(labelled).path[0]
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},dgo\n")
     before = labelled.read_bytes()
-    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    result = import_review(str(tmp_path / "c.csv"), str(labelled))
     assert result.exit_code == 2
     assert result.stderr == ("error: reviewed labels outside the spec: 'dgo'; the classes are cat, dog, bird: fix them "
                              "in the review export (nothing was merged)\n")
@@ -101,7 +105,7 @@ def test_import_review_refuses_labels_outside_the_spec_and_merges_nothing(labell
 
 def test_import_review_names_reviews_that_match_no_row(labelled: Path, tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("path,reviewed_label\n/nowhere/x.png,dog\n/nowhere/y.png,cat\n")
-    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    result = import_review(str(tmp_path / "c.csv"), str(labelled))
     assert result.exit_code == 0, result.output
     assert result.stderr.splitlines() == [
         f"0 reviewed rows merged from csv → {labelled} (0 reviewed rows in the table now differ from the model's "
@@ -114,14 +118,14 @@ def test_import_review_matches_the_tables_own_relative_paths(labelled: Path, tmp
     first = pd.read_parquet(labelled).path[0]
     assert not Path(first).is_absolute() and not (tmp_path / first).exists()
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
-    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    result = import_review(str(tmp_path / "c.csv"), str(labelled))
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "bird"
 
 
 def test_import_review_refuses_json_that_is_not_a_label_studio_export(labelled: Path, tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('[{"x": 1}]')
-    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "x.json"), "--into", str(labelled)])
+    result = import_review(str(tmp_path / "x.json"), str(labelled))
     assert result.exit_code == 2
     assert result.stderr == (f"error: {tmp_path / 'x.json'}: no task has a `data` object, so this is not a Label "
                              "Studio JSON export (in the project: Export → JSON)\n")
@@ -303,16 +307,16 @@ def test_import_review_edge_cases(labelled: Path, tmp_path: Path) -> None:
     tasks = [{"data": {"path": first}, "annotations": [
         {"id": 1, "was_cancelled": "false", "result": [dict(choice, value={"choices": ["bird"]})]}]}]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    kept = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    kept = import_review(str(tmp_path / "ls.json"), str(labelled))
     assert kept.exit_code == 0, kept.output
     assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "bird"  # "false" ≠ cancelled
     (tmp_path / "cvat.xml").write_text('<annotations><image id="0" name="nowhere.png"><tag label="cat" '
                                        'source="manual"/></image></annotations>')
-    unknown = CliRunner().invoke(main, ["import-review", str(tmp_path / "cvat.xml"), "--into", str(labelled)])
+    unknown = import_review(str(tmp_path / "cvat.xml"), str(labelled))
     assert unknown.exit_code == 0, unknown.output
     assert "1 review(s) matched no row" in unknown.stderr and "'nowhere.png'" in unknown.stderr
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{second},cat\n{second},dog\n")
-    twice = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+    twice = import_review(str(tmp_path / "c.csv"), str(labelled))
     assert twice.exit_code == 2
     assert twice.stderr == (f"error: {tmp_path / 'c.csv'}: {second} is reviewed twice with different labels ('cat' "
                             f"and 'dog', {tmp_path / 'c.csv'} row 2); keep one row per image\n")
@@ -332,7 +336,7 @@ def test_import_review_says_when_it_replaces_earlier_reviews(labelled: Path, tmp
     first = pd.read_parquet(labelled).path[0]
     for label in ("cat", "bird"):
         (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},{label}\n")
-        result = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(labelled)])
+        result = import_review(str(tmp_path / "c.csv"), str(labelled))
         assert result.exit_code == 0, result.output
     assert result.stderr.splitlines()[0].endswith("earlier reviews replaced)")
     assert ", 1 earlier reviews replaced)" in result.stderr
@@ -370,7 +374,7 @@ def test_a_grown_source_never_redoes_a_shard_holding_reviews(tmp_path: Path, ima
     assert run(*args).exit_code == 0  # 6 images: parts of 4 and 2
     last = pd.read_parquet(folder / "part-00001.parquet").path[0]
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{last},bird\n")
-    assert CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(folder)]).exit_code == 0
+    assert import_review(str(tmp_path / "c.csv"), str(folder)).exit_code == 0
     noise_image(50).save(image_folder / "e.png")  # the source grows into the short last part
     before = (folder / "part-00001.parquet").read_bytes()
     result = run(*args)
@@ -513,12 +517,12 @@ def test_label_studio_reviews_order_by_real_time_and_refuse_conflicting_tasks(la
     tasks = [{"data": {"path": first}, "annotations": [annotation(1, "2026-01-01T09:00:00Z", "dog"),
                                                        annotation(2, "2026-01-01T10:00:00+02:00", "cat")]}]
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    result = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    result = import_review(str(tmp_path / "ls.json"), str(labelled))
     assert result.exit_code == 0, result.output
     assert pd.read_parquet(labelled).set_index("path").loc[first, "reviewed_label"] == "dog"
     tasks.append({"data": {"path": first}, "annotations": [annotation(3, "2026-01-02T09:00:00Z", "bird")]})
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    twice = CliRunner().invoke(main, ["import-review", str(tmp_path / "ls.json"), "--into", str(labelled)])
+    twice = import_review(str(tmp_path / "ls.json"), str(labelled))
     assert twice.exit_code == 2
     assert twice.stderr == (f"error: {tmp_path / 'ls.json'}: {first} has two tasks with different reviews ('dog' and "
                             "'bird', task [1]); keep one task per image\n")
@@ -535,7 +539,7 @@ def test_a_reviewed_run_table_is_an_examples_table_as_it_is(tmp_path: Path, imag
     assert not (tmp_path / first).exists()  # relative to SOURCE only
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
     spec = ["--labels", str(labels_yaml)] if kind == "csv" else []
-    merged = CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(out), *spec])
+    merged = import_review(str(tmp_path / "c.csv"), str(out), *spec)
     assert merged.exit_code == 0, merged.output
     result = run(*base, "-o", str(tmp_path / "r2.parquet"), "--examples", str(out))
     assert result.exit_code == 0, result.output
@@ -559,7 +563,7 @@ def test_a_different_job_refusal_counts_the_reviews_overwrite_would_drop(tmp_pat
     assert run(*base, "--shard-size", "4").exit_code == 0
     first = pd.read_parquet(folder / "part-00000.parquet").path[0]
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
-    assert CliRunner().invoke(main, ["import-review", str(tmp_path / "c.csv"), "--into", str(folder)]).exit_code == 0
+    assert import_review(str(tmp_path / "c.csv"), str(folder)).exit_code == 0
     refused = run(*base, "--shard-size", "3")
     assert refused.exit_code == 2
     assert refused.stderr.splitlines()[-1] == (
