@@ -570,3 +570,21 @@ def test_a_different_job_refusal_counts_the_reviews_overwrite_would_drop(tmp_pat
         f"error: --out {folder}: holds shards of a different job (shard_size changed); pass --overwrite to replace "
         "them, or choose another folder; --overwrite would drop the 1 human review(s) in them — to keep them, write "
         "to another folder and pass this one to --examples")
+
+
+def test_import_review_waits_for_no_run_on_a_shard_folder(tmp_path: Path, image_folder: Path, labels_yaml: Path,
+                                                          tiny_clip: Path) -> None:
+    from autolabel.output import FolderLock
+
+    folder = tmp_path / "shards"
+    assert run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{folder}/").exit_code == 0
+    first = pd.read_parquet(folder).path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{first},bird\n")
+    held = FolderLock.take(folder, str(folder))  # a run is writing the folder
+    before = {p.name: p.read_bytes() for p in folder.glob("part-*.parquet")}
+    refused = import_review(str(tmp_path / "c.csv"), str(folder))
+    assert refused.exit_code == 2 and "another autolabel run is writing to this folder" in refused.stderr
+    assert {p.name: p.read_bytes() for p in folder.glob("part-*.parquet")} == before
+    held.release()
+    assert import_review(str(tmp_path / "c.csv"), str(folder)).exit_code == 0
+    assert not (folder / "_autolabel.lock").exists()

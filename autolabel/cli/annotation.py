@@ -154,18 +154,27 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
         raise UsageError("give either EXPORTED_RESULTS (an export file) or --from-label-studio URL")
     if server is not None and not project:
         raise UsageError("--from-label-studio needs --project (the project's id or title)")
-    if Path(into).is_dir():  # a shard folder: each part is rewritten in place
+    lock = None
+    if Path(into).is_dir():  # a shard folder: each part is rewritten in place, never while a run writes it
+        from autolabel.output import FolderLock
+
         check_output_folder(into, "--into")
+        lock = FolderLock.take(Path(into), into)
     else:
         check_output_file(into, "--into", (exported, spec))
-    results = load_results(into, spec)
-    if server is not None:
-        from autolabel.exporters.label_studio_api import pull_reviews
+    try:
+        results = load_results(into, spec)
+        if server is not None:
+            from autolabel.exporters.label_studio_api import pull_reviews
 
-        counts = merge_review(results, "label-studio", pull_reviews(server, api_key, project, results.multi_label))
-    else:
-        counts = merge_review(results, *read_review(Path(exported), results.multi_label))
-    write_table(results)
+            counts = merge_review(results, "label-studio",
+                                  pull_reviews(server, api_key, project, results.multi_label))
+        else:
+            counts = merge_review(results, *read_review(Path(exported), results.multi_label))
+        write_table(results)
+    finally:
+        if lock is not None:
+            lock.release()
     replaced = f", {counts['replaced']} earlier reviews replaced" if counts.get("replaced") else ""
     click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} → {into} ({counts['changed']} "
                f"reviewed rows in the table now differ from the model's label{replaced})", err=True)
