@@ -122,11 +122,11 @@ def _recorded_root(path: str, folder: bool) -> str | None:
 
     import pyarrow.parquet as pq
 
-    from autolabel.output import read_manifest
+    from autolabel.fileio import read_json_object
 
     try:
-        if folder:
-            meta = read_manifest(path).get("autolabel") or {}
+        if folder:  # the shard folder's manifest (output.MANIFEST; output imports this module)
+            meta = read_json_object(Path(path) / "_autolabel.json", "the shard manifest").get("autolabel") or {}
         elif Path(path).suffix.lower() == ".parquet" and not storage.is_url(path):
             raw = (pq.read_schema(path).metadata or {}).get(b"autolabel")
             meta = json.loads(raw) if raw else {}
