@@ -24,7 +24,8 @@ class Labeler:
     """Zero-shot labels from Python, with the CLI's exact numbers.
 
     Give a label spec file (`spec="labels.yaml"`) or the classes inline (`classes=["cat", "dog"]`, optionally
-    `templates=[...]` or a shipped set's name). The model loads once, here. Nothing is printed unless
+    `templates=[...]` or a shipped set's name). Construction returns at once: the model (and torch) loads on
+    first use that the cache cannot answer, once (`labeler.model.get()` loads it now). Nothing is printed unless
     `progress=True`; problems raise `autolabel.AutolabelError` subclasses. Image embeddings of files are
     cached by content as in the CLI (`cache=False` to bypass, `cache_dir` to move it).
     """
@@ -36,8 +37,8 @@ class Labeler:
                  cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
                  workers: int = 0, full_decode: bool = False, examples: Sequence[str | os.PathLike[str]] = (),
                  examples_column: str | None = None, progress: bool = False) -> None:
-        from autolabel.cache import EmbeddingCache, default_cache_dir
-        from autolabel.config import ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
+        from autolabel.config import CacheConfig, ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
+        from autolabel.session import Session
         from autolabel.spec import load_spec, parse_spec
 
         if (spec is None) == (classes is None):
@@ -60,21 +61,16 @@ class Labeler:
         self.engine_config = EngineConfig(batch_size=batch_size)
         self.progress = progress
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
-        self.cache: EmbeddingCache | None = (EmbeddingCache(self.cache_dir or default_cache_dir())
-                                             if cache else None)
+        self.session = Session.open(self.model_config, CacheConfig(self.cache_dir, not cache),
+                                    draft=not full_decode, spec_model=self.spec.model_location())
+        self.cache: EmbeddingCache | None = self.session.cache
         from autolabel.examples import collect
 
         self.examples_tables = tuple(os.fspath(e) for e in examples)
         self.examples_column = examples_column
         self.examples = tuple(collect(self.spec, self.examples_tables, examples_column, self._reporter().warn))
-        self.model: Model = self._load()
+        self.model: Model = self.session.model  # a LazyModel: loads on first need
         self._stages: Stages | None = None
-
-    def _load(self) -> Model:
-        from autolabel.model import DEFAULT_MODEL, ZeroShotModel
-
-        name = self.model_config.model or self.spec.model_location() or DEFAULT_MODEL
-        return ZeroShotModel.load(name, device=self.model_config.device, precision=self.model_config.precision)
 
     @property
     def classes(self) -> list[str]:
@@ -93,8 +89,8 @@ class Labeler:
 
             top_k = self.classify_config.top_k_for(self.spec.multi_label, len(self.spec.classes))
             self._stages, self.learned = stages_for(
-                self.spec, self.model, self.cache, self.examples, draft=not self.decode_config.full_decode,
-                top_k=top_k, warn=self._reporter().warn)
+                self.spec, self.model, self.cache, self.examples, draft=self.session.draft,
+                top_k=top_k, warn=self._reporter().warn, encode=self.session.encode)
         return self._stages
 
     def label(self, images: Iterable[str | os.PathLike[str] | Image.Image]) -> pd.DataFrame:
@@ -162,8 +158,7 @@ class Labeler:
 
     def close(self) -> None:
         """Close the embedding cache (the model is freed with the object)."""
-        if self.cache is not None:
-            self.cache.close()
+        self.session.close()
 
     def __enter__(self) -> Labeler:
         return self

@@ -1,5 +1,8 @@
 """Embedding cache: image embeddings by (content hash, model, preprocessing), text embeddings by (model, prompt).
 
+Also the few numbers a model's weights decide besides embeddings (its "facts": logit scale and bias, text
+context, …), so that a run the cache answers completely never loads the model.
+
 One SQLite file in WAL mode: a process killed mid-write leaves the last committed state readable, and
 several runs can share it at once (readers never block; writers wait on a busy timeout). A damaged file
 is moved aside and rebuilt. A small index maps (path, size, mtime) to the content hash, so unchanged
@@ -9,6 +12,7 @@ files are not re-read; renamed or copied files are found by content.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import sqlite3
@@ -27,6 +31,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (hash TEXT, space TEXT, vec BLOB, used REAL, PRIMARY KEY (hash, space));
 CREATE TABLE IF NOT EXISTS texts (space TEXT, prompt TEXT, vec BLOB, used REAL, PRIMARY KEY (space, prompt));
 CREATE TABLE IF NOT EXISTS files (location TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, hash TEXT);
+CREATE TABLE IF NOT EXISTS facts (space TEXT PRIMARY KEY, data TEXT, used REAL);
 """
 
 
@@ -209,6 +214,21 @@ class EmbeddingCache:
         self._transaction([("INSERT OR REPLACE INTO texts VALUES (?, ?, ?, ?)",
                             [(space, p, _blob(v), now) for p, v in items.items()])])
 
+    # --- model facts -------------------------------------------------------------------------------
+    def get_facts(self, space: str) -> dict | None:
+        """What was stored for this model and precision (a JSON object), or None."""
+        row = self._read_one("SELECT data FROM facts WHERE space=?", (space,))
+        try:
+            data = json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def put_facts(self, space: str, data: dict) -> None:
+        """Store a model's facts (JSON-ready values)."""
+        self._transaction([("INSERT OR REPLACE INTO facts VALUES (?, ?, ?)",
+                            [(space, json.dumps(data, sort_keys=True), time.time())])])
+
     # --- maintenance -------------------------------------------------------------------------------
     def info(self) -> CacheInfo:
         """Sizes and entry counts per embedding space."""
@@ -228,7 +248,7 @@ class EmbeddingCache:
 
     def clear(self) -> int:
         """Remove every entry; returns how many."""
-        removed = sum(self.conn.execute(f"DELETE FROM {t}").rowcount for t in ("images", "texts", "files"))
+        removed = sum(self.conn.execute(f"DELETE FROM {t}").rowcount for t in ("images", "texts", "files", "facts"))
         self._compact()
         return removed
 

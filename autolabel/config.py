@@ -23,8 +23,11 @@ class ModelConfig:
     precision: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("auto", "fp32", "fp16", "bf16"):
-            raise UsageError(f"--precision must be auto, fp32, fp16 or bf16, got {self.precision}")
+        from autolabel.precision import CHOICES, require_runtime
+
+        if self.precision not in CHOICES:
+            raise UsageError(f"--precision must be {', '.join(CHOICES[:-1])} or {CHOICES[-1]}, got {self.precision}")
+        require_runtime(self.precision)
 
 
 @dataclass(frozen=True)

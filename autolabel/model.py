@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,15 +16,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from autolabel import precision as precisions
+from autolabel.checkpoint import DEFAULT_MODEL, Checkpoint, check_hub_reachable, hub_offline, locate
+from autolabel.checkpoint import HINT as _HINT
+from autolabel.checkpoint import preprocessor_config as _preprocessor_config
 from autolabel.decode import ModelInputs, Preprocessing
 from autolabel.errors import ModelError, UsageError
 
-DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+__all__ = ["DEFAULT_MODEL", "ZeroShotModel", "pick_device", "pick_dtype"]
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-_HINT = (
-    "pass --model PATH to a local checkpoint folder, connect to the network so it can be downloaded "
-    "from the Hugging Face Hub, or set HF_HUB_OFFLINE=1 to use a copy already in the HF cache"
-)
 
 
 def pick_device(device: str) -> torch.device:
@@ -50,12 +49,11 @@ def pick_device(device: str) -> torch.device:
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """`auto` → fp16 on CUDA, fp32 elsewhere."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision: unknown '{precision}'; use auto, fp32, fp16 or bf16")
-    return PRECISIONS[precision]
+    """`auto` → fp16 on CUDA, bf16 on a CPU with native bf16, fp32 elsewhere (see precision.resolve)."""
+    chosen = precisions.resolve(precision, device.type)
+    if chosen not in PRECISIONS:
+        raise UsageError(f"--precision {chosen}: runs on ONNX Runtime, not torch; use auto, fp32, fp16 or bf16 here")
+    return PRECISIONS[chosen]
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -66,23 +64,6 @@ def _features(output: Any) -> torch.Tensor:
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     x = x.float()
     return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def _local_fingerprint(folder: Path) -> str:
-    """Hash of the config and weights (size, and full content for small files, ends for big ones)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.json")) + sorted(folder.glob("*.safetensors")):
-        digest.update(path.name.encode())
-        size = path.stat().st_size
-        digest.update(str(size).encode())
-        with open(path, "rb") as f:
-            if size <= 64 << 20:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(8 << 20))
-                f.seek(-(8 << 20), os.SEEK_END)
-                digest.update(f.read())
-    return digest.hexdigest()[:16]
 
 
 def _hub_fingerprint(name: str, config: Any) -> str:
@@ -112,7 +93,7 @@ def _hint(name: str) -> str:
     """What to do, for where the model was looked for."""
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         return "check the path: --model takes a local checkpoint folder (config.json, model.safetensors) or a Hub id"
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         return ("it is not in the Hugging Face cache and HF_HUB_OFFLINE is set: pass --model PATH to a local "
                 "checkpoint folder, or download it once with network access")
     return _HINT
@@ -133,8 +114,11 @@ class ZeroShotModel:
     context_length: int
 
     @classmethod
-    def load(cls, name: str, device: str = "auto", precision: str = "auto") -> ZeroShotModel:
-        """Load from a local folder or a hub id; safetensors only, never remote code."""
+    def load(cls, name: str, device: str = "auto", precision: str = "auto",
+             checkpoint: Checkpoint | None = None) -> ZeroShotModel:
+        """Load from a local folder, else the Hub id's copy in the HF cache, else the Hub (only when it answers
+        at once: an offline machine gets a clear error, not minutes of retries); safetensors only, never
+        remote code."""
         import transformers
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -142,11 +126,10 @@ class ZeroShotModel:
         transformers.logging.disable_progress_bar()
         torch_device = pick_device(device)
         dtype = pick_dtype(precision, torch_device)
-        local = Path(name).expanduser()
-        is_local = local.is_dir()
-        if not is_local and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
-            raise ModelError(f"model '{name}': no such folder; pass --model PATH to a checkpoint folder")
-        source = str(local) if is_local else name
+        checkpoint = checkpoint or locate(name)
+        if checkpoint.folder is None and not hub_offline():
+            check_hub_reachable(name)
+        source = str(checkpoint.folder) if checkpoint.folder is not None else name
         try:
             config = AutoConfig.from_pretrained(source, trust_remote_code=False)
             model = AutoModel.from_pretrained(
@@ -164,7 +147,7 @@ class ZeroShotModel:
                 "use a CLIP, SigLIP or SigLIP 2 checkpoint"
             )
         model.eval().to(torch_device)
-        fingerprint = _local_fingerprint(local) if is_local else _hub_fingerprint(name, config)
+        fingerprint = checkpoint.fingerprint or _hub_fingerprint(name, config)
         text_config = getattr(config, "text_config", config)
         return cls(
             model=model,
@@ -203,10 +186,13 @@ class ZeroShotModel:
         """The tokenizer's tokens in id order (frequent first for BPE): where negative concepts come from."""
         return [token for token, _ in sorted(self.tokenizer.get_vocab().items(), key=lambda kv: kv[1])]
 
+    def token_counts(self, prompts: Sequence[str]) -> list[int]:
+        """How many tokens each prompt takes, untruncated."""
+        return [len(ids) for ids in self.tokenizer(list(prompts), truncation=False)["input_ids"]]
+
     def too_long(self, prompts: Sequence[str]) -> list[str]:
         """Prompts whose tokens exceed the model's text context (they will be truncated)."""
-        ids = self.tokenizer(list(prompts), truncation=False)["input_ids"]
-        return [p for p, t in zip(prompts, ids, strict=True) if len(t) > self.context_length]
+        return [p for p, n in zip(prompts, self.token_counts(prompts), strict=True) if n > self.context_length]
 
     @torch.inference_mode()
     def encode_text(self, prompts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -252,22 +238,3 @@ class ZeroShotModel:
             "logit_bias": self.logit_bias,
             "preprocessing": self.preprocessing.describe(),
         }
-
-
-def _preprocessor_config(source: str) -> dict[str, Any]:
-    """The checkpoint's preprocessor_config.json (local folder or hub, via the HF cache)."""
-    local = Path(source) / "preprocessor_config.json"
-    if local.is_file():
-        path = local
-    elif Path(source).is_dir():
-        raise ModelError(f"{source}: no preprocessor_config.json; the checkpoint must include its image settings")
-    else:
-        from huggingface_hub import hf_hub_download
-
-        path = Path(hf_hub_download(source, "preprocessor_config.json"))
-    from autolabel.fileio import read_json_object
-
-    try:
-        return read_json_object(path, "the preprocessor config")
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the preprocessor config ({exc.strerror or exc})") from None

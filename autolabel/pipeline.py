@@ -104,7 +104,7 @@ def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | 
     reporter = reporter or Reporter(quiet=config.quiet, verbose=config.verbose)
     job = plan(config, stdin, reporter, spec)
     try:
-        model = model or load_model(config, job.spec, reporter)
+        model = model or load_model(config, job.spec, reporter, job.cache)
         job.sink.check_model(model.describe())
         stages, learned = build_stages(job, model, config, reporter)
         meta = run_metadata(job, learned, model, config)
@@ -209,13 +209,14 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter) -> Model:
-    """The checkpoint named by --model, else the spec's `model:`, else the default."""
-    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
+def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter, cache: EmbeddingCache | None = None) -> Model:
+    """The checkpoint named by --model, else the spec's `model:`, else the default: a LazyModel, which loads
+    the weights (and torch) on the first cache miss only."""
+    from autolabel.session import LazyModel, model_name
 
-    name = config.model.model or spec.model_location() or DEFAULT_MODEL
-    reporter.info(f"loading model {name}")
-    return ZeroShotModel.load(name, device=config.model.device, precision=config.model.precision)
+    name = model_name(config.model.model, spec.model_location())
+    return LazyModel(name, config.model.device, config.model.precision, cache,
+                     on_load=lambda name: reporter.info(f"loading model {name}"))
 
 
 def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:

@@ -18,8 +18,9 @@ from autolabel.cli.app import CONTEXT, handle_errors, main
 @click.option("--model", "-m", default=None,
               help="Hub id or local folder [default: the spec's model:, else openai/clip-vit-base-patch32].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
-              help="auto: fp16 on CUDA, fp32 elsewhere.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
+              show_default=True, help="auto: fp16 on CUDA, bf16 on a CPU with native bf16, else fp32. int8: ONNX "
+              "Runtime on the CPU (the int8 extra).")
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Images per model call.")
 @click.option("--workers", "-w", type=int, default=0, show_default=True,
               help="Decode threads (0: one per core, max 32).")
