@@ -20,8 +20,12 @@ def native_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
     """True when this CPU computes bf16 matrix products in hardware (AVX-512 BF16 or AMX-BF16).
 
     Without them torch emulates bf16 and it is slower than fp32, so `auto` keeps fp32. Linux only (the
-    flags come from /proc/cpuinfo); elsewhere False.
+    flags come from /proc/cpuinfo); elsewhere False. AUTOLABEL_CPU_BF16=0 or 1 overrides the detection
+    (a VM that hides the flags, or a test suite that wants fp32's exact numbers on every machine).
     """
+    forced = os.environ.get("AUTOLABEL_CPU_BF16", "").strip().lower()
+    if forced in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        return forced in ("1", "true", "yes", "on")
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:

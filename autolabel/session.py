@@ -11,7 +11,14 @@ import numpy as np
 
 from autolabel import precision as precisions
 from autolabel.cache import EmbeddingCache, default_cache_dir
-from autolabel.checkpoint import DEFAULT_MODEL, Checkpoint, locate, preprocessor_config
+from autolabel.checkpoint import (
+    DEFAULT_MODEL,
+    Checkpoint,
+    check_hub_reachable,
+    hub_offline,
+    locate,
+    preprocessor_config,
+)
 from autolabel.decode import ModelInputs, Preprocessing
 from autolabel.errors import ModelError, UsageError
 
@@ -200,10 +207,12 @@ class LazyModel:
         return self._model
 
     def _load(self) -> Any:
-        from autolabel.model import ZeroShotModel
-
+        if self.checkpoint.folder is None and not hub_offline():
+            check_hub_reachable(self.name)  # before torch's import: an offline machine fails at once
         if self.on_load is not None:
             self.on_load(self.name)
+        from autolabel.model import ZeroShotModel
+
         choice = self.precision_choice
         base = ZeroShotModel.load(self.name, device=str(self.device), precision="fp32" if choice == "int8" else choice,
                                   checkpoint=self.checkpoint)

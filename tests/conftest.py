@@ -21,6 +21,9 @@ SESSION_CACHES = Path(tempfile.mkdtemp(prefix="autolabel-tests-"))
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["AUTOLABEL_CACHE_DIR"] = str(SESSION_CACHES / "autolabel")
     os.environ["XDG_CACHE_HOME"] = str(SESSION_CACHES / "xdg")
+    # `--precision auto` is bf16 on CPUs with native bf16: the suite's exact numbers are fp32's on every machine
+    # (tests/test_precision.py fakes the detection to test bf16).
+    os.environ["AUTOLABEL_CPU_BF16"] = "0"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
