@@ -123,6 +123,11 @@ class RunConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
 
+    def __post_init__(self) -> None:
+        if self.model.precision == "int8" and self.engine.engine != "local":
+            raise UsageError("--precision int8 runs with the local engine (ONNX Runtime); use --engine local, or "
+                             "--precision auto with --engine ray")
+
     @classmethod
     def from_options(cls, source: str, labels: str, out: str, **options: Any) -> RunConfig:
         """Route flat option names (the CLI's) to their stage configs; an unknown name is a UsageError."""

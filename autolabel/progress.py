@@ -168,9 +168,11 @@ class Reporter:
         table.add_section()
         table.add_row("all", str(summary["images"] - status["error"]), *(str(status.get(k, 0)) for k in kinds))
         self.console.print(table)
+        choice = summary.get("model", {}).get("precision_choice")
         self.console.print(
             f"{summary['images']} images, {status['error']} errors, "
-            f"{summary['seconds']:.1f} s, {summary['images_per_second']:.1f} img/s → {out}",
+            f"{summary['seconds']:.1f} s, {summary['images_per_second']:.1f} img/s"
+            f"{f', {choice}' if choice else ''} → {out}",
             markup=False,
         )
 
