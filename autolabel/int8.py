@@ -75,14 +75,19 @@ class Int8Model:
         """Open the cached export of these weights, making (and checking) it first when there is none."""
         import onnxruntime as ort
 
-        where = (folder or Path(tempfile.mkdtemp(prefix="autolabel-int8-"))) / f"{base.fingerprint}-v{FORMAT}"
-        if not (where / "parity.json").is_file():
-            export(base, where)
-        parity = json.loads((where / "parity.json").read_text())
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        image = ort.InferenceSession(str(where / "image-int8.onnx"), options, providers=["CPUExecutionProvider"])
-        text = ort.InferenceSession(str(where / "text-int8.onnx"), options, providers=["CPUExecutionProvider"])
+        scratch = None if folder is not None else Path(tempfile.mkdtemp(prefix="autolabel-int8-"))  # --no-cache
+        where = (folder or scratch) / f"{base.fingerprint}-v{FORMAT}"  # type: ignore[operator]
+        try:
+            if not (where / "parity.json").is_file():
+                export(base, where)
+            parity = json.loads((where / "parity.json").read_text())
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            image = ort.InferenceSession(str(where / "image-int8.onnx"), options, providers=["CPUExecutionProvider"])
+            text = ort.InferenceSession(str(where / "text-int8.onnx"), options, providers=["CPUExecutionProvider"])
+        finally:
+            if scratch is not None:  # the sessions hold the graphs in memory
+                shutil.rmtree(scratch, ignore_errors=True)
         return cls(base, image, text, tuple(i.name for i in text.get_inputs()), parity)
 
     # the members the stages use ------------------------------------------------------------------------

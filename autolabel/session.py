@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from autolabel.config import CacheConfig, ModelConfig
 
 _FACTS = ("type", "context_length", "logit_scale", "logit_bias")
+_DELEGATED = ("model", "tokenizer", "dtype", "pads_to_max_length", "token_counts", "parity")
 
 
 class LazyModel:
@@ -234,10 +235,10 @@ class LazyModel:
         return self.cache.folder / "onnx" if self.cache is not None else None
 
     def __getattr__(self, name: str) -> Any:
-        # Anything else a caller asks of a model (pads_to_max_length, tokenizer, …) is the loaded model's.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.get(), name)
+        # The loaded model's other members: asking for one loads it (only these, so a probe never does).
+        if name in _DELEGATED:
+            return getattr(self.get(), name)
+        raise AttributeError(f"'LazyModel' object has no attribute '{name}'")
 
 
 def facts_of(model: Any) -> dict[str, Any]:

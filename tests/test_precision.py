@@ -185,3 +185,11 @@ def test_an_int8_export_below_the_parity_floor_is_refused(tiny_clip: Path, image
     assert result.exit_code == 2
     assert "the int8 export of" in result.output and "(< 1.01); use --precision fp32 or bf16" in result.output
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_int8_is_refused_on_ray_before_anything_runs() -> None:
+    from autolabel.config import RunConfig
+    from autolabel.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^--precision int8 runs with the local engine \(ONNX Runtime\)"):
+        RunConfig.from_options("photos/", "labels.yaml", "out.parquet", precision="int8", engine="ray")
