@@ -43,14 +43,16 @@ class ShardDigest:
     def add(self, record: ImageRecord) -> None:
         """One more row."""
         size = mtime = -1
-        if record.location and not storage.is_url(record.location):
+        location = record.location
+        if location and ("://" not in location or not storage.is_url(location)):
             try:
-                info = os.stat(record.location)
+                info = os.stat(location)
                 size, mtime = info.st_size, info.st_mtime_ns
             except OSError:
                 pass
-        fields = (record.row, record.path, record.location, record.extra, record.error, size, mtime)
-        self._hash.update(("\0".join(map(repr, fields)) + "\n").encode("utf-8", "surrogatepass"))
+        extra = repr(record.extra) if record.extra else ""
+        line = f"{record.row}\0{record.path!r}\0{location!r}\0{extra}\0{record.error!r}\0{size}\0{mtime}\n"
+        self._hash.update(line.encode("utf-8", "surrogatepass"))
         self.rows += 1
         if self.rows == self.upto:
             self.prefix = self.hexdigest()
@@ -377,41 +379,47 @@ class ShardSink:
         return self.parts
 
     def pending(self, records: Iterable[ImageRecord]) -> Iterator[ImageRecord]:
-        """The records of the shards this run must (re)do, shard by shard.
+        """The records of the shards this run must (re)do, in input order.
 
-        A shard's records are held (at most --shard-size of them) until its last one has gone by: a
-        finished shard is kept only when the digest of its input rows is the one its part recorded, so
-        added, removed, renamed, reordered or modified images redo exactly the shards they fall in (or
-        refuse, when such a shard holds human reviews). Kept shards' records are never decoded.
+        A shard no part holds yet streams through (its digest taken on the way). A finished shard's records
+        are held (at most --shard-size of them) until its last one has gone by: its part is kept only when
+        the digest of its input rows is the one the part recorded, so added, removed, renamed, reordered or
+        modified images redo exactly the shards they fall in (or refuse, when such a shard holds human
+        reviews). Kept shards' records are never decoded.
         """
         held: list[ImageRecord] = []
-        end = 0
+        digest, k = ShardDigest(), -1
         for record in records:
-            if held and record.row // self.shard_size != held[0].row // self.shard_size:
-                yield from self._settle(held)
-                held = []
-            held.append(record)
-            end = record.row // self.shard_size + 1
-        if held:
-            yield from self._settle(held)
-        self._ended(end)
-
-    def _settle(self, held: list[ImageRecord]) -> list[ImageRecord]:
-        """The records of one whole shard to redo, or none when its finished part covers exactly them."""
-        k = held[0].row // self.shard_size
-        done = self.finished.get(k)
-        digest = ShardDigest(done.rows if done is not None else 0)
-        for record in held:
+            if record.row // self.shard_size != k:
+                yield from self._settle(k, digest, held)
+                k, held = record.row // self.shard_size, []
+                done = self.finished.get(k)
+                digest = ShardDigest(done.rows if done is not None else 0)
+                if done is None:
+                    self._changing()
             digest.add(record)
+            if k in self.finished:
+                held.append(record)
+            else:
+                yield record
+        yield from self._settle(k, digest, held)
+        self._ended(k + 1)
+
+    def _settle(self, k: int, digest: ShardDigest, held: list[ImageRecord]) -> list[ImageRecord]:
+        """Shard k's records have all gone by: the held ones to redo, or none when its part covers exactly them."""
+        if k < 0:
+            return []
+        done = self.finished.get(k)
+        if done is None:  # streamed: its part (written once the engine catches up) records this digest
+            self.digests[k] = digest.hexdigest()
+            return []
+        if done.digest == digest.hexdigest() and (done.first_row, done.rows) == (held[0].row, len(held)):
+            return []
+        grew = done.digest and digest.prefix == done.digest and len(held) > done.rows
+        self._may_replace(k, "SOURCE grew past it" if grew else CHANGED if done.digest else
+                          "an earlier autolabel wrote it without a digest of its images")
+        del self.finished[k]
         self.digests[k] = digest.hexdigest()
-        if done is not None:
-            if done.digest == self.digests[k] and (done.first_row, done.rows) == (held[0].row, len(held)):
-                del self.digests[k]
-                return []
-            grew = done.digest and digest.prefix == done.digest and len(held) > done.rows
-            self._may_replace(k, "SOURCE grew past it" if grew else CHANGED if done.digest else
-                              "an earlier autolabel wrote it without a digest of its images")
-            del self.finished[k]
         self._changing()
         return held
 

@@ -284,3 +284,39 @@ def test_the_folder_reads_with_pandas_after_every_command(tmp_path, pics, labels
         assert len(frame) == 8, args
     ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
     assert pd.read_parquet(folder).reviewed_label.notna().sum() == 1
+
+
+def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_path) -> None:
+    """The Ray engine's path without a cluster: workers get a shard's records and write its part themselves."""
+    from itertools import groupby
+
+    from autolabel.engines.base import Batch
+    from autolabel.output import ShardSink
+    from autolabel.sources import ImageRecord
+    from autolabel.stages import Counts
+    from autolabel.writers import OUTPUT_SCHEMA
+
+    for i in range(5):
+        (tmp_path / f"{i}.png").write_bytes(b"x" * (i + 1))
+    records = [ImageRecord(path=f"{i}.png", location=str(tmp_path / f"{i}.png"), row=i) for i in range(5)]
+
+    def rerun() -> list[int]:
+        sink = ShardSink(f"{tmp_path}/out/", OUTPUT_SCHEMA, "job", 2, False)
+        sink.check()
+        parts, done = sink.prepare({}), []
+        for k, group in groupby(sink.pending(records), key=lambda r: r.row // 2):
+            chunk = list(group)
+            columns = {name: [None] * len(chunk) for name in OUTPUT_SCHEMA.names}
+            columns.update(path=[r.path for r in chunk], status=["error"] * len(chunk))
+            sink.write(Batch(rows=tuple(r.row for r in chunk), counts=Counts(),
+                             shard=parts.write(k, chunk, [columns])))
+            done += [r.row for r in chunk]
+        sink.commit({})
+        return done
+
+    assert rerun() == [0, 1, 2, 3, 4]
+    assert rerun() == []
+    (tmp_path / "3.png").write_bytes(b"changed")
+    assert rerun() == [2, 3]
+    assert manifest(tmp_path / "out")["rows"] == 5 and pd.read_parquet(tmp_path / "out").path.tolist() == [
+        f"{i}.png" for i in range(5)]
