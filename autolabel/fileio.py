@@ -247,14 +247,15 @@ def is_shard_folder(folder: Path) -> bool:
         return False
 
 
-def _refuse_inside_shards(target: Path, path: str | os.PathLike[str], option: str, own: Path | None) -> None:
-    """Refuse a target under a shard folder (other than `own`): the folder must read as one table (pandas too)."""
+def refuse_inside_shards(target: Path, path: str | os.PathLike[str], option: str, own: Path | None = None) -> None:
+    """Refuse (UsageError) writing `target` under a shard folder (other than `own`, the run's own --out): the
+    folder must keep reading as one table, pandas' reader included. `path` is the location as given."""
     own_real = os.path.realpath(own) if own is not None else None
     for folder in target.absolute().parents:
         if os.path.isdir(folder) and os.path.realpath(folder) != own_real and is_shard_folder(folder):
-            raise UsageError(f"{option} {path}: is inside {folder}, a shard folder of `autolabel run` (only its "
-                             "parts and _autolabel.json belong there, so that it reads as one table); write it "
-                             "elsewhere")
+            raise UsageError(f"{option} {path}: would write inside {folder}, a shard folder of `autolabel run` "
+                             "(only its parts and _autolabel.json belong there, so that it reads as one table); "
+                             "choose another location")
 
 
 def check_output_file(path: str | os.PathLike[str], option: str,
@@ -275,7 +276,7 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     target = _checked_target(path, option)
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
-    _refuse_inside_shards(target, path, option, shard_folder)
+    refuse_inside_shards(target, path, option, shard_folder)
     for given in inputs:
         if given is not None and (same_file(target, given) or _same_name(target, given)):
             raise UsageError(f"{option} {path}: is {given}, an input of this command; write to another file")
@@ -299,7 +300,7 @@ def check_output_folder(path: str | os.PathLike[str], option: str) -> None:
     target = _checked_target(path, option)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{option} {path}: is a file, not a folder; choose a folder")
-    _refuse_inside_shards(target, path, option, None)
+    refuse_inside_shards(target, path, option)
     nearest = next(p for p in (target.absolute(), *target.absolute().parents) if p.exists())
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".autolabel-probe-", dir=nearest))

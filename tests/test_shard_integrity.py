@@ -232,6 +232,7 @@ def _foreign_writes(folder: Path, tmp_path: Path, labels: Path, model: Path, pic
     return [[*for_run, "--summary-json", str(folder / "s.json")],
             [*for_run, "--summary-json", str(folder / "sub" / "s.json")],
             ["run", str(pics), *base, "-o", str(folder / "o.parquet")],
+            [*for_run, "--cache-dir", str(folder)], [*for_run, "--cache-dir", str(folder / "cache")],
             ["run", str(pics), *base, "-o", f"{folder}/sub/"],
             ["audit", str(tmp_path / "o.parquet"), "--out", str(folder / "a.csv")],
             ["report", str(tmp_path / "o.parquet"), "--out", str(folder / "r.html")],
