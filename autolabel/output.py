@@ -21,7 +21,7 @@ from autolabel.fileio import SHARD_LOCK as LOCK
 from autolabel.fileio import SHARD_MANIFEST as MANIFEST
 from autolabel.fileio import SHARD_PART as PART
 from autolabel.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
-from autolabel.shardfolder import SHARD_KEY, _join, part_name, read_manifest
+from autolabel.shardfolder import SHARD_KEY, in_folder, part_name, read_manifest
 from autolabel.sources import ImageRecord
 from autolabel.stages import Counts
 from autolabel.writers import METADATA_KEY, TableWriter, output_format
@@ -94,7 +94,7 @@ class PartWriter:
 
     def open(self, index: int) -> TableWriter:
         """A writer for shard `index` (nothing is visible at its name until `close`)."""
-        return TableWriter(_join(self.folder, part_name(index)), self.schema)
+        return TableWriter(in_folder(self.folder, part_name(index)), self.schema)
 
     def close(self, writer: TableWriter, index: int, first_row: int, rows: int, counts: Counts,
               digest: str) -> Shard:
@@ -243,8 +243,7 @@ class ShardSink:
         self._lock: FolderLock | None = None
         self.reviews: dict[int, int] = {}  # finished part → rows with a human review in it
         self._open_rows, self._open_counts = 0, Counts()
-        self.digests: dict[int, str] = {}  # shard being redone → the digest of its input rows
-        self.end: int | None = None  # how many shards SOURCE has, once its records have all gone by
+        self.digests: dict[int, str] = {}  # shard being (re)done → the digest of its input rows
         self._manifest_removed = False
 
     # --- before the model loads ---------------------------------------------------------------------
@@ -340,7 +339,7 @@ class ShardSink:
             match = PART.match(name)
             if match:
                 try:
-                    meta = read_metadata(_join(self.folder, name))
+                    meta = read_metadata(in_folder(self.folder, name))
                 except Exception:  # a file named like a part that is not a Parquet table of ours
                     meta = {}
                 yield int(match.group(1)), meta
@@ -356,7 +355,7 @@ class ShardSink:
         return os.listdir(folder) if folder.is_dir() else []
 
     def _remove(self, name: str) -> None:
-        target = _join(self.folder, name)
+        target = in_folder(self.folder, name)
         if storage.is_url(target):
             fs, path = storage.filesystem(target)
             if fs.exists(path):
@@ -425,7 +424,6 @@ class ShardSink:
 
     def _ended(self, end: int) -> None:
         """SOURCE has `end` shards: finished ones beyond them are dropped (or refused when they hold reviews)."""
-        self.end = end
         for k in sorted(k for k in self.finished if k >= end):
             self._may_replace(k, "SOURCE is shorter now")
             del self.finished[k]
@@ -482,7 +480,7 @@ class ShardSink:
                     "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows, "digest": s.digest,
                                 "counts": s.counts.to_dict()} for _, s in sorted(shards.items())]}
         text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
-        target = _join(self.folder, MANIFEST)
+        target = in_folder(self.folder, MANIFEST)
         if storage.is_url(target):
             local = temp_beside(Path(os.environ.get("TMPDIR", "/tmp")) / MANIFEST)
             try:

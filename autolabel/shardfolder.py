@@ -23,13 +23,14 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def _join(folder: str, name: str) -> str:
+def in_folder(folder: str, name: str) -> str:
+    """The location of `name` in a local or object-store folder."""
     return f"{folder.rstrip('/')}/{name}" if storage.is_url(folder) else str(Path(folder) / name)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
     """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
-    target = _join(str(folder), SHARD_MANIFEST)
+    target = in_folder(str(folder), SHARD_MANIFEST)
     try:
         if storage.is_url(target):
             manifest = json.loads(storage.read_url(target))
@@ -68,9 +69,10 @@ def finished_manifest(folder: str | Path) -> dict[str, Any]:
                           "labels table only when `autolabel run --out DIR/` wrote it: give that folder or a table "
                           "file")
     shards = manifest.get("shards")
-    if not isinstance(shards, list) or not all(isinstance(s, dict) and isinstance(s.get("file"), str)
-                                               and SHARD_PART.match(s["file"]) for s in shards):
-        raise SourceError(f"{folder}: {SHARD_MANIFEST} is not a manifest autolabel wrote; {REDO}")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards) or \
+            [s.get("file") for s in shards] != [part_name(i) for i in range(len(shards))]:
+        raise SourceError(f"{folder}: {SHARD_MANIFEST} is not a manifest autolabel wrote (it must list "
+                          f"part-00000.parquet, part-00001.parquet, … in order); {REDO}")
     listed = {s["file"] for s in shards}
     stray = sorted(n for n in names if SHARD_PART.match(n) and n not in listed)
     if stray:

@@ -321,3 +321,20 @@ def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_pat
     assert rerun() == [2, 3]
     assert manifest(tmp_path / "out")["rows"] == 5 and pd.read_parquet(tmp_path / "out").path.tolist() == [
         f"{i}.png" for i in range(5)]
+
+
+def test_a_manifest_edited_out_of_order_or_a_missing_part_is_one_line(tmp_path, pics, labels_yaml,
+                                                                        tiny_clip) -> None:
+    folder = tmp_path / "shards"
+    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    original = manifest(folder)
+    edited = {**original, "shards": original["shards"][::-1]}
+    (folder / "_autolabel.json").write_text(json.dumps(edited))
+    assert "_autolabel.json is not a manifest autolabel wrote (it must list part-00000.parquet" in refused(
+        cli("eval", str(folder), "--truth", str(truth_csv(tmp_path))))
+    (folder / "_autolabel.json").write_text(json.dumps(original))
+    (folder / "part-00001.parquet").unlink()
+    assert "part-00001.parquet, listed in _autolabel.json, cannot be read (file not found)" in refused(
+        cli("eval", str(folder), "--truth", str(truth_csv(tmp_path))))
+    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    same_as_fresh(folder, pics, labels_yaml, tiny_clip, tmp_path)
