@@ -338,3 +338,21 @@ def test_a_manifest_edited_out_of_order_or_a_missing_part_is_one_line(tmp_path, 
         cli("eval", str(folder), "--truth", str(truth_csv(tmp_path))))
     ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
     same_as_fresh(folder, pics, labels_yaml, tiny_clip, tmp_path)
+
+
+def test_a_swapped_part_holding_reviews_is_refused_and_left_as_it_was(tmp_path, pics, labels_yaml,
+                                                                          tiny_clip) -> None:
+    folder = tmp_path / "shards"
+    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    first = pd.read_parquet(folder / "part-00000.parquet").path[0]
+    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{pics / first},bird\n")
+    ok(cli("import-review", str(tmp_path / "c.csv"), "--into", str(folder)))
+    zero, one = folder / "part-00000.parquet", folder / "part-00001.parquet"
+    a, b = zero.read_bytes(), one.read_bytes()
+    zero.write_bytes(b)
+    one.write_bytes(a)
+    line = refused(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    assert line == (f"error: --out {folder}: part-00001.parquet holds 1 human review(s) (reviewed_label) and this "
+                    "run would redo it (it is not the shard its name says: a part copied or swapped in); write to "
+                    "another folder and pass this one to --examples to keep them, or pass --overwrite to drop them")
+    assert (zero.read_bytes(), one.read_bytes()) == (b, a)
