@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from autolabel.errors import UsageError
+from autolabel.fileio import refuse_inside_shards
 
 CACHE_FILE = "embeddings.sqlite"
 _SCHEMA = """
@@ -86,6 +87,7 @@ class EmbeddingCache:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._warn = warn
+        refuse_inside_shards(self.path, folder, "--cache-dir")  # a shard folder holds its parts only
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if self.path.exists() and not self.path.is_file():

@@ -76,10 +76,16 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
 
     suffix = Path(path).suffix.lower()
     folder = not storage.is_url(path) and Path(path).is_dir()
-    if folder:
-        import pyarrow.parquet as pq
+    recorded = None
+    if folder:  # a finished run's shard folder, every part checked against its manifest
+        from autolabel.errors import SourceError
+        from autolabel.shardfolder import read_folder
 
-        table = pq.read_table(path)  # a shard folder: its part files (pyarrow skips _autolabel.json)
+        try:
+            table, manifest = read_folder(path)
+        except SourceError as exc:
+            raise SourceError(f"{option} {exc}".lstrip()) from None
+        recorded = (manifest.get("autolabel") or {}).get("images_root")
     elif suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
         raise UsageError(f"{option} {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl".lstrip())
     else:
@@ -96,8 +102,8 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
     if label_column is None or label_column not in names:
         wanted = f"'{column}' (--examples-column)" if column else "'reviewed_label' or 'label'"
         raise UsageError(f"{where}: no label column {wanted}; columns are: {', '.join(names)}")
-    base = _recorded_root(path, folder) or (storage.parent(path) if storage.is_url(path)
-                                            else str(Path(path).absolute().parent))
+    base = (recorded if isinstance(recorded, str) and recorded else _recorded_root(path)) or (
+        storage.parent(path) if storage.is_url(path) else str(Path(path).absolute().parent))
     out = []
     for i, (given, label) in enumerate(zip(table.column(path_column).to_pylist(),
                                            table.column(label_column).to_pylist(), strict=True)):
@@ -116,18 +122,14 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
     return out
 
 
-def _recorded_root(path: str, folder: bool) -> str | None:
-    """The images folder a labels table `run` wrote records (Parquet metadata, or a shard folder's manifest)."""
+def _recorded_root(path: str) -> str | None:
+    """The images folder a Parquet labels table `run` wrote records in its metadata."""
     import json
 
     import pyarrow.parquet as pq
 
-    from autolabel.fileio import read_json_object
-
     try:
-        if folder:  # the shard folder's manifest (output.MANIFEST; output imports this module)
-            meta = read_json_object(Path(path) / "_autolabel.json", "the shard manifest").get("autolabel") or {}
-        elif Path(path).suffix.lower() == ".parquet" and not storage.is_url(path):
+        if Path(path).suffix.lower() == ".parquet" and not storage.is_url(path):
             raw = (pq.read_schema(path).metadata or {}).get(b"autolabel")
             meta = json.loads(raw) if raw else {}
         else:

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -18,6 +19,11 @@ from autolabel.errors import UsageError
 MAX_INPUT_BYTES = 256 << 20  # an image file beyond this is refused unread (a device, a runaway file)
 MAX_TEXT_BYTES = 64 << 20  # a label spec or review export
 MAX_TABLE_BYTES = 64 << 30  # a manifest or labels table
+
+# What marks a shard folder (`run --out DIR/`): its manifest, the lock of a run writing it, or a part file.
+SHARD_MANIFEST = "_autolabel.json"
+SHARD_LOCK = "_autolabel.lock"
+SHARD_PART = re.compile(r"^part-(\d{5,})\.parquet$")
 
 
 class InputError(OSError):
@@ -230,15 +236,38 @@ def calibrated_spec(path: Path) -> bool:
     return _head(path, len(SPEC_MARK)) == SPEC_MARK.encode()
 
 
+def is_shard_folder(folder: Path) -> bool:
+    """True for a folder a run wrote or is writing shards to (finished, running or interrupted)."""
+    try:
+        if any(os.path.lexists(folder / name) for name in (SHARD_MANIFEST, SHARD_LOCK)):
+            return True
+        with os.scandir(folder) as entries:
+            return any(SHARD_PART.match(entry.name) for entry in entries)
+    except OSError:
+        return False
+
+
+def refuse_inside_shards(target: Path, path: str | os.PathLike[str], option: str, own: Path | None = None) -> None:
+    """Refuse (UsageError) writing `target` under a shard folder (other than `own`, the run's own --out): the
+    folder must keep reading as one table, pandas' reader included. `path` is the location as given."""
+    own_real = os.path.realpath(own) if own is not None else None
+    for folder in target.absolute().parents:
+        if os.path.isdir(folder) and os.path.realpath(folder) != own_real and is_shard_folder(folder):
+            raise UsageError(f"{option} {path}: would write inside {folder}, a shard folder of `autolabel run` "
+                             "(only its parts and _autolabel.json belong there, so that it reads as one table); "
+                             "choose another location")
+
+
 def check_output_file(path: str | os.PathLike[str], option: str,
                       inputs: Iterable[str | os.PathLike[str] | None] = (),
-                      replaces: Callable[[Path], bool] | None = None) -> None:
+                      replaces: Callable[[Path], bool] | None = None, shard_folder: Path | None = None) -> None:
     """Refuse (UsageError, one line) an output file that could not be written, before any work is done.
 
     Creates the missing parent folders (the write would), then proves the folder takes a new file by
     creating and removing one; the file itself, if it exists, must not be a folder, nor one of the
     command's `inputs` (writing there would destroy what is being read), nor — given `replaces`, which
-    tells the command's own files from others — a non-empty file the command did not write.
+    tells the command's own files from others — a non-empty file the command did not write. Nothing lands
+    inside a shard folder but that folder's own files (`shard_folder`: the run's own --out).
     """
     from autolabel import storage
 
@@ -247,6 +276,7 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     target = _checked_target(path, option)
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
+    refuse_inside_shards(target, path, option, shard_folder)
     for given in inputs:
         if given is not None and (same_file(target, given) or _same_name(target, given)):
             raise UsageError(f"{option} {path}: is {given}, an input of this command; write to another file")
@@ -265,11 +295,12 @@ def check_output_folder(path: str | os.PathLike[str], option: str) -> None:
     """Refuse (UsageError, one line) an output folder that could not be written, creating nothing.
 
     The folder, or its nearest existing ancestor, must be a folder that takes a new entry (proved with a
-    probe folder, removed at once).
+    probe folder, removed at once), and not lie inside a shard folder.
     """
     target = _checked_target(path, option)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{option} {path}: is a file, not a folder; choose a folder")
+    refuse_inside_shards(target, path, option)
     nearest = next(p for p in (target.absolute(), *target.absolute().parents) if p.exists())
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".autolabel-probe-", dir=nearest))

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import errno
+import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,20 +17,57 @@ import pyarrow as pa
 from autolabel import storage
 from autolabel.engines.base import Batch, Shard
 from autolabel.errors import UsageError
+from autolabel.fileio import SHARD_LOCK as LOCK
+from autolabel.fileio import SHARD_MANIFEST as MANIFEST
+from autolabel.fileio import SHARD_PART as PART
 from autolabel.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
+from autolabel.shardfolder import SHARD_KEY, in_folder, part_name, read_manifest
 from autolabel.sources import ImageRecord
 from autolabel.stages import Counts
 from autolabel.writers import METADATA_KEY, TableWriter, output_format
 
-MANIFEST = "_autolabel.json"
-LOCK = "_autolabel.lock"
-PART = re.compile(r"^part-(\d{5,})\.parquet$")
-SHARD_KEY = "shard"
+CHANGED = "its images changed in SOURCE: added, removed, renamed, reordered or modified"
 
 
-def part_name(index: int) -> str:
-    """The file name of shard `index`."""
-    return f"part-{index:05d}.parquet"
+class ShardDigest:
+    """What a shard covers, as a digest of its input rows: each row's path, location, pass-through values and,
+    for a local file, its size and modification time (an object-store image is known by its URL alone).
+
+    Fed row by row, so a shard's digest is known once its last record has gone by; `prefix` is the digest
+    of its first `upto` rows (was an earlier, shorter last shard the start of this one?).
+    """
+
+    def __init__(self, upto: int = 0) -> None:
+        self._hash, self.rows, self.upto, self.prefix = hashlib.sha256(), 0, upto, ""
+
+    def add(self, record: ImageRecord) -> None:
+        """One more row."""
+        size = mtime = -1
+        location = record.location
+        if location and ("://" not in location or not storage.is_url(location)):
+            try:
+                info = os.stat(location)
+                size, mtime = info.st_size, info.st_mtime_ns
+            except OSError:
+                pass
+        extra = repr(record.extra) if record.extra else ""
+        line = f"{record.row}\0{record.path!r}\0{location!r}\0{extra}\0{record.error!r}\0{size}\0{mtime}\n"
+        self._hash.update(line.encode("utf-8", "surrogatepass"))
+        self.rows += 1
+        if self.rows == self.upto:
+            self.prefix = self.hexdigest()
+
+    def hexdigest(self) -> str:
+        """The digest of the rows so far."""
+        return self._hash.hexdigest()[:32]
+
+
+def digest_of(records: Iterable[ImageRecord]) -> str:
+    """The ShardDigest of a shard's records."""
+    digest = ShardDigest()
+    for record in records:
+        digest.add(record)
+    return digest.hexdigest()
 
 
 def is_folder_output(out: str) -> bool:
@@ -41,10 +77,6 @@ def is_folder_output(out: str) -> bool:
     if storage.is_url(out):
         return Path(out).suffix == "" and storage.is_folder(out)
     return Path(out).expanduser().is_dir()
-
-
-def _join(folder: str, name: str) -> str:
-    return f"{folder.rstrip('/')}/{name}" if storage.is_url(folder) else str(Path(folder) / name)
 
 
 @dataclass(frozen=True)
@@ -62,19 +94,21 @@ class PartWriter:
 
     def open(self, index: int) -> TableWriter:
         """A writer for shard `index` (nothing is visible at its name until `close`)."""
-        return TableWriter(_join(self.folder, part_name(index)), self.schema)
+        return TableWriter(in_folder(self.folder, part_name(index)), self.schema)
 
-    def close(self, writer: TableWriter, index: int, first_row: int, rows: int, counts: Counts) -> Shard:
-        """Commit a shard's file with its metadata; returns what the manifest records of it."""
+    def close(self, writer: TableWriter, index: int, first_row: int, rows: int, counts: Counts,
+              digest: str) -> Shard:
+        """Commit a shard's file with its metadata (`digest`: its input rows' ShardDigest); returns what the
+        manifest records of it."""
         meta = dict(self.metadata)
         meta[SHARD_KEY] = {"index": index, "first_row": first_row, "rows": rows, "key": self.key,
-                           "settings": self.settings,
+                           "settings": self.settings, "digest": digest,
                            "counts": counts.to_dict()}
         writer.commit(meta)
-        return Shard(index, part_name(index), first_row, rows, counts)
+        return Shard(index, part_name(index), first_row, rows, counts, digest)
 
-    def write(self, index: int, first_row: int, columns: Iterable[dict[str, list[Any]]]) -> Shard:
-        """Write a whole shard from its batches of columns."""
+    def write(self, index: int, records: list[ImageRecord], columns: Iterable[dict[str, list[Any]]]) -> Shard:
+        """Write a whole shard: its records, labelled as batches of columns."""
         writer = self.open(index)
         rows, counts = 0, Counts()
         try:
@@ -82,7 +116,7 @@ class PartWriter:
                 writer.write(cols)
                 rows += len(cols["path"])
                 counts += Counts.of(cols, 0)
-            return self.close(writer, index, first_row, rows, counts)
+            return self.close(writer, index, records[0].row, rows, counts, digest_of(records))
         except BaseException:
             writer.abort()
             raise
@@ -209,6 +243,8 @@ class ShardSink:
         self._lock: FolderLock | None = None
         self.reviews: dict[int, int] = {}  # finished part → rows with a human review in it
         self._open_rows, self._open_counts = 0, Counts()
+        self.digests: dict[int, str] = {}  # shard being (re)done → the digest of its input rows
+        self._manifest_removed = False
 
     # --- before the model loads ---------------------------------------------------------------------
     def check(self) -> None:
@@ -217,7 +253,7 @@ class ShardSink:
             folder = Path(self.folder).expanduser()
             if folder.exists() and not folder.is_dir():
                 raise UsageError(f"--out {self.folder}: exists and is not a folder")
-            check_output_file(folder / MANIFEST, "--out")
+            check_output_file(folder / MANIFEST, "--out", shard_folder=folder)
             self._lock = FolderLock.take(folder, self.folder)
         try:
             self._read_existing()
@@ -239,23 +275,37 @@ class ShardSink:
                                  "(choose an empty folder)")
             if shard["key"] != self.key:
                 if not self.overwrite:
-                    old = shard.get("settings") or {}
-                    changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
-                    what = ", ".join(changed) if old and changed else "label spec, model, source or options"
-                    reviews = self._reviews_total()
-                    lost = (f"; --overwrite would drop the {reviews} human review(s) in them — to keep them, write "
-                            "to another folder and pass this one to --examples" if reviews else "")
-                    raise UsageError(f"--out {self.folder}: holds shards of a different job ({what} changed); pass "
-                                     f"--overwrite to replace them, or choose another folder{lost}")
+                    self._refuse_other_job(shard)
+                self.stale.add(index)
+                continue
+            if not storage.is_url(self.folder):
+                self.reviews[index] = _reviews_in_part(Path(self.folder).expanduser() / name)
+            if shard.get("index") != index or shard.get("first_row") != index * self.shard_size:
+                self._may_replace(index, "it is not the shard its name says: a part copied or swapped in")
                 self.stale.add(index)
                 continue
             self.finished[index] = Shard(index, name, int(shard["first_row"]), int(shard["rows"]),
-                                         Counts.from_dict(shard["counts"]))
+                                         Counts.from_dict(shard["counts"]), str(shard.get("digest") or ""))
             self.models[index] = _model_identity(meta.get("model") or {})
-            if not storage.is_url(self.folder):
-                self.reviews[index] = _reviews_in_part(Path(self.folder).expanduser() / name)
         if self.stale:
-            self._remove(MANIFEST)  # the old manifest no longer describes the folder
+            self._changing()  # the old manifest no longer describes the folder
+
+    def _refuse_other_job(self, shard: dict[str, Any]) -> None:
+        old = shard.get("settings") or {}
+        changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+        what = ", ".join(changed) if old and changed else "label spec, model, source or options"
+        reviews = self._reviews_total()
+        lost = (f"; --overwrite would drop the {reviews} human review(s) in them — to keep them, write "
+                "to another folder and pass this one to --examples" if reviews else "")
+        raise UsageError(f"--out {self.folder}: holds shards of a different job ({what} changed); pass "
+                         f"--overwrite to replace them, or choose another folder{lost}")
+
+    def _changing(self) -> None:
+        """The folder is about to differ from what its manifest says: remove the manifest first (once), so
+        that no reader takes the folder for a finished run until this one commits."""
+        if not self._manifest_removed:
+            self._remove(MANIFEST)
+            self._manifest_removed = True
 
     def _reviews_total(self) -> int:
         """Human reviews in every part of the folder (local folders; 0 for object stores)."""
@@ -289,7 +339,7 @@ class ShardSink:
             match = PART.match(name)
             if match:
                 try:
-                    meta = read_metadata(_join(self.folder, name))
+                    meta = read_metadata(in_folder(self.folder, name))
                 except Exception:  # a file named like a part that is not a Parquet table of ours
                     meta = {}
                 yield int(match.group(1)), meta
@@ -305,7 +355,7 @@ class ShardSink:
         return os.listdir(folder) if folder.is_dir() else []
 
     def _remove(self, name: str) -> None:
-        target = _join(self.folder, name)
+        target = in_folder(self.folder, name)
         if storage.is_url(target):
             fs, path = storage.filesystem(target)
             if fs.exists(path):
@@ -328,36 +378,63 @@ class ShardSink:
         return self.parts
 
     def pending(self, records: Iterable[ImageRecord]) -> Iterator[ImageRecord]:
-        """The records of shards not finished yet.
+        """The records of the shards this run must (re)do, in input order.
 
-        A full finished shard is skipped outright. A shorter one (the last shard of an earlier run) is
-        kept only if the source still ends where it did; its records are held back until that is known.
+        A shard no part holds yet streams through (its digest taken on the way). A finished shard's records
+        are held (at most --shard-size of them) until its last one has gone by: its part is kept only when
+        the digest of its input rows is the one the part recorded, so added, removed, renamed, reordered or
+        modified images redo exactly the shards they fall in (or refuse, when such a shard holds human
+        reviews). Kept shards' records are never decoded.
         """
         held: list[ImageRecord] = []
-        held_shard = -1
+        digest, k = ShardDigest(), -1
         for record in records:
-            k = record.row // self.shard_size
-            if held and k != held_shard:
-                held = []  # the source ended the shard where the earlier run did: it stays finished
-            done = self.finished.get(k)
-            if done is None:
-                yield record
-            elif done.rows == self.shard_size:
-                continue
-            elif record.row < done.first_row + done.rows:
+            if record.row // self.shard_size != k:
+                yield from self._settle(k, digest, held)
+                k, held = record.row // self.shard_size, []
+                done = self.finished.get(k)
+                digest = ShardDigest(done.rows if done is not None else 0)
+                if done is None:
+                    self._changing()
+            digest.add(record)
+            if k in self.finished:
                 held.append(record)
-                held_shard = k
-            else:  # the source grew past an earlier final shard: redo it
-                self._may_replace(k, "SOURCE grew past it")
-                del self.finished[k]
-                yield from held
-                held = []
+            else:
                 yield record
+        yield from self._settle(k, digest, held)
+        self._ended(k + 1)
+
+    def _settle(self, k: int, digest: ShardDigest, held: list[ImageRecord]) -> list[ImageRecord]:
+        """Shard k's records have all gone by: the held ones to redo, or none when its part covers exactly them."""
+        if k < 0:
+            return []
+        done = self.finished.get(k)
+        if done is None:  # streamed: its part (written once the engine catches up) records this digest
+            self.digests[k] = digest.hexdigest()
+            return []
+        if done.digest == digest.hexdigest() and (done.first_row, done.rows) == (held[0].row, len(held)):
+            return []
+        grew = done.digest and digest.prefix == done.digest and len(held) > done.rows
+        self._may_replace(k, "SOURCE grew past it" if grew else CHANGED if done.digest else
+                          "an earlier autolabel wrote it without a digest of its images")
+        del self.finished[k]
+        self.digests[k] = digest.hexdigest()
+        self._changing()
+        return held
+
+    def _ended(self, end: int) -> None:
+        """SOURCE has `end` shards: finished ones beyond them are dropped (or refused when they hold reviews)."""
+        for k in sorted(k for k in self.finished if k >= end):
+            self._may_replace(k, "SOURCE is shorter now")
+            del self.finished[k]
+            self.stale.add(k)
+            self._changing()
 
     def write(self, batch: Batch) -> None:
         """Record a shard a worker wrote, or route a batch's rows into their shards' files."""
-        if batch.shard is not None:
+        if batch.shard is not None:  # a Ray worker wrote it, with the digest of the records it was given
             self.written[batch.shard.index] = batch.shard
+            self.digests.pop(batch.shard.index, None)
             return
         columns, rows = batch.columns or {}, batch.rows
         n, start = len(rows), 0
@@ -383,7 +460,8 @@ class ShardSink:
     def _close(self) -> None:
         if self._open is not None and self.parts is not None:
             k, first, writer = self._open
-            self.written[k] = self.parts.close(writer, k, first, self._open_rows, self._open_counts)
+            self.written[k] = self.parts.close(writer, k, first, self._open_rows, self._open_counts,
+                                               self.digests.pop(k, ""))
         self._open = None
 
     def commit(self, metadata: dict[str, Any]) -> str:
@@ -399,10 +477,10 @@ class ShardSink:
                 self._remove(part_name(index))
         manifest = {"autolabel": metadata, "shard_size": self.shard_size, "key": self.key,
                     "rows": sum(s.rows for s in shards.values()), "complete": True,
-                    "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows,
+                    "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows, "digest": s.digest,
                                 "counts": s.counts.to_dict()} for _, s in sorted(shards.items())]}
         text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
-        target = _join(self.folder, MANIFEST)
+        target = in_folder(self.folder, MANIFEST)
         if storage.is_url(target):
             local = temp_beside(Path(os.environ.get("TMPDIR", "/tmp")) / MANIFEST)
             try:
@@ -500,30 +578,6 @@ def rewrite_shards(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:
 
 def _model_identity(model: dict[str, Any]) -> str:
     return f"{model.get('fingerprint')}:{model.get('precision')}"
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
-    from autolabel.errors import SourceError
-    from autolabel.fileio import InputError, read_json_object
-
-    target = _join(str(folder), MANIFEST)
-    try:
-        if storage.is_url(target):
-            manifest = json.loads(storage.read_url(target))
-            if not isinstance(manifest, dict):
-                raise InputError(errno.EINVAL, "the shard manifest is not a JSON object")
-            return manifest
-        return read_json_object(target, "the shard manifest")
-    except FileNotFoundError:
-        return {}
-    except InputError as exc:
-        if exc.errno == errno.ENOENT:
-            return {}
-        raise SourceError(f"{target}: {exc.strerror}; re-run the job with --overwrite") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{target}: not a manifest autolabel wrote ({exc}); re-run the job with --overwrite") \
-            from None
 
 
 __all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]

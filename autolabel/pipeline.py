@@ -363,8 +363,8 @@ def finish(config: RunConfig, job: Job, summary: RunSummary, out: str, reporter:
 
 
 def _inside(path: str, folder: str) -> bool:
-    """True when `path` would be written inside the existing local folder `folder`."""
-    if storage.is_url(folder) or not os.path.isdir(os.path.expanduser(folder)):
+    """True when `path` would be written inside the local folder `folder` (one this run creates, too)."""
+    if storage.is_url(folder):
         return False
     real = os.path.realpath(os.path.expanduser(folder))
     return os.path.realpath(os.path.expanduser(path)).startswith(real.rstrip(os.sep) + os.sep)

@@ -88,28 +88,13 @@ class Results:
         return float(self.spec.min_margin) if self.spec is not None else 0.0
 
 
-def _read_parquet(path: Path) -> pa.Table:
-    with open_regular(path) as f:
-        return pq.read_table(f)
-
-
 def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A shard folder written by `autolabel run --out DIR/`: its parts in order, and the manifest's metadata."""
-    from autolabel.output import read_manifest
+    """A shard folder a finished `autolabel run --out DIR/` wrote: its parts in order (each checked to be the
+    shard the manifest lists), and the manifest's metadata."""
+    from autolabel.shardfolder import read_folder
 
-    manifest = read_manifest(folder)
-    if not manifest:
-        raise SourceError(f"{folder}: no _autolabel.json, so the run that writes this folder has not finished; "
-                          "re-run the same `autolabel run` command to complete it")
-    try:
-        tables = [_read_parquet(folder / shard["file"]) for shard in manifest["shards"]]
-    except InputError as exc:
-        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc.strerror})") from None
-    except (OSError, KeyError, TypeError, pa.ArrowInvalid) as exc:
-        raise SourceError(f"{folder}: a shard listed in _autolabel.json cannot be read ({exc})") from None
-    frame = pa.concat_tables([t.replace_schema_metadata(None) for t in tables]).to_pandas() if tables else \
-        pd.DataFrame(columns=OUTPUT_SCHEMA.names)
-    return frame, dict(manifest.get("autolabel") or {})
+    table, manifest = read_folder(folder)
+    return table.to_pandas(), dict(manifest.get("autolabel") or {})
 
 
 def load_results(path: str | Path, labels: str | Path | None = None) -> Results:

@@ -157,8 +157,10 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     lock = None
     if Path(into).is_dir():  # a shard folder: each part is rewritten in place, never while a run writes it
         from autolabel.output import FolderLock
+        from autolabel.shardfolder import finished_manifest
 
         check_output_folder(into, "--into")
+        finished_manifest(into)  # no lock file is left in a folder that is not a finished run's
         lock = FolderLock.take(Path(into), into)
     else:
         check_output_file(into, "--into", (exported, spec))

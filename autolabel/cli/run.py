@@ -71,7 +71,8 @@ def run(source: str, labels: str, out: str, **options: Any) -> None:
     Image and text embeddings are cached by content, so changing the label spec and running again only
     re-encodes the prompts, and an interrupted run re-run with the same arguments resumes where it stopped.
     With a folder --out (DIR/), rows go to part-NNNNN.parquet shards of --shard-size input rows, and a
-    re-run skips the finished shards (on Ray too, where the cache is not used).
+    re-run skips the finished shards whose images are unchanged and redoes the others, so the folder
+    equals a fresh run of SOURCE (on Ray too, where the cache is not used).
 
     \b
     Examples:

@@ -12,13 +12,15 @@ from autolabel.stages import Counts
 
 @dataclass(frozen=True)
 class Shard:
-    """A finished output shard: its file name, first input row and row count, and what it counted."""
+    """A finished output shard: its file name, first input row and row count, what it counted, and the digest of
+    its input rows (output.ShardDigest: what it covers)."""
 
     index: int
     file: str
     first_row: int
     rows: int
     counts: Counts
+    digest: str = ""
 
 
 @dataclass(frozen=True)

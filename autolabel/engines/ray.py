@@ -115,7 +115,7 @@ class LabelActor:
 
         rows = tuple(r.row for r in records)
         if shard is not None:
-            written = self.parts.write(shard, records[0].row, columns())
+            written = self.parts.write(shard, records, columns())
             return Batch(rows=rows, counts=totals, shard=written, errors=tuple(errors))
         merged: dict[str, list[Any]] = {}
         for cols in columns():
