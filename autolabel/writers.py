@@ -6,9 +6,10 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,30 +78,42 @@ class TableWriter:
         self.rows_per_group = rows_per_group
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.out)
-        self.tmp = temp_beside(self.out)
         self._parquet: pq.ParquetWriter | None = None
         self._csv_file: Any = None
-        if self.format == "parquet":
-            self._parquet = pq.ParquetWriter(self.tmp, schema, compression="zstd")
-        else:
-            self._csv_file = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self._csv = csv.writer(self._csv_file)
-            self._csv.writerow(schema.names)
+        with self.naming():
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.out)
+            self.tmp = temp_beside(self.out)
+            if self.format == "parquet":
+                self._parquet = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+            else:
+                self._csv_file = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                self._csv = csv.writer(self._csv_file)
+                self._csv.writerow(schema.names)
+
+    @contextlib.contextmanager
+    def naming(self) -> Iterator[None]:
+        """An OSError while writing → the same error naming OUT (pyarrow names no file; ours name a temp file)."""
+        try:
+            yield
+        except OSError as exc:
+            found = re.search(r"errno (\d+)", str(exc), re.IGNORECASE)
+            code = exc.errno or (int(found.group(1)) if found else None)
+            raise OSError(code, exc.strerror or " ".join(str(exc).split()), self.remote or str(self.out)) from exc
 
     def write(self, columns: dict[str, Sequence[Any]]) -> None:
         """Append rows given as {column: values}; all schema columns must be present."""
         batch = pa.RecordBatch.from_arrays(
             [pa.array(columns[f.name], type=f.type) for f in self.schema], schema=self.schema
         )
-        if self._parquet is None:
-            self._write_csv(batch)
-            return
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= self.rows_per_group:
-            self._flush()
+        with self.naming():
+            if self._parquet is None:
+                self._write_csv(batch)
+                return
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+            if self._pending_rows >= self.rows_per_group:
+                self._flush()
 
     def _flush(self) -> None:
         if self._pending and self._parquet is not None:
@@ -113,7 +126,8 @@ class TableWriter:
 
     def commit(self, metadata: dict[str, Any]) -> Path | str:
         """Finish the file, attach run metadata, and atomically put it at OUT (rename, or one upload)."""
-        done = self._finish(metadata)
+        with self.naming():
+            done = self._finish(metadata)
         if self.remote is None:
             return done
         from autolabel import storage
