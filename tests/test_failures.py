@@ -176,3 +176,52 @@ def test_describe_library_errors_by_their_module() -> None:
 
     assert describe(UnidentifiedImageError("cannot identify image file 'x.png'")) == \
         ("cannot identify image file 'x.png': check the file and try again", 1)
+
+
+def test_examples_given_an_image_folder_says_it_takes_a_table(tmp_path, image_folder, labels_yaml,
+                                                              tiny_clip) -> None:
+    result = invoke(*run_args(image_folder, labels_yaml, tiny_clip, tmp_path / "labels.parquet", "--examples",
+                              str(image_folder)))
+    assert result.exit_code == 2
+    assert one_line(result.output) == (
+        f"error: --examples {image_folder}: is a folder, not a table of reviewed images; --examples takes a table "
+        "(.parquet/.csv/.jsonl with path and label columns, e.g. a corrections CSV or a table import-review filled) "
+        "or a shard folder `autolabel run --out DIR/` wrote; to learn from folders of images, give each class "
+        "`examples: DIR/CLASS/*` in the label spec\n")
+    assert not (tmp_path / "labels.parquet").exists()
+
+
+def test_api_takes_one_examples_table_as_a_string(tmp_path, image_folder, tiny_clip) -> None:
+    import autolabel
+
+    table = tmp_path / "reviewed.csv"
+    table.write_text(f"path,reviewed_label\n{image_folder / 'c.png'},dog\n")
+    for given in (str(table), table):
+        labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog", "bird"], examples=given,
+                                    cache=False)
+        frame = labeler.label(image_folder / "c.png")
+        assert (frame.status[0], frame.label[0]) == ("reviewed", "dog")
+        assert labeler.examples_tables == (str(table),)
+
+
+@pytest.mark.parametrize("classes", ["cat dog", b"cat dog", {"cat": 1, "dog": 2}, 3])
+def test_api_refuses_classes_that_are_not_a_list(classes, tiny_clip) -> None:
+    import autolabel
+
+    with pytest.raises(autolabel.UsageError, match=r"^classes= takes a list of class names, e\.g\. "
+                                                   r"classes=\['cat', 'dog'\], not "):
+        autolabel.Labeler(model=str(tiny_clip), classes=classes, cache=False)
+
+
+def test_api_a_picture_without_pixels_is_an_error_row_and_none_is_refused(tiny_clip) -> None:
+    from PIL import Image
+
+    import autolabel
+
+    labeler = autolabel.Labeler(model=str(tiny_clip), classes=["cat", "dog"], cache=False)
+    frame = labeler.label([Image.new("RGB", (0, 0)), Image.new("RGB", (8, 8), "red"), Image.new("L", (5, 0))])
+    assert list(frame.status[[0, 2]]) == ["error", "error"] and frame.status[1] != "error"
+    assert frame.error[0] == "cannot use this image (the image has no pixels (0×0))"
+    for nothing in (None, 42):
+        with pytest.raises(autolabel.UsageError, match="^images: expected a path, a PIL image or a list of them, got "):
+            labeler.label(nothing)
