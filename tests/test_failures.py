@@ -225,3 +225,76 @@ def test_api_a_picture_without_pixels_is_an_error_row_and_none_is_refused(tiny_c
     for nothing in (None, 42):
         with pytest.raises(autolabel.UsageError, match="^images: expected a path, a PIL image or a list of them, got "):
             labeler.label(nothing)
+
+
+def test_a_csv_table_keeps_its_run_metadata_beside_it(tmp_path, image_folder, labels_yaml, tiny_clip) -> None:
+    """eval, report and export work on a CSV table without --labels, and the report finds its images."""
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "labels.csv"
+    assert invoke(*run_args(image_folder, labels_yaml, tiny_clip, out, "--no-cache")).exit_code == 0
+    sidecar = json.loads((tmp_path / "labels.csv.autolabel.json").read_text())
+    assert sidecar["table"] == "labels.csv" and sidecar["autolabel"]["classes"] == ["cat", "dog", "bird"]
+    assert sidecar["autolabel"]["images_root"] == str(image_folder)
+    frame = pd.read_csv(out)
+    frame["truth"] = frame["label"]
+    frame.to_csv(out, index=False)  # edited in a spreadsheet: the sidecar still describes the run
+    evaluated = CliRunner().invoke(main, ["eval", str(out), "--truth", "truth", "--json", "-"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["accuracy"] == 1.0
+    report = tmp_path / "report.html"
+    reported = invoke("report", str(out), "--out", str(report))
+    assert reported.exit_code == 0, reported.output
+    assert 'class="none">no image' not in report.read_text()  # every thumbnail found
+    exported = invoke("export", str(out), "--to", "imagefolder", "--out", str(tmp_path / "export"))
+    assert exported.exit_code == 0, exported.output
+    assert "skipping" not in exported.output
+    assert f"exported {(frame.status != 'error').sum()} images as imagefolder" in exported.output
+
+
+def test_a_report_that_finds_no_image_says_pass_images_root(tmp_path, image_folder, labels_yaml,
+                                                           tiny_clip) -> None:
+    import pandas as pd
+
+    out = tmp_path / "labels.csv"
+    assert invoke(*run_args(image_folder, labels_yaml, tiny_clip, out, "--no-cache")).exit_code == 0
+    elsewhere = tmp_path / "moved"
+    image_folder.rename(elsewhere)
+    report = tmp_path / "report.html"
+    result = invoke("report", str(out), "--out", str(report))
+    assert result.exit_code == 0  # the metrics stand; the line says why there are no thumbnails
+    n = len(pd.read_csv(out))
+    warned = [line for line in result.output.splitlines() if "none of its" in line]
+    assert warned == [f"warning: {out}: none of its {n} images was found under {image_folder} (e.g. "
+                      f"{pd.read_csv(out).path[0]} → {image_folder / pd.read_csv(out).path[0]}); pass --images-root "
+                      "with the folder its paths are relative to; the report shows no thumbnails"]
+    again = invoke("report", str(out), "--out", str(report), "--images-root", str(elsewhere))
+    assert again.exit_code == 0 and 'class="none">no image' not in report.read_text()
+
+
+def test_a_csv_without_metadata_finds_images_beside_it(tmp_path, image_folder, labels_yaml, tiny_clip,
+                                                       monkeypatch) -> None:
+    """A CSV that lost its sidecar, kept beside the images, is reported with them (as an export finds them)."""
+    out = image_folder / "labels.csv"
+    assert invoke(*run_args(image_folder, labels_yaml, tiny_clip, out, "--no-cache")).exit_code == 0
+    (image_folder / "labels.csv.autolabel.json").unlink()
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "report.html"
+    result = invoke("report", str(out), "--out", str(report), "--labels", str(labels_yaml))
+    assert result.exit_code == 0, result.output
+    assert 'class="none">no image' not in report.read_text()
+
+
+def test_a_file_of_the_users_where_the_sidecar_goes_is_kept(tmp_path, image_folder, labels_yaml, tiny_clip) -> None:
+    out, theirs = tmp_path / "labels.csv", tmp_path / "labels.csv.autolabel.json"
+    theirs.write_text('{"notes": "mine"}')
+    assert invoke(*run_args(image_folder, labels_yaml, tiny_clip, out, "--no-cache")).exit_code == 0
+    assert theirs.read_text() == '{"notes": "mine"}'
+    result = invoke("eval", str(out), "--truth", "label")
+    assert result.exit_code == 2
+    assert one_line(result.output) == (f"error: {theirs}: not the metadata autolabel writes beside a CSV table (no "
+                                       "'autolabel' object); move it away, or pass the label spec with --labels\n")
+    given = invoke("eval", str(out), "--truth", "label", "--labels", str(labels_yaml))
+    assert "sidecar" not in given.output and "autolabel.json" not in given.output, given.output

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from autolabel.errors import AutolabelError, RuntimeFailure, SourceError, UsageError
 from autolabel.exporters import label_studio
 from autolabel.exporters.base import ExportRow, export_rows, image_problem, model_version
-from autolabel.results import Results
+from autolabel.results import Results, find_images_root
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -105,7 +105,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     """Create (or reuse, by title) a project with this table's labeling config and add the tasks it does not hold yet,
     each with the model's prediction, in batches; make every image viewable."""
     mode = _mode(config)
-    rows = export_rows(results, config.status, results.images_root(config.images_root))
+    rows = export_rows(results, config.status, find_images_root(results, config.images_root))
     left_out: dict[str, str] = {}  # table path → why its image is not pushed
     for row in rows:
         if mode == "prefix" or not isinstance(row.source, Path):  # served elsewhere (an object-store URL as it is)
