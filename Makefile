@@ -1,7 +1,10 @@
 # Set-up and the two Quickstart commands. TORCH_SPEC picks the torch build: CI and CPU-only machines
 # use e.g. TORCH_SPEC='torch==2.13.0' (a CPU wheel), users get the normal `torch` from PyPI.
+# The tests get their own venv: the test extras pin some libraries lower (datumaro: pillow~=12.0, pandas~=2.3), and
+# sharing one venv made `make test` downgrade Pillow under the demo (whose embedding cache is keyed by its version).
 PYTHON ?= python3
 VENV ?= .venv
+TEST_VENV ?= .venv-test
 TORCH_SPEC ?= torch
 PIP = $(VENV)/bin/pip
 DEMO_OUT ?= demo-out
@@ -12,13 +15,18 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+$(TEST_VENV)/bin/python:
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install --quiet --upgrade pip
+
 $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 	$(PIP) install --quiet "$(TORCH_SPEC)"
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install --quiet -e ".[test]"
+$(TEST_VENV)/.installed-test: $(TEST_VENV)/bin/python pyproject.toml
+	$(TEST_VENV)/bin/pip install --quiet "$(TORCH_SPEC)"
+	$(TEST_VENV)/bin/pip install --quiet -e ".[test]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -47,11 +55,11 @@ demo: $(VENV)/.installed
 	@echo "metrics: $(DEMO_OUT)/metrics.json, run summary: $(DEMO_OUT)/summary.json"
 	@echo "round 2: $(DEMO_OUT)/codes-round1.parquet (zero-shot) → $(DEMO_OUT)/codes-round2.parquet (48 reviewed examples)"
 
-test: $(VENV)/.installed-test
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest
+test: $(TEST_VENV)/.installed-test
+	HF_HUB_OFFLINE=1 $(TEST_VENV)/bin/python -m pytest
 
-lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check autolabel tests benchmarks examples
+lint: $(TEST_VENV)/.installed-test
+	$(TEST_VENV)/bin/ruff check autolabel tests benchmarks examples
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/throughput.py
@@ -60,4 +68,4 @@ train-tiny: $(VENV)/.installed
 	$(VENV)/bin/python examples/tiny-shapes/train.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(TEST_VENV) $(DEMO_OUT) .pytest_cache

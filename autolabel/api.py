@@ -35,7 +35,8 @@ class Labeler:
                  threshold: float | None = None, top_k: int | None = None, multi_label: bool | None = None,
                  device: str = "auto", precision: str = "auto",
                  cache_dir: str | os.PathLike[str] | None = None, cache: bool = True, batch_size: int = 32,
-                 workers: int = 0, full_decode: bool = False, examples: Sequence[str | os.PathLike[str]] = (),
+                 workers: int = 0, full_decode: bool = False,
+                 examples: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
                  examples_column: str | None = None, progress: bool = False) -> None:
         from autolabel.config import CacheConfig, ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
         from autolabel.session import Session
@@ -43,6 +44,11 @@ class Labeler:
 
         if (spec is None) == (classes is None):
             raise UsageError("Labeler needs either spec= (a label-spec YAML file) or classes= (a list of names)")
+        if isinstance(classes, (str, bytes, Mapping)) or (classes is not None and not isinstance(classes, Iterable)):
+            raise UsageError(f"classes= takes a list of class names, e.g. classes=['cat', 'dog'], not "
+                             f"{type(classes).__name__} {str(classes)[:60]!r}")
+        if isinstance(examples, (str, bytes, os.PathLike)):
+            examples = [os.fsdecode(examples)]  # one table, not an iterable of characters
         if spec is not None:
             if templates is not None or multi_label is not None:
                 raise UsageError("templates= and multi_label= go with classes=; a spec file has its own")
@@ -103,6 +109,8 @@ class Labeler:
 
         if isinstance(images, (bytes, bytearray)):
             raise UsageError("images: expected paths or PIL images, got bytes (decode a path to str)")
+        if images is None or not (isinstance(images, (Iterable, str, os.PathLike)) or hasattr(images, "convert")):
+            raise UsageError(f"images: expected a path, a PIL image or a list of them, got {type(images).__name__}")
         if isinstance(images, (str, os.PathLike)) or hasattr(images, "convert"):
             images = [images]  # one image, not an iterable of characters or pixels
         records, pictures = [], {}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autolabel.errors import UsageError
+from autolabel.errors import RuntimeFailure, UsageError
 from autolabel.fileio import refuse_inside_shards
 
 CACHE_FILE = "embeddings.sqlite"
@@ -184,21 +184,35 @@ class EmbeddingCache:
     def _transaction(self, statements: list[tuple[str, list[tuple]]]) -> None:
         """Run inserts atomically; an interrupt (Ctrl-C, SIGTERM) at any point leaves the last committed state."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in statements:
-                conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # the interrupt may land after COMMIT already succeeded
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in statements:
+                    conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # the interrupt may land after COMMIT already succeeded
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise self._write_failure(exc) from exc
+
+    def _write_failure(self, exc: sqlite3.OperationalError) -> Exception:
+        """A full disk (or a failing one) under the cache → one line naming the folder and the way out."""
+        text = str(exc).lower()
+        if "full" in text or "disk i/o" in text:
+            return RuntimeFailure(f"the cache folder {self.folder} is full ({exc}): free space there, or pass "
+                                  "--cache-dir DIR on another disk, or --no-cache")
+        return exc
 
     def touch_images(self, space: str, digests: Sequence[str]) -> None:
         """Mark entries as used now (for least-recently-used pruning)."""
         if digests:
-            self.conn.executemany("UPDATE images SET used=? WHERE hash=? AND space=?",
-                                  [(time.time(), d, space) for d in digests])
+            try:
+                self.conn.executemany("UPDATE images SET used=? WHERE hash=? AND space=?",
+                                      [(time.time(), d, space) for d in digests])
+            except sqlite3.OperationalError as exc:
+                raise self._write_failure(exc) from exc
 
     # --- texts -------------------------------------------------------------------------------------
     def get_texts(self, space: str, prompts: Sequence[str]) -> dict[str, np.ndarray]:

@@ -209,7 +209,12 @@ def _size_for_max_patches(height: int, width: int, patch: int, max_patches: int)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode → 8-bit RGB; transparency is composited onto white (as transformers does)."""
+    """Any Pillow mode → 8-bit RGB; transparency is composited onto white (as transformers does).
+
+    An image without pixels (0 wide or high) is a DecodeError: it cannot be resized to the model's input.
+    """
+    if image.width == 0 or image.height == 0:
+        raise DecodeError(f"the image has no pixels ({image.width}×{image.height})")
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         values = np.asarray(image, dtype=np.float64)
         top = values.max(initial=0.0)

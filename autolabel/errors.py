@@ -29,3 +29,9 @@ class TooManyErrors(AutolabelError):
     """The run finished but more images failed than --max-errors allows."""
 
     exit_code = 1
+
+
+class RuntimeFailure(AutolabelError):
+    """The work failed on the way (a full disk, a server's unexpected answer): exit 1, the input may be fine."""
+
+    exit_code = 1

@@ -81,6 +81,7 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
         from autolabel.errors import SourceError
         from autolabel.shardfolder import read_folder
 
+        _check_table_folder(path, option)
         try:
             table, manifest = read_folder(path)
         except SourceError as exc:
@@ -120,6 +121,17 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
                 location = other if os.path.lexists(other) else location
             out.append(Example(location, label, f"{path} row {i + 1}"))
     return out
+
+
+def _check_table_folder(path: str, option: str) -> None:
+    """A folder given as a table must be a shard folder (`run --out DIR/`): a folder of images is refused, saying how
+    images are given as examples."""
+    if (Path(path) / "_autolabel.json").is_file() or any(Path(path).glob("part-*.parquet")):
+        return
+    raise UsageError(f"{option} {path}: not a finished run's folder, nor a table of reviewed images; {option or 'it'} takes a table "
+                     "(.parquet/.csv/.jsonl with path and label columns, e.g. a corrections CSV or a table "
+                     "import-review filled) or a shard folder `autolabel run --out DIR/` wrote; to learn from "
+                     "folders of images, give each class `examples: DIR/CLASS/*` in the label spec".lstrip())
 
 
 def _recorded_root(path: str) -> str | None:

@@ -159,11 +159,18 @@ def atomic_write(target: str | os.PathLike[str]) -> Iterator[Path]:
     Readers see the old file or the whole new one, never half of it.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_beside(target)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:  # a full disk names no file, a failed rename names the temp file: name the target
+        if isinstance(exc, InputError) or (exc.filename and os.fspath(exc.filename) != os.fspath(tmp)):
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

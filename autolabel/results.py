@@ -17,14 +17,14 @@ from autolabel.errors import SourceError, UsageError
 from autolabel.fileio import InputError, open_regular
 from autolabel.labelcells import label_list
 from autolabel.sources import MANIFEST_SUFFIXES
-from autolabel.writers import METADATA_KEY, OUTPUT_SCHEMA
+from autolabel.writers import METADATA_KEY, OUTPUT_SCHEMA, SIDECAR_SUFFIX, read_sidecar
 
 LIST_COLUMNS = ("top_labels", "top_scores")
 
 
 @dataclass
 class Results:
-    """A labels table, its classes in spec order, and the run metadata (empty for CSV)."""
+    """A labels table, its classes in spec order, and the run metadata (a CSV table's from its sidecar, else empty)."""
 
     path: Path
     frame: pd.DataFrame
@@ -123,7 +123,7 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
             kind = "Parquet" if suffix == ".parquet" else "CSV"
             raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
-        metadata = _metadata(schema, path) if schema is not None else {}
+        metadata = _metadata(schema, path) if schema is not None else _sidecar(path, labels is not None)
     if suffix == ".csv":
         for column in LIST_COLUMNS:
             if column in frame:
@@ -143,8 +143,9 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         other = (metadata.get("other") or {}).get("name")
         classes = list(metadata["classes"]) + ([other] if other else [])
     else:
-        raise UsageError(f"{path}: carries no autolabel run metadata (a CSV table, or a Parquet file saved again "
-                         "without it), so its classes are unknown; pass the label spec with --labels")
+        raise UsageError(f"{path}: carries no autolabel run metadata (a CSV table without its {path.name}"
+                         f"{SIDECAR_SUFFIX} beside it, or a Parquet file saved again without it), so its classes "
+                         "are unknown; pass the label spec with --labels")
     results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
     if results.multi_label:
         if "labels" not in frame.columns:
@@ -153,6 +154,16 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         frame["labels"] = [label_list(v) or [] for v in frame["labels"]]
     frame["status"] = frame["status"].astype(str)
     return results
+
+
+def _sidecar(path: Path, spec_given: bool) -> dict[str, Any]:
+    """A CSV table's run metadata from its sidecar; one that is not ours is an error unless --labels is given."""
+    try:
+        return read_sidecar(path)
+    except UsageError:
+        if spec_given:
+            return {}
+        raise
 
 
 def _metadata(schema: pa.Schema, path: Path) -> dict[str, Any]:
@@ -176,3 +187,41 @@ def _json_list(value: Any, path: Path, column: str) -> list:
     if not isinstance(parsed, list):
         raise SourceError(f"{path}: column {column} holds {value[:40]!r}, not a JSON list")
     return parsed
+
+
+IMAGES_SAMPLE = 200  # rows looked at to tell whether a table's images are where its paths say
+
+
+def find_images_root(results: Results, given: str | Path | None = None) -> Path | str:
+    """Where the table's relative paths resolve, for every command that shows or exports its images.
+
+    `given` (--images-root) wins; else the recorded root (Results.images_root). A table that records none (a CSV
+    without its sidecar) whose paths are not found there but are beside the table resolves beside the table.
+    """
+    root = results.images_root(given)
+    if given or results.metadata.get("images_root") or isinstance(root, str):
+        return root
+    sample = _local_paths(results)
+    if sample and not _any_found(results, sample, root) and _any_found(results, sample, results.path.parent):
+        return results.path.parent
+    return root
+
+
+def images_missing(results: Results, root: Path | str, paths: list[str] | None = None) -> SourceError | None:
+    """The one-line error when none of the table's images (or of `paths`) is found under `root`, else None."""
+    sample = _local_paths(results) if paths is None else [p for p in paths if not storage.is_url(p)]
+    if not sample or isinstance(root, str) or _any_found(results, sample, root):
+        return None
+    counted = f"{len(sample)}" if paths is not None or len(sample) == len(results.frame) else f"first {len(sample)}"
+    return SourceError(f"{results.path}: none of its {counted} images was found under {root} (e.g. {sample[0]} → "
+                       f"{results.location(sample[0], root)}); pass --images-root with the folder its paths are "
+                       "relative to")
+
+
+def _local_paths(results: Results) -> list[str]:
+    paths = results.frame["path"].head(IMAGES_SAMPLE) if "path" in results.frame else []
+    return [str(p) for p in paths if isinstance(p, str) and p and not storage.is_url(p)]
+
+
+def _any_found(results: Results, paths: list[str], root: Path) -> bool:
+    return any(Path(results.location(p, root)).is_file() for p in paths)

@@ -6,9 +6,10 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,30 +78,42 @@ class TableWriter:
         self.rows_per_group = rows_per_group
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.out)
-        self.tmp = temp_beside(self.out)
         self._parquet: pq.ParquetWriter | None = None
         self._csv_file: Any = None
-        if self.format == "parquet":
-            self._parquet = pq.ParquetWriter(self.tmp, schema, compression="zstd")
-        else:
-            self._csv_file = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
-            self._csv = csv.writer(self._csv_file)
-            self._csv.writerow(schema.names)
+        with self.naming():
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.out)
+            self.tmp = temp_beside(self.out)
+            if self.format == "parquet":
+                self._parquet = pq.ParquetWriter(self.tmp, schema, compression="zstd")
+            else:
+                self._csv_file = open(self.tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                self._csv = csv.writer(self._csv_file)
+                self._csv.writerow(schema.names)
+
+    @contextlib.contextmanager
+    def naming(self) -> Iterator[None]:
+        """An OSError while writing → the same error naming OUT (pyarrow names no file; ours name a temp file)."""
+        try:
+            yield
+        except OSError as exc:
+            found = re.search(r"errno (\d+)", str(exc), re.IGNORECASE)
+            code = exc.errno or (int(found.group(1)) if found else None)
+            raise OSError(code, exc.strerror or " ".join(str(exc).split()), self.remote or str(self.out)) from exc
 
     def write(self, columns: dict[str, Sequence[Any]]) -> None:
         """Append rows given as {column: values}; all schema columns must be present."""
         batch = pa.RecordBatch.from_arrays(
             [pa.array(columns[f.name], type=f.type) for f in self.schema], schema=self.schema
         )
-        if self._parquet is None:
-            self._write_csv(batch)
-            return
-        self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= self.rows_per_group:
-            self._flush()
+        with self.naming():
+            if self._parquet is None:
+                self._write_csv(batch)
+                return
+            self._pending.append(batch)
+            self._pending_rows += batch.num_rows
+            if self._pending_rows >= self.rows_per_group:
+                self._flush()
 
     def _flush(self) -> None:
         if self._pending and self._parquet is not None:
@@ -113,7 +126,8 @@ class TableWriter:
 
     def commit(self, metadata: dict[str, Any]) -> Path | str:
         """Finish the file, attach run metadata, and atomically put it at OUT (rename, or one upload)."""
-        done = self._finish(metadata)
+        with self.naming():
+            done = self._finish(metadata)
         if self.remote is None:
             return done
         from autolabel import storage
@@ -144,7 +158,7 @@ class TableWriter:
                 self.tmp.unlink(missing_ok=True)
         else:
             self._csv_file.close()
-            os.replace(self.tmp, self.out)
+            _replace_csv(self.tmp, self.out, metadata)
         return self.out
 
     def abort(self) -> None:
@@ -159,6 +173,58 @@ class TableWriter:
             self.tmp.unlink(missing_ok=True)
             if self.remote is not None:
                 shutil.rmtree(self.out.parent, ignore_errors=True)
+
+
+SIDECAR_SUFFIX = ".autolabel.json"
+
+
+def sidecar_path(table: str | Path) -> Path:
+    """Where a CSV table keeps its run metadata (CSV has no place for it): labels.csv → labels.csv.autolabel.json."""
+    table = Path(table)
+    return table.with_name(table.name + SIDECAR_SUFFIX)
+
+
+def _ours(sidecar: Path) -> bool:
+    """True when the sidecar's place is free or holds a sidecar autolabel wrote (a file of the user's is kept)."""
+    if not sidecar.exists() and not sidecar.is_symlink():
+        return True
+    try:
+        data = json.loads(sidecar.read_bytes()) if sidecar.is_file() and sidecar.stat().st_size < (64 << 20) else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get(METADATA_KEY.decode()), dict)
+
+
+def _replace_csv(tmp: Path, out: Path, metadata: dict[str, Any]) -> None:
+    """Put the CSV at OUT and its metadata beside it. The old sidecar goes first: a crash in between leaves a table
+    without one (readers then ask for --labels), never a table with another run's metadata."""
+    from autolabel.fileio import write_text
+
+    sidecar = sidecar_path(out)
+    ours = _ours(sidecar)
+    if ours:
+        sidecar.unlink(missing_ok=True)
+    os.replace(tmp, out)
+    if ours:
+        write_text(sidecar, json.dumps({METADATA_KEY.decode(): metadata, "table": out.name}, default=str,
+                                       ensure_ascii=False) + "\n")
+
+
+def read_sidecar(table: str | Path) -> dict[str, Any]:
+    """The run metadata beside a CSV table ({} when it has none); UsageError when the file there is not one."""
+    from autolabel.fileio import InputError, read_json_object
+
+    sidecar = sidecar_path(table)
+    if not sidecar.exists():
+        return {}
+    try:
+        data = read_json_object(sidecar, "the table's metadata sidecar").get(METADATA_KEY.decode())
+    except InputError as exc:
+        raise UsageError(f"{sidecar}: {exc.strerror}; move it away, or pass the label spec with --labels") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{sidecar}: not the metadata autolabel writes beside a CSV table (no '"
+                         f"{METADATA_KEY.decode()}' object); move it away, or pass the label spec with --labels")
+    return data
 
 
 def _csv_cell(value: Any) -> Any:

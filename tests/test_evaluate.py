@@ -236,6 +236,9 @@ def test_eval_and_calibrate_cli_on_a_real_run(tmp_path: Path, labels_yaml: Path,
     assert result.exit_code == 0
     metrics = json.loads(result.stdout)
     assert metrics["n"] == 25 and metrics["excluded"]["no_truth"] == 15
+    from_sidecar = CliRunner().invoke(main, ["eval", str(tmp_path / "o.csv"), "--truth", "truth", "--json", "-"])
+    assert json.loads(from_sidecar.stdout)["accuracy"] == metrics["accuracy"]  # the CSV's sidecar has its classes
+    (tmp_path / "o.csv.autolabel.json").unlink()
     csv_needs_spec = CliRunner().invoke(main, ["eval", str(tmp_path / "o.csv"), "--truth", "truth"])
     assert csv_needs_spec.exit_code == 2 and "--labels" in csv_needs_spec.output
     with_spec = CliRunner().invoke(main, ["eval", str(tmp_path / "o.csv"), "--truth", "truth", "--labels",

@@ -181,3 +181,109 @@ def test_api_key_also_comes_from_the_commands_own_variable(table: Path) -> None:
                     env={"AUTOLABEL_EXPORT_API_KEY": "k"})
     assert result.exit_code == 2
     assert result.output.startswith(f"error: cannot reach Label Studio at http://127.0.0.1:{port} (")
+
+
+class FakeServer:
+    """A local HTTP server answering each "METHOD /path" with a canned body (200), to play a broken Label Studio."""
+
+    JSON, HTML = "application/json", "text/html"
+    USER = ('{"id": 1, "email": "a@example.com"}', JSON)
+    NO_PROJECTS = ('{"count": 0, "results": []}', JSON)
+    PROJECT = ('{"id": 7, "title": "autolabel labels", "label_config": "<View/>"}', JSON)
+    NO_TASKS = ('{"tasks": [], "total": 0}', JSON)
+    LOGIN_PAGE = ("<html><body><h1>Sign in</h1></body></html>", HTML)
+
+    def __init__(self, routes: dict[str, tuple[str, str]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.calls: list[str] = []
+        calls = self.calls
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def answer(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                key = f"{self.command} {urlsplit(self.path).path.rstrip('/')}"
+                later_page = "page=" in self.path and "page=1" not in self.path  # the SDK pages until empty
+                calls.append(key)
+                body, kind = FakeServer.NO_TASKS if later_page else routes.get(key, ('{"detail": "?"}', "text/plain"))
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> FakeServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+CREATED = "; this push had already created the Label Studio project 'autolabel labels' (id 7): delete it there, " \
+          "or fix the problem and export again to add the tasks to it\n"
+
+
+def push_to(server: FakeServer, table: Path):
+    return invoke("export", str(table), "--to", "label-studio", "--url", server.url,
+                  env={"LABEL_STUDIO_API_KEY": "k"})
+
+
+def test_a_login_page_after_the_project_was_created_names_the_project(table: Path) -> None:
+    with FakeServer({"GET /api/current-user/whoami": FakeServer.USER, "GET /api/projects": FakeServer.NO_PROJECTS,
+                     "POST /api/projects": FakeServer.PROJECT, "GET /api/tasks": FakeServer.LOGIN_PAGE}) as server:
+        result = push_to(server, table)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert result.output == ("error: Label Studio answered the request to list the project's tasks with something "
+                             "that is not its JSON (HTTP 200: Sign in); check that --url is the Label Studio server "
+                             "itself, not a login page or proxy" + CREATED)
+
+
+@pytest.mark.parametrize("upload", [('"stored"', FakeServer.JSON), FakeServer.LOGIN_PAGE])
+def test_an_upload_answer_of_the_wrong_shape_names_the_project(table: Path, upload: tuple[str, str]) -> None:
+    with FakeServer({"GET /api/current-user/whoami": FakeServer.USER, "GET /api/projects": FakeServer.NO_PROJECTS,
+                     "POST /api/projects": FakeServer.PROJECT, "GET /api/tasks": FakeServer.NO_TASKS,
+                     "POST /api/projects/7/import": upload}) as server:
+        result = push_to(server, table)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert result.output.startswith("error: Label Studio answered the request to take an upload of 3 images with ")
+    assert result.output.endswith(CREATED)
+
+
+def test_a_created_project_without_an_id_is_one_line(table: Path) -> None:
+    with FakeServer({"GET /api/current-user/whoami": FakeServer.USER, "GET /api/projects": FakeServer.NO_PROJECTS,
+                     "POST /api/projects": ('{"ok": true}', FakeServer.JSON)}) as server:
+        result = push_to(server, table)
+        assert "POST /api/projects/None/import" not in server.calls
+    assert result.exit_code == 2
+    assert result.output == ("error: Label Studio answered the request to create the project 'autolabel labels' "
+                             "without a project id; look for the project in Label Studio (delete it if it is there) "
+                             "and check that --url is a Label Studio server (1.x)\n")
+
+
+def test_import_review_from_a_login_page_is_one_line_and_changes_nothing(table: Path, tmp_path: Path) -> None:
+    into = tmp_path / "labels.parquet"
+    into.write_bytes(table.read_bytes())
+    with FakeServer({"GET /api/current-user/whoami": FakeServer.USER, "GET /api/projects/7": FakeServer.PROJECT,
+                     "GET /api/tasks": FakeServer.LOGIN_PAGE}) as server:
+        result = invoke("import-review", "--from-label-studio", server.url, "--project", "7", "--into", str(into),
+                        env={"LABEL_STUDIO_API_KEY": "k"})
+    assert result.exit_code == 2
+    assert result.output.startswith("error: Label Studio answered the request to list the project's tasks with "
+                                    "something that is not its JSON (HTTP 200: Sign in)")
+    assert result.output.count("\n") == 1
+    assert into.read_bytes() == table.read_bytes()

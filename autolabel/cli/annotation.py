@@ -98,8 +98,9 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
         click.echo(f"skipping {line}", err=True)
     click.echo(f"exported {info['rows'] - len(info['skipped'])} images as {fmt} to {out}", err=True)
     from autolabel.exporters.label_studio import document_root
+    from autolabel.results import find_images_root
 
-    folder = results.images_root(images_root)
+    folder = find_images_root(results, images_root)
     if fmt == "label-studio" and not url_prefix and document_root() is None and folder:
         click.echo(f"note: Label Studio serves these images when started with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"
                    f"=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={Path(folder).parent} and given a Local files "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -42,8 +44,19 @@ def run_interrupted(params: dict[str, Any]) -> str:
         f"{kept} (with --no-cache, a re-run starts over)"
 
 
+def verbose_wanted() -> bool:
+    """-v: `autolabel -v COMMAND`, a command's own -v, or AUTOLABEL_VERBOSE=1."""
+    context = click.get_current_context(silent=True)
+    while context is not None:
+        if context.params.get("verbose"):
+            return True
+        context = context.parent
+    return os.environ.get("AUTOLABEL_VERBOSE", "").lower() in ("1", "true", "yes")
+
+
 def handle_errors(func: F) -> F:
-    """Domain errors → one stderr line and their exit code; Ctrl-C → 130 with what it left behind."""
+    """Domain errors → one stderr line and their exit code; Ctrl-C → 130 with what it left behind; anything
+    else (the OS, a library, a bug) → one line naming the file and what to do, exit 1 (the traceback with -v)."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -58,6 +71,16 @@ def handle_errors(func: F) -> F:
                     else INTERRUPTED.get(context.info_name or "", "no partial output was written"))
             click.echo(f"interrupted: {left}", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            from autolabel.cli.failures import describe
+
+            line, code = describe(exc)
+            if verbose_wanted():
+                traceback.print_exc()
+            click.echo(f"error: {line}", err=True)
+            sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -95,7 +118,9 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={**CONTEXT, "auto_envvar_prefix": "AUTOLABEL"})
 @click.version_option(__version__, "-V", "--version", prog_name="autolabel")
-def main() -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="On an unexpected failure, print the full traceback too (also AUTOLABEL_VERBOSE=1).")
+def main(verbose: bool) -> None:
     """Label image datasets with zero-shot image-text models (CLIP, SigLIP).
 
     \b

@@ -172,11 +172,14 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     """
     from autolabel.evaluate import resolve_truth
     from autolabel.report import build_report
-    from autolabel.results import load_results
+    from autolabel.results import find_images_root, images_missing, load_results
 
     check_output_file(out, "--out", (labels_table, spec, truth, audit_table), autolabel_report)
     results = load_results(labels_table, spec)
-    root = results.images_root(images_root)
+    root = find_images_root(results, images_root)
+    missing = images_missing(results, root)
+    if missing is not None:  # the metrics still stand; the thumbnails will be placeholders
+        click.echo(f"warning: {missing}; the report shows no thumbnails", err=True)
     sections = []
     if audit_table:
         from autolabel.audit.findings import load_findings

@@ -16,7 +16,7 @@ from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, o
 from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
 from autolabel.fileio import atomic_write
 from autolabel.labelcells import label_list
-from autolabel.results import Results
+from autolabel.results import Results, find_images_root, images_missing
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
     "label-studio": label_studio.export,
@@ -43,14 +43,13 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
     if fmt == "imagefolder" and results.multi_label:
         raise UsageError(imagefolder.MULTI_LABEL)
-    root = results.images_root(images_root)
+    root = find_images_root(results, images_root)
     rows = export_rows(results, status, root)
     if not rows:
         return {"format": fmt, "rows": 0, "skipped": [], "files": [], "folders": []}
     if not url_prefix and all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
-        raise SourceError(f"{results.path}: none of its {len(rows)} images was found under {root} (e.g. "
-                          f"{rows[0].path} → {rows[0].source}); pass --images-root with the folder its paths "
-                          "are relative to")
+        raise images_missing(results, root, [r.path for r in rows]) or SourceError(
+            f"{results.path}: none of its {len(rows)} images was found under {root}")
     prepare_out(out, overwrite)
     ctx = ExportContext(results=results, out=out, rows=rows, link=link, url_prefix=url_prefix, images_root=root)
     try:

@@ -8,6 +8,7 @@ import mimetypes
 import os
 import re
 import time
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from autolabel.errors import SourceError, UsageError
+from autolabel.errors import AutolabelError, RuntimeFailure, SourceError, UsageError
 from autolabel.exporters import label_studio
 from autolabel.exporters.base import ExportRow, export_rows, image_problem, model_version
-from autolabel.results import Results
+from autolabel.results import Results, find_images_root
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -95,7 +96,7 @@ def connect(url: str | None, api_key: str | None, timeout: float = PROBE_TIMEOUT
     except httpx.HTTPError as exc:
         raise UsageError(f"cannot reach Label Studio at {base} ({_detail(str(exc))}); is it running? "
                          "check --url / LABEL_STUDIO_URL") from None
-    except ValueError:  # an answer that is not Label Studio's JSON
+    except (ValueError, TypeError, KeyError, AttributeError):  # an answer that is not Label Studio's JSON
         raise UsageError(f"{base} does not answer as a Label Studio server; check --url / LABEL_STUDIO_URL") from None
     return client
 
@@ -104,7 +105,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     """Create (or reuse, by title) a project with this table's labeling config and add the tasks it does not hold yet,
     each with the model's prediction, in batches; make every image viewable."""
     mode = _mode(config)
-    rows = export_rows(results, config.status, results.images_root(config.images_root))
+    rows = export_rows(results, config.status, find_images_root(results, config.images_root))
     left_out: dict[str, str] = {}  # table path → why its image is not pushed
     for row in rows:
         if mode == "prefix" or not isinstance(row.source, Path):  # served elsewhere (an object-store URL as it is)
@@ -123,24 +124,40 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     title = config.project or f"autolabel {results.path.stem}"
     config_xml = label_studio.config_xml(results.classes, results.multi_label)
     project, created = _project(client, title, config_xml)
+    try:
+        added, problem = _add_tasks(client, project.id, rows, storages, results, config, reporter)
+    except (AutolabelError, OSError) as exc:
+        if not created:
+            raise
+        raise _created_before(exc, title, project.id) from None
+    how = {"local": "Local Files storage " + ", ".join(map(str, storages)), "prefix": f"at {config.url_prefix}",
+           "upload": "uploaded to Label Studio"}[mode]
+    return PushResult(project_id=project.id, project_title=title, project_url=f"{base}/projects/{project.id}/data",
+                      created=created, added=added, present=len(rows) - added, images=how,
+                      skipped=tuple(skipped), warnings=(problem,) if problem else ())
+
+
+def _add_tasks(client: LabelStudio, project_id: int, rows: list[ExportRow], storages: list[Path], results: Results,
+               config: PushConfig, reporter: Reporter | None) -> tuple[int, str | None]:
+    """Add the rows the project does not hold yet, in batches; (how many were added, why images will not show)."""
     with _calling("list the project's tasks"):
         present = {str((t.data or {}).get("path")) for t in
-                   client.tasks.list(project=project.id, fields="task_only", page_size=1000)}
+                   client.tasks.list(project=project_id, fields="task_only", page_size=1000)}
     new = [r for r in rows if r.path not in present]
     for folder in storages:
-        _ensure_storage(client, project.id, folder)
+        _ensure_storage(client, project_id, folder)
     version = model_version(results)
-    sample, done = None, 0
+    mode, sample, done = _mode(config), None, 0
     if reporter is not None:
         reporter.start(len(new), "pushing")
     started = time.perf_counter()
     try:
         for batch in _batches(new, mode):
-            images = _images(client, project.id, batch, config, mode)
+            images = _images(client, project_id, batch, config, mode)
             tasks = [label_studio.task(row, image, version, results.multi_label)
                      for row, image in zip(batch, images, strict=True)]
             with _calling(f"import {len(tasks)} tasks"):
-                client.projects.import_tasks(project.id, request=tasks)
+                client.projects.import_tasks(project_id, request=tasks)
             sample = sample or images[0]
             done += len(batch)
             if reporter is not None:
@@ -148,12 +165,19 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     finally:
         if reporter is not None:
             reporter.stop()
-    problem = _unserved(client, sample) if sample else None
-    how = {"local": "Local Files storage " + ", ".join(map(str, storages)), "prefix": f"at {config.url_prefix}",
-           "upload": "uploaded to Label Studio"}[mode]
-    return PushResult(project_id=project.id, project_title=title, project_url=f"{base}/projects/{project.id}/data",
-                      created=created, added=len(new), present=len(rows) - len(new), images=how,
-                      skipped=tuple(skipped), warnings=(problem,) if problem else ())
+    return len(new), (_unserved(client, sample) if sample else None)
+
+
+def _created_before(exc: BaseException, title: str, project_id: int) -> AutolabelError:
+    """A failure after this push created its project: the same error, saying which project now exists."""
+    if isinstance(exc, AutolabelError):
+        what = str(exc)
+    else:
+        name = getattr(exc, "filename", None)
+        what = (f"{name}: " if name else "") + str(getattr(exc, "strerror", None) or exc)
+    kind = type(exc) if isinstance(exc, AutolabelError) else RuntimeFailure
+    return kind(f"{what}; this push had already created the Label Studio project '{title}' (id {project_id}): "
+                "delete it there, or fix the problem and export again to add the tasks to it")
 
 
 def pull_reviews(url: str | None, api_key: str | None, project: str, multi_label: bool = False) -> dict[str, Any]:
@@ -248,8 +272,13 @@ def _project(client: LabelStudio, title: str, config_xml: str) -> tuple[Any, boo
     found = _find_project(client, title, by_id=False)
     if found is None:
         with _calling(f"create the project '{title}'"):
-            return client.projects.create(title=title, label_config=config_xml,
-                                          description="Predictions from autolabel"), True
+            created = client.projects.create(title=title, label_config=config_xml,
+                                             description="Predictions from autolabel")
+        if not isinstance(getattr(created, "id", None), int):
+            raise SourceError(f"Label Studio answered the request to create the project '{title}' without a "
+                              "project id; look for the project in Label Studio (delete it if it is there) and "
+                              "check that --url is a Label Studio server (1.x)")
+        return created, True
     if _canonical(found.label_config or "") != _canonical(config_xml):
         theirs, ours = _choices(found.label_config or ""), _choices(config_xml)
         what = (f"its classes differ (only there: {', '.join(sorted(set(theirs) - set(ours))) or '-'}; only here: "
@@ -303,7 +332,7 @@ def _upload(client: LabelStudio, project_id: int, rows: list[ExportRow]) -> list
         ids = sent.json()["file_upload_ids"]
         listed = http.request(f"api/projects/{project_id}/file-uploads", method="GET", params={"ids": json.dumps(ids)})
         _check(listed)
-    where = {item["id"]: "/data/" + item["file"] for item in listed.json()}
+        where = {item["id"]: "/data/" + item["file"] for item in listed.json()}
     if len(ids) != len(rows) or any(i not in where for i in ids):
         raise SourceError(f"Label Studio stored {len(where)} of {len(rows)} uploaded images")
     return [where[i] for i in ids]
@@ -351,11 +380,24 @@ def _calling(what: str) -> Iterator[None]:
     from label_studio_sdk.core.api_error import ApiError
 
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydantic's serializer warnings on odd answers: the error below says it
+            yield
     except ApiError as exc:
+        if exc.status_code is not None and exc.status_code < 300:  # a 2xx whose body is not JSON: a web page
+            raise SourceError(f"Label Studio answered the request to {what} with something that is not its JSON "
+                              f"(HTTP {exc.status_code}: {_detail(exc.body)[:80]}); check that --url is the "
+                              "Label Studio server itself, not a login page or proxy") from None
         raise SourceError(f"Label Studio refused to {what}: HTTP {exc.status_code}: {_detail(exc.body)}") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"lost Label Studio while trying to {what} ({_detail(str(exc))})") from None
+    except json.JSONDecodeError as exc:  # our own reads of an answer (uploads)
+        raise SourceError(f"Label Studio answered the request to {what} with something that is not JSON ({exc}); "
+                          "check that --url is the Label Studio server itself, not a login page or proxy") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON of another shape (pydantic included)
+        raise SourceError(f"Label Studio answered the request to {what} with JSON autolabel cannot read "
+                          f"({type(exc).__name__}: {_detail(str(exc))[:120]}); check that --url is a Label Studio "
+                          "server (1.x)") from None
 
 
 def _detail(body: Any) -> str:

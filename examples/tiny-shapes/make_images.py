@@ -111,7 +111,10 @@ def main() -> None:
     args = parser.parse_args()
     manifest = (make_pairs(args.out, args.n, args.seed) if args.pairs
                 else make_images(args.out, args.n, args.seed, args.messy))
-    print(f"wrote {args.n} images and {manifest}")
+    with open(manifest, newline="") as f:
+        files = sum(1 for _ in csv.DictReader(f))  # what it really drew: --messy adds 4 ambiguous and 2 broken files
+    extra = f" ({args.n} shapes, {files - args.n - 2} ambiguous, 2 broken)" if args.messy and not args.pairs else ""
+    print(f"wrote {files} {'files' if extra else 'images'}{extra} and {manifest}")
 
 
 if __name__ == "__main__":
