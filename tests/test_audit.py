@@ -164,7 +164,8 @@ def test_a_huge_candidate_group_is_checked_against_leaders_with_few_checks(shape
     every = np.array([(a, b) for a in range(36) for b in range(a + 1, 36)])  # all 630 pairs are candidates
     checked, made = [], []
     real = pixels.pixel_distances
-    monkeypatch.setattr(dup, "pixel_distances", lambda pairs, rule=None: checked.append(len(pairs)) or real(pairs, rule))
+    monkeypatch.setattr(dup, "pixel_distances",
+                        lambda pairs, rule=None: checked.append(len(pairs)) or real(pairs, rule))
 
     def thumbnail(row: int) -> np.ndarray:
         made.append(row)
