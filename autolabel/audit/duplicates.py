@@ -146,15 +146,15 @@ class _Leaders:
         self.leader[self.groups.find(row)] = row
         self._keep(row, thumb)
 
-    def leaders_of(self, candidates: list[int], similarity: Callable[[int, int], float], row: int,
-                   skip: set[int]) -> list[int]:
-        """The leaders of the candidates' groups (not `row`'s own), the most similar candidate's first."""
+    def leaders_of(self, candidates: list[int], row: int, skip: set[int]) -> list[int]:
+        """The leaders of the candidates' groups (not `row`'s own, none in `skip`), in the candidates' order."""
         out: list[int] = []
         mine = self.groups.find(row)
-        for other in sorted(candidates, key=lambda e: (-similarity(e, row), e)):
+        for other in candidates:
             root = self.groups.find(other)
-            if root != mine and root in self.leader and self.leader[root] not in out + list(skip):
-                out.append(self.leader[root])
+            leader = self.leader.get(root)
+            if root != mine and leader is not None and leader not in skip and leader not in out:
+                out.append(leader)
         return out
 
     def join(self, row: int, leader: int) -> None:
@@ -183,39 +183,39 @@ def _by_leaders(pairs: np.ndarray, similarity: Callable[[int, int], float],
                 thumbnail: Callable[[int], np.ndarray | None], rule: DuplicateRule,
                 pool: ThreadPoolExecutor) -> list[Edge]:
     """A huge candidate group, THUMB_BATCH images at a time (row order): each image is compared with the
-    leaders (first images) of the groups its earlier candidates are in — at most LEADERS_TRIED, the most
-    similar first — and joins each that matches; one that matches none leads a new group. First every image
-    of the batch against the groups made before it (in one vectorised check), then the rest one by one.
-    Pixel checks ≤ LEADERS_TRIED per image; thumbnails held: one batch and up to LEADERS_KEPT leaders.
+    leaders (first images) of the groups its earlier candidates are in — at most LEADERS_TRIED in all, the
+    most similar candidate's first — and joins each that matches; one that matches none, once none of its
+    earlier candidates is undecided, leads a new group. Each round checks every undecided image of the
+    batch against the leaders there are at once (vectorised). Pixel checks ≤ LEADERS_TRIED per image;
+    thumbnails held: one batch and up to LEADERS_KEPT leaders.
     """
     pairs = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]  # by later row: each image's earlier candidates
     rows = np.unique(pairs)
     starts, ends = np.searchsorted(pairs[:, 1], rows), np.searchsorted(pairs[:, 1], rows, side="right")
     state, edges = _Leaders(int(rows[-1]) + 1, thumbnail), []
-
-    def check(tries: list[tuple[int, int, Thumbnail]]) -> list[int]:
-        found = pixel_distances([(state.thumb(leader), thumb) for _, leader, thumb in tries], rule.pixels)
-        for (row, leader, _), (distance, cropped) in zip(tries, found, strict=True):
-            if distance <= 1.0:
-                edges.append(_edge(leader, row, distance, cropped, similarity(leader, row)))
-                state.join(row, leader)
-        return [row for (row, _, _), (distance, _) in zip(tries, found, strict=True) if distance <= 1.0]
-
     for first in range(0, len(rows), THUMB_BATCH):
         chunk = rows[first : first + THUMB_BATCH].tolist()
-        thumbs = list(pool.map(_viewed(thumbnail), chunk))
-        earlier = [pairs[starts[first + n] : ends[first + n], 0].tolist() for n in range(len(chunk))]
-        tried = {row: state.leaders_of([e for e in before if e < chunk[0]], similarity, row, set())[:LEADERS_TRIED]
-                 for row, before, thumb in zip(chunk, earlier, thumbs, strict=True) if thumb is not None}
-        matched = set(check([(row, leader, thumb) for row, thumb in zip(chunk, thumbs, strict=True)
-                             for leader in tried.get(row, [])]))
-        for row, before, thumb in zip(chunk, earlier, thumbs, strict=True):
-            if thumb is None or row in matched:
-                continue
-            for leader in state.leaders_of(before, similarity, row, set(tried[row]))[:LEADERS_TRIED - len(tried[row])]:
-                check([(row, leader, thumb)])
-            if state.groups.find(row) == row and row not in state.leader:
-                state.lead(row, thumb)
+        pending = {row: (thumb, sorted(pairs[starts[first + n] : ends[first + n], 0].tolist(),
+                                       key=lambda e, row=row: (-similarity(e, row), e)))
+                   for n, (row, thumb) in enumerate(zip(chunk, pool.map(_viewed(thumbnail), chunk), strict=True))
+                   if thumb is not None}
+        tried: dict[int, set[int]] = {row: set() for row in pending}
+        while pending:
+            tries, settled = [], []
+            for row, (thumb, earlier) in pending.items():
+                leaders = state.leaders_of(earlier, row, tried[row])[: LEADERS_TRIED - len(tried[row])]
+                tried[row].update(leaders)
+                tries += [(row, leader, thumb) for leader in leaders]
+                if not leaders and not any(e in pending for e in earlier):
+                    settled.append(row)
+            found = pixel_distances([(state.thumb(leader), thumb) for _, leader, thumb in tries], rule.pixels)
+            for (row, leader, _), (distance, cropped) in zip(tries, found, strict=True):
+                if distance <= 1.0:
+                    edges.append(_edge(leader, row, distance, cropped, similarity(leader, row)))
+                    state.join(row, leader)
+                    pending.pop(row, None)
+            for row in settled:
+                state.lead(row, pending.pop(row)[0])
     return edges
 
 
