@@ -337,6 +337,7 @@ def test_planted_duplicates_found_exactly(labelled, tmp_path: Path) -> None:
     found = pd.read_parquet(tmp_path / "f.parquet")
     assert set(found["kind"]) == {"duplicate"}
     assert {frozenset(p) for p in zip(found["path"], found["other_path"], strict=True)} == pairs
+    assert f"{len(pairs)} duplicate (in {found['group'].nunique()} groups)" in result.output
     exact = found[found["score"] == 1.0]
     assert len(exact) >= 4 and exact["detail"].str.startswith("exact copy").sum() == 4
 

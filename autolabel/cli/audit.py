@@ -77,8 +77,10 @@ def audit(labels_table: str, out: str, truth: str | None, images_root: str | Non
     counts = {k: sum(f.kind == k for f in result.findings) for k in ("duplicate", "leakage", "label_issue", "outlier")}
     if not quiet:
         click.echo(format_balance(result.balance))
+    groups = len({f.group for f in result.findings if f.kind == "duplicate"})
     click.echo(f"{result.audited} images audited ({result.encoded} newly embedded, {result.failed} unreadable): "
-               + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" → {result.out}")
+               + ", ".join(f"{n} {k}" + (f" (in {groups} groups)" if k == "duplicate" and n else "")
+                           for k, n in counts.items()) + f" → {result.out}")
 
 
 @main.command(context_settings=CONTEXT)
