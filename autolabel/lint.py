@@ -240,11 +240,23 @@ def _first(warnings: Iterator[LintWarning], limit: int | None) -> tuple[list[Lin
 class Lint:
     """A spec's warnings: each kind's first `limit` spelled out (confusable pairs worst first), and all counted."""
 
-    warnings: tuple[LintWarning, ...]  # duplicates, then too_long, then confusable
+    found: tuple[LintWarning, ...]  # duplicates, then too_long
+    pairs: Confusable | None = None  # the confusable pairs spelled out, as arrays (messages made when read)
+    names: tuple[str, ...] = ()  # the spec's classes
     totals: Mapping[str, int] = field(default_factory=dict)  # per kind, spelled out or not
-    classes: int = 0  # classes in the spec
     confused: int = 0  # classes with at least one confusable partner
     busiest: tuple[str, ...] = ()  # e.g. "'cat' (12 partners, worst 'kitty' 49%)": those with the most partners
+
+    @property
+    def warnings(self) -> tuple[LintWarning, ...]:
+        """Every warning spelled out: duplicates, then too_long, then confusable pairs worst first."""
+        return tuple(self.each())
+
+    def each(self) -> Iterator[LintWarning]:
+        """`warnings`, one at a time (a confusable pair's message is made only when it is reached)."""
+        yield from self.found
+        if self.pairs is not None:
+            yield from _confusable_warnings(self.pairs, self.names)
 
     def count(self, kind: str | None = None) -> int:
         """Warnings of `kind` (of every kind with None), spelled out or not."""
@@ -252,17 +264,20 @@ class Lint:
 
     def more(self, kind: str) -> int:
         """Warnings of `kind` counted but not spelled out."""
-        return self.count(kind) - sum(w.kind == kind for w in self.warnings)
+        spelled = (len(self.pairs.scores) if self.pairs is not None else 0) if kind == "confusable" else sum(
+            w.kind == kind for w in self.found)
+        return self.count(kind) - spelled
 
     def without(self, kind: str) -> Lint:
         """This lint with every warning of `kind` dropped (e.g. confusable pairs the examples separate)."""
-        return Lint(tuple(w for w in self.warnings if w.kind != kind),
-                    {k: n for k, n in self.totals.items() if k != kind}, self.classes,
-                    0 if kind == "confusable" else self.confused, () if kind == "confusable" else self.busiest)
+        pairs = kind == "confusable"
+        return Lint(tuple(w for w in self.found if w.kind != kind), None if pairs else self.pairs, self.names,
+                    {k: n for k, n in self.totals.items() if k != kind}, 0 if pairs else self.confused,
+                    () if pairs else self.busiest)
 
     def summary(self) -> str:
         """One line on the confusable pairs: how many, how many classes have one, which have the most."""
-        return (f"{self.count('confusable'):,} confusable class pairs in all; {self.confused:,} of {self.classes:,} "
+        return (f"{self.count('confusable'):,} confusable class pairs in all; {self.confused:,} of {len(self.names):,} "
                 f"classes have at least one; most partners: {', '.join(self.busiest) or 'none'}")
 
 
@@ -280,7 +295,8 @@ def lint(spec: LabelSpec, model: Any, encode: Callable[[Sequence[str]], np.ndarr
     """A spec's warnings, at most `limit` of each kind spelled out (None: all), the rest counted.
 
     Bounded for any spec size: the confusable pairs are found one block of the separation matrix at a
-    time (`confusable_pairs`), keeping only the `limit` worst.
+    time (`confusable_pairs`), keeping only the `limit` worst (with None, all of them as arrays, 32 bytes
+    a pair: their messages are made one at a time by `Lint.each`).
     """
     prompts = [spec.prompts_for(c) for c in spec.classes]
     duplicates, n_duplicates = _first(_duplicates(spec, prompts), limit)
@@ -293,6 +309,6 @@ def lint(spec: LabelSpec, model: Any, encode: Callable[[Sequence[str]], np.ndarr
     order = np.argsort(-found.partners, kind="stable")[:BUSIEST]
     busiest = tuple(f"'{names[c]}' ({found.partners[c]:,} partners, worst '{names[found.worst[c]]}' "
                     f"{100 * found.worst_score[c]:.0f}%)" for c in order.tolist() if found.partners[c])
-    return Lint(tuple(duplicates + too_long + list(_confusable_warnings(found, names))),
-                {"duplicate": n_duplicates, "too_long": n_too_long, "confusable": found.total}, len(names),
+    return Lint(tuple(duplicates + too_long), found, tuple(names),
+                {"duplicate": n_duplicates, "too_long": n_too_long, "confusable": found.total},
                 int((found.partners > 0).sum()), busiest)

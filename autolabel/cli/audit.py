@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import click
 
 from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main
@@ -127,7 +129,8 @@ def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, 
     finally:
         cache.close()
     for kind in ("duplicate", "too_long", "confusable"):
-        for w in found.warnings:
+        shown = found.found if kind != "confusable" else itertools.islice(found.each(), len(found.found), None)
+        for w in shown:  # confusable pairs: one message at a time, however many --all prints
             if w.kind == kind:
                 click.echo(f"{spec_path}: {w.kind}: {w.message}")
         if found.more(kind):
