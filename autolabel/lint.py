@@ -216,8 +216,10 @@ def _too_long(spec: LabelSpec, prompts: list[list[str]], model: Any) -> Iterator
 
 
 def _confusable_warnings(found: Confusable, names: Sequence[str]) -> Iterator[LintWarning]:
-    for a, b, score, cos in zip(found.first.tolist(), found.second.tolist(), found.scores.tolist(),
-                                found.cosines.tolist(), strict=True):
+    columns = (found.first, found.second, found.scores, found.cosines)
+    rows = (row for start in range(0, len(found.first), 8192)  # as Python numbers a slice at a time
+            for row in zip(*(c[start : start + 8192].tolist() for c in columns), strict=True))
+    for a, b, score, cos in rows:
         yield LintWarning(
             "confusable",
             f"classes '{names[a]}' and '{names[b]}' are too close for the model to separate: their own "
