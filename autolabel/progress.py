@@ -78,13 +78,14 @@ class Reporter:
         """A warning line; shown even with --quiet."""
         self._print(f"warning: {message}", style="yellow")
 
-    def warn_group(self, what: str, items: list[str], total: int | None = None) -> None:
-        """One warning for many items: `what` with a count (`total`, else how many items), the first few named."""
+    def warn_group(self, what: str, items: list[str], total: int | None = None, elsewhere: str = "") -> None:
+        """One warning for many items: `what` with a count (`total`, else how many items), the first few named
+        (all the items with -v; `elsewhere` says where to see the rest of a longer `total`)."""
         total = len(items) if total is None else total
         if not total:
             return
         shown = items if self.verbose else items[:GROUP_LINES]
-        hint = "-v lists them all" if total == len(items) else f"-v lists the first {len(items):,}"
+        hint = "-v lists them all" if total == len(items) else elsewhere or f"-v lists {len(items):,}"
         more = f" … and {total - len(shown):,} more ({hint})" if total > len(shown) else ""
         self.warn(f"{total:,} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
@@ -94,7 +95,8 @@ class Reporter:
             group = [w for w in found.warnings if w.kind == kind]
             if kind == "too_long":
                 self.warn_group("prompts are longer than the model's text context and are truncated",
-                                [p for w in group for p in w.prompts], found.count(kind))
+                                [p for w in group for p in w.prompts], found.count(kind),
+                                f"`autolabel lint {spec} --all` lists them all")
                 continue
             shown = group if self.verbose else group[:GROUP_LINES]
             for warning in shown:
