@@ -137,6 +137,15 @@ def test_pairs_across_splits_are_also_leakage() -> None:
     assert "split 'train' and split 'test'" in found[2].detail
 
 
+def test_whole_frame_views_read_the_integral_at_grid_points_bit_for_bit(shapes) -> None:
+    from autolabel.audit import pixels
+
+    for image in shapes:
+        integral = base_thumbnail(image)
+        for side in (8, 16):
+            assert np.array_equal(pixels._whole(integral, side), pixels._views(integral, side, pixels._WHOLE))
+
+
 def copies_of(shapes: list[Image.Image], per: int) -> list[np.ndarray]:
     """`per` near-copies (JPEG q60–q90 re-encodes, 80–95% resizes) of each of the pictures, interleaved."""
     out = []

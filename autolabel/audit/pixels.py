@@ -87,7 +87,19 @@ class Thumbnail:
 
     @classmethod
     def of(cls, integral: np.ndarray) -> Thumbnail:
-        return cls(integral, _views(integral, 8, _WHOLE), _views(integral, 16, _WHOLE))
+        return cls(integral, _whole(integral, 8), _whole(integral, 16))
+
+
+def _whole(integral: np.ndarray, side: int) -> np.ndarray:
+    """`_views(integral, side, _WHOLE)` where side divides BASE_PX: the grid falls on whole pixels, so the
+    interpolation weights are 0 and 1 and the integral is read at grid points (the same numbers, bit for bit)."""
+    n = integral.shape[0] - 1
+    if n % side:
+        return _views(integral, side, _WHOLE)
+    step = n // side
+    f = integral[::step, ::step]
+    sums = f[1:, 1:] - f[:-1, 1:] - f[1:, :-1] + f[:-1, :-1]
+    return (sums / float(step * step))[None]
 
 
 def pixel_distances(pairs: Sequence[tuple[Thumbnail, Thumbnail]], rule: PixelRule | None = None
