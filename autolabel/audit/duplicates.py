@@ -79,7 +79,7 @@ def _edge(a: int, b: int, distance: float, cropped: bool, cosine: float) -> Edge
 
 
 def candidate_groups(pairs: np.ndarray) -> list[np.ndarray]:
-    """The candidate pairs split by connected group of images (union-find), groups in order of their first row."""
+    """The candidate pairs split by connected group of images (union-find), in order of each group's first row."""
     if not len(pairs):
         return []
     groups = _Groups(int(pairs.max()) + 1)
@@ -96,28 +96,27 @@ def confirmed_edges(pairs: np.ndarray, similarity: Callable[[int, int], float],
                     workers: int = 4) -> list[Edge]:
     """The candidate pairs whose pixels match, in bounded memory: one connected group of candidates at a time.
 
-    Groups of up to PAIRS_CAP candidate pairs (every group of an ordinary dataset) are checked pair by pair, a few
-    groups together so thumbnails are made in parallel (THUMB_BATCH images at once, each once), and
-    released after. A larger group — thousands of copies of a few pictures, or a model that puts a
-    whole class above the candidate cosine — is checked against representatives instead (`_by_leaders`).
+    Groups of up to PAIRS_CAP candidate pairs (every group of an ordinary dataset) are checked pair by
+    pair, a few groups together so thumbnails are made in parallel (each image once) and released after:
+    thumbnails of THUMB_BATCH images and one group at most are held. A larger group — thousands of copies
+    of a few pictures, or a model that puts a whole class above the candidate cosine — is checked against
+    representatives instead (`_by_leaders`).
     """
     edges: list[Edge] = []
     batch: list[np.ndarray] = []
+    held = 0  # images of the batch
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        def flush() -> None:
-            if batch:
-                edges.extend(_every_pair(np.concatenate(batch), similarity, thumbnail, rule, pool))
-                batch.clear()
-
         for group in candidate_groups(pairs):
             if len(group) > PAIRS_CAP:
-                flush()
                 edges.extend(_by_leaders(group, similarity, thumbnail, rule, pool))
                 continue
             batch.append(group)
-            if sum(len(g) for g in batch) >= THUMB_BATCH:
-                flush()
-        flush()
+            held += len(np.unique(group))
+            if held >= THUMB_BATCH:
+                edges.extend(_every_pair(np.concatenate(batch), similarity, thumbnail, rule, pool))
+                batch, held = [], 0
+        if batch:
+            edges.extend(_every_pair(np.concatenate(batch), similarity, thumbnail, rule, pool))
     return edges
 
 
