@@ -221,19 +221,17 @@ def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter, cache: Em
 
 def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
     """The run's stages (see `stages_for`); the spec's lint warnings are printed once, and what was learnt."""
-    from dataclasses import replace
-
     from autolabel.lint import lint
 
     draft = not config.decode.full_decode
     encode = text_encoder(model, job.cache, embedding_spaces(model, draft)[1])
-    found = lint(job.spec, model, encode, limit=None if config.verbose else 100)
+    found = lint(job.spec, model, encode)  # bounded: the worst pairs and a count, whatever the spec's size
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
     stages, learned = stages_for(job.spec, model, job.cache, job.examples, draft=draft,
                                  top_k=config.classify.top_k_for(job.spec.multi_label, len(job.spec.classes)),
                                  extra_names=extra_names, warn=reporter.warn, encode=encode)
     if learned.fit is not None and learned.fit.used:  # the examples separate what the prompts could not
-        found = replace(found, warnings=tuple(w for w in found.warnings if w.kind != "confusable"), omitted=0)
+        found = found.without("confusable")
     reporter.lint(found, job.spec.source)
     if learned.fit is not None:
         softened = learned.fit.used and learned.fit.temperature >= SOFTENED

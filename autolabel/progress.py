@@ -78,30 +78,34 @@ class Reporter:
         """A warning line; shown even with --quiet."""
         self._print(f"warning: {message}", style="yellow")
 
-    def warn_group(self, what: str, items: list[str]) -> None:
-        """One warning for many items: `what` with a count, the first few named (all with -v)."""
-        if not items:
+    def warn_group(self, what: str, items: list[str], total: int | None = None, elsewhere: str = "") -> None:
+        """One warning for many items: `what` with a count (`total`, else how many items), the first few named
+        (all the items with -v; `elsewhere` says where to see the rest of a longer `total`)."""
+        total = len(items) if total is None else total
+        if not total:
             return
         shown = items if self.verbose else items[:GROUP_LINES]
-        more = f" … and {len(items) - len(shown)} more (-v lists them all)" if len(items) > len(shown) else ""
-        self.warn(f"{len(items)} {what}: " + "; ".join(repr(i) for i in shown) + more)
+        hint = "-v lists them all" if total == len(items) else elsewhere or f"-v lists {len(items):,}"
+        more = f" … and {total - len(shown):,} more ({hint})" if total > len(shown) else ""
+        self.warn(f"{total:,} {what}: " + "; ".join(repr(i) for i in shown) + more)
 
     def lint(self, found: Any, spec: str) -> None:
-        """A spec's lint.Lint, once: over-long prompts as one grouped line, other kinds a few lines each."""
-        by_kind: dict[str, list[Any]] = {}
-        for warning in found.warnings:
-            by_kind.setdefault(warning.kind, []).append(warning)
-        for kind, group in by_kind.items():
+        """A spec's lint.Lint, once: over-long prompts as one grouped line, other kinds a few lines and a count."""
+        for kind in ("duplicate", "too_long", "confusable"):
+            group = [w for w in found.warnings if w.kind == kind]
             if kind == "too_long":
                 self.warn_group("prompts are longer than the model's text context and are truncated",
-                                [p for w in group for p in w.prompts])
+                                [p for w in group for p in w.prompts], found.count(kind),
+                                f"`autolabel lint {spec} --all` lists them all")
                 continue
             shown = group if self.verbose else group[:GROUP_LINES]
             for warning in shown:
                 self.warn(warning.message)
-            more = len(group) - len(shown) + (found.omitted if kind == "confusable" else 0)
+            more = found.count(kind) - len(shown)
             if more:
-                self.warn(f"… and {more} more {kind} warnings (`autolabel lint {spec}` or -v lists them all)")
+                self.warn(f"… and {more:,} more {kind} warnings"
+                          + (f"; {found.summary()}" if kind == "confusable" else "")
+                          + f" (`autolabel lint {spec}` lists the worst, `--all` every one)")
 
     def skip(self, path: str, reason: str) -> None:
         """The line for an image that became an error row (after SKIP_LINES of them, only counted)."""

@@ -137,6 +137,74 @@ def test_pairs_across_splits_are_also_leakage() -> None:
     assert "split 'train' and split 'test'" in found[2].detail
 
 
+def test_whole_frame_views_read_the_integral_at_grid_points_bit_for_bit(shapes) -> None:
+    from autolabel.audit import pixels
+
+    for image in shapes:
+        integral = base_thumbnail(image)
+        for side in (8, 16):
+            assert np.array_equal(pixels._whole(integral, side), pixels._views(integral, side, pixels._WHOLE))
+
+
+def copies_of(shapes: list[Image.Image], per: int) -> list[np.ndarray]:
+    """`per` near-copies (JPEG q60–q90 re-encodes, 80–95% resizes) of each of the pictures, interleaved."""
+    out = []
+    for k in range(per):
+        for image in shapes:
+            copy = jpeg(image, 60 + 5 * (k % 7)) if k % 2 else image.resize(
+                (int(image.width * (0.8 + 0.03 * (k % 6))), int(image.height * (0.8 + 0.03 * (k % 6)))))
+            out.append(base_thumbnail(copy))
+    return out
+
+
+def groups_of(edges) -> set[frozenset[int]]:
+    findings = duplicate_findings([str(i) for i in range(1000)], edges)
+    members: dict[int, set[int]] = {}
+    for f in findings:
+        members.setdefault(f.group, set()).update((int(f.path), int(f.other_path)))
+    return {frozenset(m) for m in members.values()}
+
+
+def test_a_huge_candidate_group_is_checked_against_leaders_with_few_checks(shapes, monkeypatch) -> None:
+    import autolabel.audit.duplicates as dup
+    from autolabel.audit import pixels
+
+    thumbs = copies_of(shapes[:3], 12)  # 36 images: row r shows picture r % 3
+    every = np.array([(a, b) for a in range(36) for b in range(a + 1, 36)])  # all 630 pairs are candidates
+    checked, made = [], []
+    real = pixels.pixel_distances
+    monkeypatch.setattr(dup, "pixel_distances",
+                        lambda pairs, rule=None: checked.append(len(pairs)) or real(pairs, rule))
+
+    def thumbnail(row: int) -> np.ndarray:
+        made.append(row)
+        return thumbs[row]
+
+    similarity = lambda a, b: 1.0 - abs(a - b) / 100  # noqa: E731 - nearer rows first
+    monkeypatch.setattr(dup, "THUMB_BATCH", 8)
+    exhaustive = dup.confirmed_edges(every, similarity, thumbnail, dup.DuplicateRule())
+    assert sum(checked) == 630 and len(made) == 36
+    checked.clear(), made.clear()
+    monkeypatch.setattr(dup, "PAIRS_CAP", 100)
+    by_leaders = dup.confirmed_edges(every, similarity, thumbnail, dup.DuplicateRule())
+    truth = {frozenset(range(p, 36, 3)) for p in range(3)}
+    assert groups_of(exhaustive) == groups_of(by_leaders) == truth
+    assert len(by_leaders) == 33 and all(e.a % 3 == e.b % 3 for e in by_leaders)  # one edge per joined image
+    assert sum(checked) <= dup.LEADERS_TRIED * 36 and len(made) == 36  # each thumbnail made once
+
+
+def test_small_groups_are_checked_pair_by_pair_in_batches(shapes, monkeypatch) -> None:
+    import autolabel.audit.duplicates as dup
+
+    thumbs = copies_of(shapes[:4], 2)  # rows r and r + 4 show one picture
+    pairs = np.array([(0, 4), (1, 5), (2, 6), (3, 7), (0, 1), (2, 3)])
+    monkeypatch.setattr(dup, "THUMB_BATCH", 2)
+    groups = dup.candidate_groups(pairs)
+    assert [g.tolist() for g in groups] == [[[0, 4], [1, 5], [0, 1]], [[2, 6], [3, 7], [2, 3]]]
+    edges = dup.confirmed_edges(pairs, lambda a, b: 0.99, thumbs.__getitem__, dup.DuplicateRule())
+    assert sorted((e.a, e.b) for e in edges) == [(0, 4), (1, 5), (2, 6), (3, 7)]
+
+
 # --- label issues ----------------------------------------------------------------------------------
 
 PROBS = np.array([
@@ -278,6 +346,7 @@ def test_planted_duplicates_found_exactly(labelled, tmp_path: Path) -> None:
     found = pd.read_parquet(tmp_path / "f.parquet")
     assert set(found["kind"]) == {"duplicate"}
     assert {frozenset(p) for p in zip(found["path"], found["other_path"], strict=True)} == pairs
+    assert f"{len(pairs)} duplicate (in {found['group'].nunique()} groups)" in result.output
     exact = found[found["score"] == 1.0]
     assert len(exact) >= 4 and exact["detail"].str.startswith("exact copy").sum() == 4
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -118,3 +119,101 @@ def test_the_separation_matrix_equals_pair_separation_for_every_pair() -> None:
     for a in range(4):
         for b in range(4):
             assert matrix[a, b] == pytest.approx(pair_separation(vectors[a], means[b], 7.0), abs=1e-12)
+
+
+def clustered_vectors(seed: int, classes: int, dim: int = 6) -> list[np.ndarray]:
+    """Prompt embeddings of `classes` classes (1–4 prompts each) in a few tight clusters: many confusable pairs."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(4, dim))
+    return [centres[c % 4] + 0.05 * rng.normal(size=(int(rng.integers(1, 5)), dim)) for c in range(classes)]
+
+
+@pytest.mark.parametrize("keep", [None, 1, 7, 10_000])
+def test_confusable_pairs_block_by_block_equal_every_pair_by_hand(monkeypatch: pytest.MonkeyPatch,
+                                                                  keep: int | None) -> None:
+    import autolabel.lint as lint_module
+
+    monkeypatch.setattr(lint_module, "TILE_CLASSES", 5)  # 29 classes: 6 blocks, so 21 tiles and their seams
+    monkeypatch.setattr(lint_module, "TILE_PROMPTS", 9)
+    vectors, scale = clustered_vectors(5, 29), 20.0
+    units = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in vectors]
+    means = [u.mean(axis=0) / np.linalg.norm(u.mean(axis=0)) for u in units]
+    pairs = sorted((min(pair_separation(vectors[a], means[b], scale), pair_separation(vectors[b], means[a], scale)),
+                    a, b) for a in range(29) for b in range(a + 1, 29))
+    bad = [p for p in pairs if p[0] < lint_module.SEPARABLE]
+    assert 29 < len(bad) < 29 * 28 / 2  # the case has both kinds
+
+    found = lint_module.confusable_pairs(vectors, scale, keep)
+    assert found.total == len(bad)
+    expected = bad if keep is None else bad[:keep]
+    assert list(zip(found.first.tolist(), found.second.tolist(), strict=True)) == [(a, b) for _, a, b in expected]
+    assert found.scores == pytest.approx([s for s, _, _ in expected], abs=1e-12)
+    partners = [sum(c in (a, b) for _, a, b in bad) for c in range(29)]
+    assert found.partners.tolist() == partners
+    for c in range(29):
+        own = [(s, b if a == c else a) for s, a, b in bad if c in (a, b)]
+        assert found.worst[c] == (min(own)[1] if own else -1)
+
+
+def test_each_kind_is_bounded_and_counted() -> None:
+    long = "one two three four five six seven eight nine"
+    names = [f"c{i}" for i in range(30)]
+    spec = spec_of([{"name": n, "prompts": [f"{long} {n}", f"{long} {n} again"]} for n in names]
+                   + ["c0.", "c1!"])  # two duplicate names, whose templated prompts duplicate too
+    rng = np.random.default_rng(0)
+    vectors = {p: [1.0, 0.0] + rng.normal(scale=1e-3, size=2).tolist()
+               for c in spec.classes for p in spec.prompts_for(c)}
+    from autolabel.lint import lint
+
+    found = lint(spec, FakeModel(), fake_encoder(vectors), limit=4)
+    assert [sum(w.kind == k for w in found.warnings) for k in ("duplicate", "too_long", "confusable")] == [4, 4, 4]
+    assert found.count("duplicate") == 4 and found.count("too_long") == 60 and found.count("confusable") == 32 * 31 / 2
+    assert found.more("too_long") == 56 and found.more("duplicate") == 0
+    assert found.confused == 32 and "(31 partners, worst" in found.summary()
+    everything = lint_spec(spec, FakeModel(), fake_encoder(vectors))
+    assert len(everything) == found.count() == 4 + 60 + 496
+
+
+def lookalike_spec(tmp_path: Path, classes: int) -> Path:
+    """A spec of classes named with the tiny CLIP's few words: its random-init model cannot tell them apart."""
+    from .conftest import WORDS
+
+    names = [" ".join(words) for words in itertools.product(WORDS[3:], repeat=2)][:classes]
+    path = tmp_path / "lookalike.yaml"
+    path.write_text(yaml.safe_dump({"templates": ["a photo of a {label}.", "a drawing of the {label}."],
+                                    "classes": names}))
+    return path
+
+
+def test_lint_prints_the_worst_pairs_and_a_count_not_every_pair(tmp_path: Path, tiny_clip: Path) -> None:
+    spec = lookalike_spec(tmp_path, 60)
+    result = CliRunner().invoke(main, ["lint", str(spec), "--model", str(tiny_clip), "--cache-dir",
+                                       str(tmp_path / "c"), "--limit", "5", "--strict"])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    pairs = [ln for ln in lines if ": confusable: classes '" in ln]
+    more = [ln for ln in lines if ": confusable: … and " in ln]
+    summary = [ln for ln in lines if ": summary: " in ln]
+    assert len(pairs) == 5 and len(more) == 1 and len(summary) == 1 and len(lines) == 7, lines
+    total = int(summary[0].split(": summary: ")[1].split(" confusable")[0].replace(",", ""))
+    assert 1000 < total <= 60 * 59 // 2 and f"… and {total - 5:,} more" in more[0]
+    assert f"{total:,} lint warning(s)" in result.stderr
+    every = CliRunner().invoke(main, ["lint", str(spec), "--model", str(tiny_clip), "--cache-dir",
+                                      str(tmp_path / "c"), "--all"])
+    assert len([ln for ln in every.stdout.splitlines() if ": confusable: classes '" in ln]) == total
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_run_prints_a_handful_of_pairs_and_one_count(tmp_path: Path, image_folder: Path, tiny_clip: Path,
+                                                     verbose: bool) -> None:
+    from autolabel.lint import SHOWN
+
+    spec = lookalike_spec(tmp_path, 60)
+    result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(spec), "--out",
+                                       str(tmp_path / "o.parquet"), "--model", str(tiny_clip), "-q",
+                                       *(["-v"] if verbose else [])])
+    assert result.exit_code == 0, result.output
+    pairs = [ln for ln in result.stderr.splitlines() if "too close for the model to separate" in ln]
+    counts = [ln for ln in result.stderr.splitlines() if "more confusable warnings" in ln]
+    assert len(pairs) == (SHOWN if verbose else 3) and len(counts) == 1, result.stderr
+    assert "confusable class pairs in all; 60 of 60 classes have at least one" in counts[0]

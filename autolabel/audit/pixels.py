@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,11 +56,13 @@ def _views(integral: np.ndarray, side: int, boxes: np.ndarray) -> np.ndarray:
 
 
 def _tone_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """x mapped by the least-squares gain·x + offset towards y, within the tolerated range."""
-    mx, my = x.mean(), y.mean()
-    var = float(((x - mx) ** 2).mean())
-    gain = float(np.clip(((x - mx) * (y - my)).mean() / max(var, 1e-6), *GAIN))
-    return gain * x + float(np.clip(my - gain * mx, -OFFSET, OFFSET))
+    """Each x (leading axis: one per pair) mapped by the least-squares gain·x + offset towards its y, within
+    the tolerated range."""
+    axes = tuple(range(1, x.ndim))
+    mx, my = x.mean(axis=axes, keepdims=True), y.mean(axis=axes, keepdims=True)
+    var = ((x - mx) ** 2).mean(axis=axes, keepdims=True)
+    gain = np.clip(((x - mx) * (y - my)).mean(axis=axes, keepdims=True) / np.maximum(var, 1e-6), *GAIN)
+    return gain * x + np.clip(my - gain * mx, -OFFSET, OFFSET)
 
 
 _WHOLE = np.zeros((1, 4))
@@ -74,20 +77,60 @@ def _distance(x8: np.ndarray, x16: np.ndarray, y8: np.ndarray, y16: np.ndarray, 
                               np.partition(cells, -2, axis=1)[:, -2] / rule.cell8])
 
 
-def pixel_distance(a: np.ndarray, b: np.ndarray, rule: PixelRule | None = None) -> tuple[float, bool]:
-    """(distance, cropped) between two base thumbnails; a distance ≤ 1 means the same picture.
+@dataclass(frozen=True)
+class Thumbnail:
+    """A base thumbnail with its whole-frame 8×8 and 16×16 views, made once per image, not once per pair."""
+
+    integral: np.ndarray
+    v8: np.ndarray
+    v16: np.ndarray
+
+    @classmethod
+    def of(cls, integral: np.ndarray) -> Thumbnail:
+        return cls(integral, _whole(integral, 8), _whole(integral, 16))
+
+
+def _whole(integral: np.ndarray, side: int) -> np.ndarray:
+    """`_views(integral, side, _WHOLE)` where side divides BASE_PX: the grid falls on whole pixels, so the
+    interpolation weights are 0 and 1 and the integral is read at grid points (the same numbers, bit for bit)."""
+    n = integral.shape[0] - 1
+    if n % side:
+        return _views(integral, side, _WHOLE)
+    step = n // side
+    f = integral[::step, ::step]
+    sums = f[1:, 1:] - f[:-1, 1:] - f[1:, :-1] + f[:-1, :-1]
+    return (sums / float(step * step))[None]
+
+
+def pixel_distances(pairs: Sequence[tuple[Thumbnail, Thumbnail]], rule: PixelRule | None = None
+                    ) -> list[tuple[float, bool]]:
+    """(distance, cropped) of many pairs of thumbnails; a distance ≤ 1 means the same picture.
 
     First the whole frames, one after a small brightness/contrast fit onto the other (re-encodes,
-    resizes, mild tone changes); then, if the rule allows, crops of up to 8% per side of either image
-    against the other's whole frame, without the tone fit (more freedom would match distinct pictures).
+    resizes, mild tone changes), all pairs at once; then, if the rule allows, for the pairs that fail but
+    come close, crops of up to 8% per side of either image against the other's whole frame, without the
+    tone fit (more freedom would match distinct pictures).
     """
     rule = rule or PixelRule()
-    a8, a16, b8, b16 = (_views(t, s, _WHOLE) for t in (a, b) for s in (8, 16))
-    plain = float(_distance(a8, a16, b8, b16, rule)[0])
-    toned = float(_distance(_tone_fit(a8, b8), _tone_fit(a16, b16), b8, b16, rule)[0])
-    best = min(plain, toned)
-    if best <= 1.0 or not rule.crops or plain > CROP_SEARCH_BELOW:
-        return best, False
-    cropped = min(float(_distance(_views(x, 8, _CROPS), _views(x, 16, _CROPS), y8, y16, rule).min())
-                  for x, y8, y16 in ((a, b8, b16), (b, a8, a16)))
-    return (cropped, True) if cropped < best else (best, False)
+    if not pairs:
+        return []
+    x8, x16, y8, y16 = (np.concatenate([getattr(p[i], v) for p in pairs]) for i, v in ((0, "v8"), (0, "v16"),
+                                                                                    (1, "v8"), (1, "v16")))
+    plain = _distance(x8, x16, y8, y16, rule)
+    best = np.minimum(plain, _distance(_tone_fit(x8, y8), _tone_fit(x16, y16), y8, y16, rule))
+    out = []
+    for (x, y), p, b in zip(pairs, plain.tolist(), best.tolist(), strict=True):
+        if b <= 1.0 or not rule.crops or p > CROP_SEARCH_BELOW:
+            out.append((b, False))
+            continue
+        cropped = min(float(_distance(_views(t.integral, 8, _CROPS), _views(t.integral, 16, _CROPS), o.v8, o.v16,
+                                      rule).min()) for t, o in ((x, y), (y, x)))
+        out.append((cropped, True) if cropped < b else (b, False))
+    return out
+
+
+def pixel_distance(a: np.ndarray | Thumbnail, b: np.ndarray | Thumbnail,
+                   rule: PixelRule | None = None) -> tuple[float, bool]:
+    """`pixel_distances` of one pair of base thumbnails (or their `Thumbnail`s)."""
+    x, y = (t if isinstance(t, Thumbnail) else Thumbnail.of(t) for t in (a, b))
+    return pixel_distances([(x, y)], rule)[0]

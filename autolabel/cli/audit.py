@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import click
 
 from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main
@@ -77,8 +79,10 @@ def audit(labels_table: str, out: str, truth: str | None, images_root: str | Non
     counts = {k: sum(f.kind == k for f in result.findings) for k in ("duplicate", "leakage", "label_issue", "outlier")}
     if not quiet:
         click.echo(format_balance(result.balance))
+    groups = len({f.group for f in result.findings if f.kind == "duplicate"})
     click.echo(f"{result.audited} images audited ({result.encoded} newly embedded, {result.failed} unreadable): "
-               + ", ".join(f"{n} {k}" for k, n in counts.items()) + f" → {result.out}")
+               + ", ".join(f"{n} {k}" + (f" (in {groups} groups)" if k == "duplicate" and n else "")
+                           for k, n in counts.items()) + f" → {result.out}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -89,21 +93,29 @@ def audit(labels_table: str, out: str, truth: str | None, images_root: str | Non
 @click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
               help="Embedding cache folder (prompt embeddings are cached there).")
 @click.option("--strict", is_flag=True, help="Exit 1 when there is any warning (for CI).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Warnings of each kind printed (confusable pairs worst first); the rest are counted.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Print every warning (for thousands of look-alike classes: millions of lines).")
 @handle_errors
-def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, strict: bool) -> None:
+def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, strict: bool, limit: int,
+         show_all: bool) -> None:
     """Check a label spec against a model: classes it cannot tell apart, prompts over its context, duplicates.
 
     Two classes are confusable when each class's own prompts, scored like images at the model's
     temperature, do not pick their own class over the other at least 90% of the time on average.
+    Each kind prints at most --limit warnings (the worst confusable pairs first), then how many
+    more there are and, for confusable pairs, the classes with the most partners.
 
     \b
     Examples:
       autolabel lint labels.yaml
       autolabel lint labels.yaml --model google/siglip-base-patch16-224 --strict
+      autolabel lint big.yaml --limit 20
     """
     from autolabel.cache import EmbeddingCache, default_cache_dir
     from autolabel.errors import TooManyErrors
-    from autolabel.lint import lint_spec
+    from autolabel.lint import lint as lint_spec
     from autolabel.model import DEFAULT_MODEL, ZeroShotModel
     from autolabel.spec import load_spec
 
@@ -113,11 +125,19 @@ def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, 
     try:
         from autolabel.audit.embeddings import cached_text_encoder
 
-        warnings = lint_spec(spec, loaded, cached_text_encoder(loaded, cache))
+        found = lint_spec(spec, loaded, cached_text_encoder(loaded, cache), limit=None if show_all else limit)
     finally:
         cache.close()
-    for w in warnings:
-        click.echo(f"{spec_path}: {w.kind}: {w.message}")
-    click.echo(f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''} ({loaded.name})", err=True)
-    if strict and warnings:
-        raise TooManyErrors(f"{len(warnings)} lint warning(s) with --strict")
+    for kind in ("duplicate", "too_long", "confusable"):
+        shown = found.found if kind != "confusable" else itertools.islice(found.each(), len(found.found), None)
+        for w in shown:  # confusable pairs: one message at a time, however many --all prints
+            if w.kind == kind:
+                click.echo(f"{spec_path}: {w.kind}: {w.message}")
+        if found.more(kind):
+            click.echo(f"{spec_path}: {kind}: … and {found.more(kind):,} more (--limit N or --all prints them)")
+    if found.count("confusable") > 1:
+        click.echo(f"{spec_path}: summary: {found.summary()}")
+    total = found.count()
+    click.echo(f"{total:,} warning{'s' if total != 1 else ''} ({loaded.name})", err=True)
+    if strict and total:
+        raise TooManyErrors(f"{total:,} lint warning(s) with --strict")
