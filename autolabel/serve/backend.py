@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from autolabel.spec import LabelSpec
 from autolabel.stages import Item, Model
 
 BATCH = 32
+FETCHERS = 8  # images prepared at once (reads from Label Studio wait on the network)
 MEMO_LIMIT = 200_000  # embeddings kept in memory by image location (the cache keeps them all on disk)
 UPDATES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
 
@@ -87,6 +90,7 @@ class Backend:
         tasks = payload.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BackendError(400, "predict: `tasks` must be a list of task objects")
+        started = time.perf_counter()
         with self.lock:
             project = self._project(payload.get("project"))
             target = self._target(payload.get("label_config"))
@@ -104,6 +108,8 @@ class Backend:
                 else:
                     self.warn(f"task {task.get('id')}: {errors[i]}")
                     results.append({"result": [], "score": 1.0, "model_version": version, "error": errors[i]})
+            self.info(f"project {project.store.key}: {len(tasks)} predictions ({len(errors)} unreadable) in "
+                      f"{time.perf_counter() - started:.1f} s, {version}")
             return {"results": results, "model_version": version}
 
     def webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -203,17 +209,18 @@ class Backend:
             except DecodeError as exc:
                 records.append(ImageRecord(path=str(ref), location="", row=i, error=str(exc)))
         vectors, errors = {}, {}
-        for start in range(0, len(records), BATCH):
-            items = [prepared(r) for r in records[start:start + BATCH]]
-            embedded(items)
-            for item in items:
-                if item.embedding is None:
-                    errors[item.record.row] = item.error or "no embedding"
-                    continue
-                vectors[item.record.row] = np.asarray(item.embedding, np.float64)
-                task_id = tasks[item.record.row].get("id")
-                if isinstance(task_id, int):
-                    project.pool[task_id] = vectors[item.record.row]
+        with ThreadPoolExecutor(FETCHERS) as pool:  # images from a server: several requests in flight
+            for start in range(0, len(records), BATCH):
+                items = list(pool.map(prepared, records[start:start + BATCH]))
+                embedded(items)
+                for item in items:
+                    if item.embedding is None:
+                        errors[item.record.row] = item.error or "no embedding"
+                        continue
+                    vectors[item.record.row] = np.asarray(item.embedding, np.float64)
+                    task_id = tasks[item.record.row].get("id")
+                    if isinstance(task_id, int):
+                        project.pool[task_id] = vectors[item.record.row]
         return vectors, errors
 
     def _classifier(self, project: Project) -> tuple[Classifier, str]:

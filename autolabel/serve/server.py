@@ -93,7 +93,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting (Label Studio's 1 s health check)
+            self.close_connection = True
+            self.server.log(f"{self.command} {self.path}: the client left before the answer")
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the standard library's signature)
         self.server.log(f"{self.address_string()} {format % args}", True)
