@@ -188,3 +188,48 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
     write_text(out, document)
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@LABELS_TABLE
+@click.option("--budget", "-n", type=int, required=True, help="How many rows to plan (people review them in order).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The queue to write (.csv or .parquet): fill in its reviewed_label column.")
+@click.option("--examples", multiple=True, type=click.Path(),
+              help="Reviews so far (repeatable): corrections or earlier queues filled in; rows in them are not "
+                   "offered again.")
+@SPEC_OPTION
+@click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def queue(labels_table: str, budget: int, out: str, examples: tuple[str, ...], spec: str | None, model: str | None,
+          device: str, cache_dir: str | None, quiet: bool) -> None:
+    """Plan the next BUDGET reviews of LABELS: the rows a person should label first, best first.
+
+    Without reviews: typical images of every part of the data (k-means over the cached image
+    embeddings, the most typical image of each cluster, largest first). With reviews (in LABELS, or
+    --examples): parts no review covers, classes with few examples, rows the adapted classifier is
+    unsure of, rows where it and zero-shot disagree. Writes path, reviewed_label (empty), rank,
+    reason, label, confidence, priority: fill in reviewed_label (leave junk empty) and pass the file
+    to `autolabel run --examples` or `autolabel import-review`.
+
+    \b
+    Example:
+      autolabel queue labels.parquet --budget 24 --out queue.csv
+      autolabel run images/ --labels labels.yaml --out labels2.parquet --examples queue.csv
+      autolabel queue labels2.parquet --budget 24 --out queue2.csv --examples queue.csv
+    """
+    from collections import Counter
+
+    from autolabel.review_queue import QueueConfig, build_queue
+
+    result = build_queue(QueueConfig(labels=labels_table, out=out, budget=budget, examples=examples, spec=spec,
+                                     model=model, device=device, cache_dir=cache_dir, quiet=quiet))
+    plan = result.plan
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(Counter(plan.reasons).items()))
+    click.echo(f"planned {len(plan.rows)} reviews ({why}; {plan.reviewed} rows reviewed before, "
+               f"{'adapted' if plan.adapted else 'zero-shot'} classifier, {plan.encoded} images newly embedded) "
+               f"→ {result.out}")
