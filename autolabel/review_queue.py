@@ -278,3 +278,30 @@ def build_queue(config: QueueConfig, *, reporter: Reporter | None = None, model:
     model = model or load_run_model(results, config.model, config.device, reporter)
     queue = plan_reviews(results, config, model, reporter)
     return QueueResult(write_queue(queue_frame(results, queue), config.out), queue)
+
+
+def planned_paths(results: Results, queue_file: str) -> list[tuple[str, str]]:
+    """A queue's rows as (table path, reason) in rank order, for the report; rows not in the table are left out."""
+    import pandas as pd
+
+    from autolabel.examples import identity
+
+    path = Path(queue_file)
+    try:
+        frame = (pd.read_parquet(path) if path.suffix.lower() == ".parquet"
+                 else pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"path": str}))
+    except FileNotFoundError:
+        raise SourceError(f"--queue {queue_file}: no such file; write it with `autolabel queue`") from None
+    except Exception as exc:
+        raise SourceError(f"--queue {queue_file}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
+    missing = [c for c in ("path", "rank", "reason") if c not in frame.columns]
+    if missing:
+        raise SourceError(f"--queue {queue_file}: not a queue from `autolabel queue` (no {', '.join(missing)} column)")
+    table_paths = {identity(w): p for w, p in zip(locations(results), results.frame["path"].astype(str), strict=True)}
+    base = str(path.absolute().parent)
+    out = []
+    for given, reason in frame.sort_values("rank", kind="stable")[["path", "reason"]].itertuples(index=False):
+        where = str(given) if storage.is_url(str(given)) or os.path.isabs(str(given)) else os.path.join(base, given)
+        if identity(where) in table_paths:
+            out.append((table_paths[identity(where)], str(reason)))
+    return out

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -108,3 +112,48 @@ def test_bad_options_are_one_line_and_exit_2(labelled, tmp_path: Path, args: lis
 def test_out_must_not_be_the_labels_table(labelled) -> None:
     result = CliRunner().invoke(main, ["queue", str(labelled["r1"]), "--budget", "2", "--out", str(labelled["r1"])])
     assert result.exit_code == 2 and "an input of this command" in result.output
+
+
+def report_queue(table: Path, out: Path, *extra: str) -> tuple[list[list], str]:
+    """Write the report in a child process that must not import torch; the editor's rows and the page."""
+    code = ("import sys; from autolabel.cli import main\n"
+            f"try:\n    main(['report', {str(table)!r}, '--out', {str(out)!r}, *{list(extra)!r}])\n"
+            "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    data = re.search(r"<script type='application/json' id='rq-data'>(.*?)</script>", page, re.S).group(1)
+    return json.loads(data)["rows"], page
+
+
+def test_the_report_queue_starts_with_the_planned_rows_in_the_queue_order(labelled) -> None:
+    planned = labelled["tmp"] / "q-report.csv"
+    queue(labelled, labelled["r1"], planned, 5)
+    rows, page = report_queue(labelled["r1"], labelled["tmp"] / "report.html", "--queue", str(planned))
+    expected = pd.read_csv(planned)
+    assert [(r[1], r[7]) for r in rows[:5]] == list(zip(expected.path, expected.reason, strict=True))
+    assert all(r[7] == "" for r in rows[5:])  # then today's order, without the planned rows again
+    assert len({r[1] for r in rows}) == len(rows)
+    assert "rows <code>autolabel queue</code> planned first" in page
+
+
+def test_imported_reviews_show_as_reviewed_in_the_report_and_leave_its_queue(labelled) -> None:
+    table = labelled["tmp"] / "r1-report.parquet"
+    table.write_bytes(labelled["r1"].read_bytes())
+    frame = pd.read_parquet(table)
+    waiting = frame[frame.status == "review"].head(3)
+    truth = {Path(p).name: t for p, t in truth_of(labelled).items()}
+    reviews = pd.DataFrame({"path": [str(labelled["tmp"] / "images" / Path(p).name) for p in waiting.path],
+                            "reviewed_label": [truth[Path(p).name] for p in waiting.path]})
+    reviews.to_csv(labelled["tmp"] / "three.csv", index=False)
+    before, _ = report_queue(table, labelled["tmp"] / "before.html")
+    result = CliRunner().invoke(main, ["import-review", str(labelled["tmp"] / "three.csv"), "--into", str(table)])
+    assert result.exit_code == 0, result.output
+    after, page = report_queue(table, labelled["tmp"] / "after.html")
+    assert len(after) == len(before) - 3 and not set(reviews.path) & {r[1] for r in after}
+    assert re.search(r"<tr><td>reviewed</td><td>3</td></tr>", page)
+    assert "<th>reviewed</th>" in page
+    cells = re.findall(r"<tr><td>([^<]+)</td><td>\d+</td><td>\d+</td><td>\d+</td><td>(\d+)</td>", page)
+    per_class = {name: int(n) for name, n in cells}
+    assert sum(per_class.values()) == 3 and per_class[reviews.reviewed_label[0]] >= 1

@@ -160,21 +160,27 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
 @click.option("--audit", "audit_table", type=click.Path(dir_okay=False), default=None,
               help="Add an audit section from FINDINGS of `autolabel audit` (duplicate groups, label issues).")
+@click.option("--queue", "queue_file", type=click.Path(dir_okay=False), default=None,
+              help="Start the review queue with the rows `autolabel queue` planned, in its order.")
 @SPEC_OPTION
 @handle_errors
 def report(labels_table: str, out: str, images_root: str | None, truth: str | None, audit_table: str | None,
-           spec: str | None) -> None:
+           queue_file: str | None, spec: str | None) -> None:
     """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
+
+    Rows people reviewed (a reviewed_label from import-review, or status reviewed) show as reviewed and
+    leave the review queue.
 
     \b
     Example:
       autolabel report labels.parquet --out report.html --truth truth
+      autolabel report labels.parquet --out report.html --queue queue.csv
     """
     from autolabel.evaluate import resolve_truth
     from autolabel.report import build_report
     from autolabel.results import load_results
 
-    check_output_file(out, "--out", (labels_table, spec, truth, audit_table), autolabel_report)
+    check_output_file(out, "--out", (labels_table, spec, truth, audit_table, queue_file), autolabel_report)
     results = load_results(labels_table, spec)
     root = results.images_root(images_root)
     sections = []
@@ -185,7 +191,13 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
 
         sections.append(audit_section(load_findings(audit_table),
                                       lambda p: thumbnail(results.location(p, root), 96)))
-    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
+    planned = []
+    if queue_file:
+        from autolabel.review_queue import planned_paths
+
+        planned = planned_paths(results, queue_file)
+    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections,
+                            planned=planned)
     write_text(out, document)
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)
 
