@@ -33,6 +33,8 @@ FIT_SAMPLE, FIT_SAMPLE_PER_CLUSTER = 20_000, 16  # k-means fits on max(20,000, 1
 INIT_SAMPLE = 4096  # … seeded by k-means++ on max(4,096, 3 k) of them
 ITERATIONS = 25
 _CHUNK = 8192
+ORDER_SAMPLE = 4096  # the first picks are ordered by how much of a sample of this many rows they represent …
+ORDERED = 256  # … for at most this many picks (later ones keep the cluster order)
 MIX = ("balance", "coverage", "uncertain", "coverage", "disagree", "uncertain")  # slot reasons, cycled
 REASONS = ("coverage", "balance", "uncertain", "disagree")
 
@@ -220,10 +222,12 @@ def plan(embeddings: np.ndarray, zero_shot: np.ndarray, adapted: np.ndarray | No
     typical = typicality(x, clusters, seed)
     if not reviewed.any():
         order = _coverage_order(clusters, typical, candidates, reviewed)
+        firsts = min(int(len(np.unique(clusters[candidates]))), max(1, budget))
+        order[:firsts] = representative_order(x, order[:firsts], reviewed, seed)
         reasons = ("coverage",) * len(order)
     else:
         current = zero_shot if adapted is None else np.asarray(adapted, np.float64)
-        order, reasons = _mixed_order(clusters, typical, candidates, reviewed, zero_shot, current, review_labels,
+        order, reasons = _mixed_order(x, clusters, typical, candidates, reviewed, zero_shot, current, review_labels,
                                       multi_label, thresholds, budget)
     priority = np.ones(n, np.float64)
     priority[order] = np.arange(len(order)) / len(order)
@@ -253,19 +257,44 @@ def _coverage_order(clusters: np.ndarray, typical: np.ndarray, candidates: np.nd
     return candidates[by_typicality[np.lexsort((ranks, within))]]
 
 
+def representative_order(x: np.ndarray, picks: np.ndarray, known: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`picks` reordered so that every prefix represents the data best: greedy facility location (each next pick
+    adds the most similarity, (1 + cos) / 2, of a row sample to its nearest pick or `known` row), so the first
+    few of a large budget are spread over the whole data instead of all in its largest class."""
+    head = np.asarray(picks[:ORDERED])
+    if len(head) < 2:
+        return np.asarray(picks)
+    rng = np.random.default_rng(seed)
+    sample = x[np.sort(rng.choice(len(x), min(len(x), ORDER_SAMPLE), replace=False))]
+    with threadpool_limits(limits=1, user_api="blas"):
+        gain_of = 0.5 * (1.0 + sample @ x[head].T)
+        best = (0.5 * (1.0 + sample @ x[known].T)).max(axis=1) if known.any() else np.zeros(len(sample), np.float32)
+    left = np.ones(len(head), bool)
+    out = []
+    for _ in range(len(head)):
+        gains = np.maximum(gain_of - best[:, None], 0.0).sum(axis=0)
+        gains[~left] = -1.0
+        choice = int(np.argmax(gains))
+        out.append(choice)
+        left[choice] = False
+        best = np.maximum(best, gain_of[:, choice])
+    return np.concatenate([head[out], np.asarray(picks[ORDERED:])])
+
+
 class _Mixer:
     """The slot-by-slot choice of the first `budget` rows once some rows are reviewed."""
 
-    def __init__(self, clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarray, reviewed: np.ndarray,
-                 predicted: np.ndarray, sureness: np.ndarray, counts: np.ndarray) -> None:
+    def __init__(self, x: np.ndarray, clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarray,
+                 reviewed: np.ndarray, predicted: np.ndarray, sureness: np.ndarray, counts: np.ndarray) -> None:
         self.clusters, self.typical, self.predicted = clusters, typical, predicted
         self.covered = np.zeros(int(clusters.max()) + 1, bool)
         self.covered[clusters[reviewed]] = True
         self.taken = np.zeros(len(clusters), bool)
         self.eligible = ~reviewed
         self.counts = counts.astype(np.float64).copy()
-        self.coverage = [int(r) for r in _coverage_order(clusters, typical, candidates, reviewed)
-                         if not self.covered[clusters[r]]][: int((~self.covered).sum())]
+        firsts = [int(r) for r in _coverage_order(clusters, typical, candidates, reviewed)
+                  if not self.covered[clusters[r]]][: int((~self.covered).sum())]
+        self.coverage = representative_order(x, np.asarray(firsts, np.int64), reviewed).tolist()
         self.by_sureness = candidates[np.lexsort((candidates, sureness[candidates]))]
         self.uncertain_clusters: set[int] = set()
         self.cursor = {"coverage": 0, "uncertain": 0, "disagree": 0}
@@ -309,7 +338,7 @@ class _Mixer:
         return None
 
 
-def _mixed_order(clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarray, reviewed: np.ndarray,
+def _mixed_order(x: np.ndarray, clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarray, reviewed: np.ndarray,
                  zero_shot: np.ndarray, current: np.ndarray, review_labels: np.ndarray | None, multi_label: bool,
                  thresholds: np.ndarray | None, budget: int) -> tuple[np.ndarray, list[str]]:
     """The first `budget` rows by MIX, then every other unreviewed row by uncertainty."""
@@ -317,7 +346,7 @@ def _mixed_order(clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarr
     t = (np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, np.float64)[:k])
     predicted = current >= t[None, :] if multi_label else np.eye(k, dtype=bool)[current.argmax(axis=1)]
     sureness = margins(current, multi_label, thresholds)
-    mixer = _Mixer(clusters, typical, candidates, reviewed, predicted, sureness,
+    mixer = _Mixer(x, clusters, typical, candidates, reviewed, predicted, sureness,
                    _class_counts(review_labels, reviewed, k))
     ranked = {"uncertain": mixer.by_sureness, "disagree": np.zeros(0, np.int64)}
     if _zero_shot_informative(zero_shot, review_labels, reviewed, multi_label, thresholds):
