@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from shapes import COLORS, SHAPES, draw_shape
 
+from autolabel import adapt
 from autolabel.adapt import Adapter, fit
 from autolabel.cli import main
 from autolabel.writers import read_metadata
@@ -355,8 +356,6 @@ def test_when_the_class_names_mean_nothing_one_example_per_class_is_enough() -> 
     cannot see what a class's single example teaches; it chose the smallest α and left most images to the noise of
     the text (73% on the demo's codes with 16 examples over 12 classes). Now α is at its largest there, and the
     singletons' misses do not soften the confidences (they did, ×64: every confidence near 1/12)."""
-    from autolabel import adapt
-
     rng = np.random.default_rng(1)
     centres = adapt._unit(rng.standard_normal((12, 32)))
     picked = [*range(12), 0, 1, 2, 3]  # every class once, four of them twice
@@ -368,3 +367,20 @@ def test_when_the_class_names_mean_nothing_one_example_per_class_is_enough() -> 
     logits = (noise[16:] + fit.adapter.logits(held_out)) / fit.adapter.temperature
     assert np.mean(logits.argmax(axis=1) == np.repeat(np.arange(12), 10)) >= 0.9
     assert fit.temperature < adapt.TEMPERATURES[-1]
+
+
+def test_examples_are_used_when_zero_shot_knows_nothing_even_if_leave_one_out_cannot_tell() -> None:
+    """Two examples per class, each of another look (as `autolabel queue` picks them): leaving one out leaves no
+    key of its look, so no setting beats zero-shot; zero-shot at chance must not win on that estimate."""
+    rng = np.random.default_rng(4)
+    looks = rng.normal(size=(6, 32))
+    classes = np.repeat(np.arange(3), 2)
+    embeddings = looks + 0.01 * rng.normal(size=(6, 32))
+    blind = fit(embeddings, classes, np.zeros((6, 3)), 10.0, ["a", "b", "c"])
+    assert blind.loo_adapted <= blind.loo_zero_shot and blind.used
+    assert (blind.alpha, blind.beta, blind.temperature) == (adapt.BLIND_ALPHA, adapt.BLIND_BETA, 1.0)
+    test = looks[[1, 2, 5]] + 0.01 * rng.normal(size=(3, 32))  # new images of three of the looks
+    logits = blind.adapter.logits(test)
+    assert logits.argmax(axis=1).tolist() == [0, 1, 2]
+    knowing = np.eye(3)[classes] * 10.0  # zero-shot right on every example: a tie keeps it, as before
+    assert not fit(embeddings, classes, knowing, 10.0, ["a", "b", "c"]).used

@@ -185,6 +185,22 @@ def test_the_first_tasks_in_score_order_cover_every_class(serve: str, world: dic
     assert sorted(world["truth"][i] for i in first) == sorted(CODES.values())
 
 
+def test_labelling_down_the_list_follows_one_plan_when_predictions_are_retrieved_again(serve: str,
+                                                                                    world: dict) -> None:
+    """The plan's head stays in front, in its order, while it is labelled: a re-plan after every label would
+    start over each time (and chose worse)."""
+    def order() -> list[int]:
+        result = predict(serve, world, range(30))["results"]
+        return sorted(range(30), key=lambda i: result[i]["score"])
+
+    first = order()
+    annotate(serve, world, first[0], world["truth"][first[0]], 1)
+    annotate(serve, world, first[1], world["truth"][first[1]], 2)
+    again = order()
+    assert again[:5] == first[2:7]
+    assert {predict(serve, world, first[:2])["results"][k]["score"] for k in range(2)} == {1.0}  # labelled: last
+
+
 def test_bad_requests_are_answered_with_one_line_and_the_server_lives_on(serve: str, world: dict) -> None:
     not_json = httpx.post(f"{serve}/predict", content=b"{nope", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
@@ -220,21 +236,6 @@ def test_a_request_over_the_size_limit_is_refused_unread(serve: str, monkeypatch
     monkeypatch.setattr(server, "MAX_BODY", 1000)
     refused = httpx.post(f"{serve}/predict", content=b" " * 2000, headers={"Content-Type": "application/json"})
     assert refused.status_code == 413 and "at most" in refused.json()["error"]
-
-
-def test_review_order_takes_typical_images_of_uncovered_regions_first() -> None:
-    from autolabel.serve.priority import review_order
-
-    rng = np.random.default_rng(0)
-    centres = np.eye(4, 16)
-    sizes = [12, 8, 5]
-    pool = np.concatenate([centres[c] + 0.05 * rng.standard_normal((n, 16)) for c, n in enumerate(sizes)]
-                          + [centres[3:4]])  # one outlier, alone in its region
-    group = np.repeat([0, 1, 2, 3], [*sizes, 1])
-    order = review_order(pool, np.zeros((0, 16)), np.full(len(pool), 0.5))
-    assert [group[i] for i in order[:3]] == [0, 1, 2]  # each region once, largest first; the outlier later
-    covered = review_order(pool, pool[:1], np.full(len(pool), 0.5))  # region 0 is labelled already
-    assert group[covered[0]] == 1
 
 
 def test_serve_refuses_a_busy_port_before_loading_the_model(world: dict) -> None:

@@ -19,7 +19,6 @@ from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError
 from autolabel.errors import AutolabelError
 from autolabel.examples import Example, learn
-from autolabel.serve import priority
 from autolabel.serve.annotations import Annotation, PayloadError, Store, project_key, read_annotation
 from autolabel.serve.images import TaskImages, from_environment
 from autolabel.serve.labelconfig import ChoicesTarget, ConfigError, parse
@@ -30,6 +29,7 @@ from autolabel.stages import Item, Model
 BATCH = 32
 FETCHERS = 8  # images prepared at once (reads from Label Studio wait on the network)
 MEMO_LIMIT = 200_000  # embeddings kept in memory by image location (the cache keeps them all on disk)
+HEAD = 24  # the planner's budget (at least twice the classes): tasks kept in front of the order
 UPDATES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
 
 
@@ -50,6 +50,8 @@ class Project:
     pool: dict[int, np.ndarray] = field(default_factory=dict)  # task id → embedding, every task seen
     fitted: tuple[str, Classifier, str] | None = None  # (model_version, classifier, what was learnt)
     order: tuple[tuple, dict[int, float]] | None = None  # ((version, pool size), task id → review priority)
+    head: list[int] = field(default_factory=list)  # the plan's first tasks, kept in front until labelled
+    head_pool: int = 0  # how many tasks the backend had seen when that head was planned
 
 
 class Backend:
@@ -247,22 +249,51 @@ class Backend:
         return project.fitted[1], version
 
     def _priorities(self, project: Project, classifier: Classifier, version: str) -> dict[int, float]:
-        """Every unlabelled task's review priority in [0, 1) (0 first), over all the project's tasks seen."""
+        """Every unlabelled task's review priority in [0, 1) (0 first; labelled tasks 1.0) over all the project's
+        tasks seen: `planner.plan`'s order (as `autolabel queue`), its first `budget` tasks kept in front until each
+        is labelled or skipped, so that labelling down the list follows one plan even when predictions are
+        retrieved again between labels (a fresh plan's head after every label chose worse: 88% vs 100% after 16
+        labels on make_images --hard)."""
+        from autolabel.planner import plan
+
         key = (version, len(project.pool))
         if project.order is not None and project.order[0] == key:
             return project.order[1]
-        done = set(project.store.latest())
-        ids = sorted(t for t in project.pool if t not in done)
-        labelled = [project.pool[t] for t in sorted(done) if t in project.pool]
-        scores: dict[int, float] = {}
-        if ids:
-            pool = np.stack([project.pool[t] for t in ids])
-            confidence = np.asarray([p.confidence for p in classifier.classify(pool)])
-            examples = np.stack(labelled) if labelled else np.zeros((0, pool.shape[1]))
-            ranked = priority.scores(priority.review_order(pool, examples, confidence))
-            scores = dict(zip(ids, ranked.tolist(), strict=True))
+        latest = project.store.latest()
+        ids = sorted(project.pool)
+        if not ids:
+            return {}
+        x = np.stack([project.pool[t] for t in ids])
+        columns = list(self.classifier.columns)
+        multi = self.spec.multi_label
+        labels = np.zeros((len(ids), len(columns)), bool) if multi else np.full(len(ids), -1)
+        for row, t in enumerate(ids):
+            for name in latest[t].labels if t in latest and not latest[t].cancelled else ():
+                if multi:
+                    labels[row, columns.index(name)] = True
+                else:
+                    labels[row] = columns.index(name)
+                    break
+        budget = max(HEAD, 2 * len(columns))
+        planned = plan(x, self._scores(self.classifier, x), None if classifier is self.classifier else
+                       self._scores(classifier, x), np.asarray([t in latest for t in ids]), labels, budget, multi,
+                       self.classifier.thresholds)
+        order = [ids[i] for i in planned.order]
+        head = [t for t in project.head if t in project.pool and t not in latest]
+        if not head or len(project.pool) > 1.1 * project.head_pool:  # a new plan's head (and when many tasks came)
+            head, project.head, project.head_pool = order[:budget], order[:budget], len(project.pool)
+        first = set(head)
+        order = head + [t for t in order if t not in first]
+        scores = {t: round(rank / len(order), 6) for rank, t in enumerate(order)}
         project.order = (key, scores)
         return scores
+
+    @staticmethod
+    def _scores(classifier: Classifier, x: np.ndarray) -> np.ndarray:
+        """Probabilities (multi-label: each class's own score), as the planner takes them."""
+        if classifier.multi_label is None:
+            return classifier.probabilities(x)
+        return 1.0 / (1.0 + np.exp(-classifier.multi_label.log_odds(classifier.logits(x))))
 
     def _prediction(self, target: ChoicesTarget, pred: Prediction, score: float, version: str) -> dict[str, Any]:
         names = pred.labels if pred.labels is not None else [pred.label]
