@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,7 @@ class Store:
     """A project's annotations by id, in `folder/project-KEY.json` (written atomically after every change)."""
 
     def __init__(self, folder: Path | None, key: str) -> None:
+        self._lock = threading.Lock()  # /setup reads it while a prediction or a webhook holds the model
         self.path = folder / f"project-{re.sub(r'[^0-9A-Za-z._-]', '_', key)}.json" if folder else None
         self.key = key
         self.annotations: dict[int, Annotation] = {}
@@ -88,17 +90,20 @@ class Store:
                                    "and start training again in Label Studio") from None
 
     def put(self, annotation: Annotation) -> None:
-        self.annotations[annotation.id] = annotation
-        self._save()
+        with self._lock:
+            self.annotations[annotation.id] = annotation
+            self._save()
 
     def drop(self, ids: list[int]) -> None:
-        for i in ids:
-            self.annotations.pop(i, None)
-        self._save()
+        with self._lock:
+            for i in ids:
+                self.annotations.pop(i, None)
+            self._save()
 
     def replace(self, annotations: list[Annotation]) -> None:
-        self.annotations = {a.id: a for a in annotations}
-        self._save()
+        with self._lock:
+            self.annotations = {a.id: a for a in annotations}
+            self._save()
 
     def _save(self) -> None:
         if self.path is None:
@@ -110,6 +115,8 @@ class Store:
     def latest(self) -> dict[int, Annotation]:
         """Each task's latest annotation (by update time, then id): what the task is now labelled as."""
         out: dict[int, Annotation] = {}
-        for a in sorted(self.annotations.values(), key=lambda a: (a.updated, a.id)):
+        with self._lock:
+            annotations = list(self.annotations.values())
+        for a in sorted(annotations, key=lambda a: (a.updated, a.id)):
             out[a.task] = a
         return out

@@ -67,7 +67,8 @@ class Backend:
         top_k = min(3, len(spec.classes))
         stages, _ = stages_for(spec, model, cache, (), draft=True, top_k=top_k, warn=warn)
         self.classifier, self.prepare, self.embed = stages.decide.classifier, stages.prepare, stages.embed
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the model's work and a project's fitted state, one request at a time
+        self.projects_lock = threading.Lock()
         self.projects: dict[str, Project] = {}
         self.targets: dict[str, ChoicesTarget] = {}
         self.memo: dict[str, np.ndarray] = {}
@@ -81,11 +82,11 @@ class Backend:
                 "classes": list(self.spec.label_names)}
 
     def setup(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Check the project's labeling config against the spec; the project's current model_version."""
-        with self.lock:
-            project = self._project(payload.get("project"), payload.get("hostname"), payload.get("access_token"))
-            self._target(payload.get("schema"))
-            return {"model_version": self.version(project)}
+        """Check the project's labeling config against the spec; the project's current model_version (without
+        waiting for the model: Label Studio gives /setup 3 s, and calls it before every prediction request)."""
+        project = self._project(payload.get("project"), payload.get("hostname"), payload.get("access_token"))
+        self._target(payload.get("schema"))
+        return {"model_version": self.version(project)}
 
     def predict(self, payload: dict[str, Any]) -> dict[str, Any]:
         """One prediction per task, in order: the spec's choice(s), the review priority as `score`."""
@@ -152,9 +153,10 @@ class Backend:
     # --- the work --------------------------------------------------------------------------------------------
     def _project(self, given: Any, hostname: Any = None, token: Any = None) -> Project:
         key = project_key(given)
-        project = self.projects.get(key)
-        if project is None:
-            project = self.projects[key] = Project(Store(self.state_dir, key), from_environment())
+        with self.projects_lock:
+            project = self.projects.get(key)
+            if project is None:
+                project = self.projects[key] = Project(Store(self.state_dir, key), from_environment())
         if isinstance(hostname, str) and hostname and not project.images.server:
             project.images = from_environment(hostname, token if isinstance(token, str) else None)
         return project
