@@ -248,3 +248,29 @@ def test_serve_refuses_a_busy_port_before_loading_the_model(world: dict) -> None
         result = CliRunner().invoke(main, ["serve", str(world["spec"]), "--model", "/nonexistent", "--port",
                                            str(port)])
     assert result.exit_code == 2 and f"--port {port}: cannot listen there" in result.output
+
+
+def test_a_multi_label_spec_predicts_every_class_over_its_threshold_and_learns_label_sets(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.serve.backend import Backend
+    from autolabel.spec import load_spec
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
+    spec = tmp_path / "multi.yaml"
+    spec.write_text(json.dumps({"templates": ["a photo of a {label}."], "classes": list(CODES.values()),
+                                "multi_label": True}))
+    backend = Backend(load_spec(spec), _model(), None, tmp_path / "serve")
+    multiple = config(list(CODES.values()), multiple=True)
+    assert backend.setup({"project": KEY, "schema": multiple})["model_version"].endswith("zero-shot")
+    for k in range(6):
+        backend.webhook({"action": "ANNOTATION_CREATED", "project": {**PROJECT, "label_config": multiple},
+                         "annotation": {"id": k + 1, "task": k + 1, "result": [
+                             {"from_name": "code", "to_name": "img", "type": "choices",
+                              "value": {"choices": [world["truth"][k]]}}]},
+                         "task": {"id": k + 1, "data": {"picture": world["images"][k]}}})
+    result = backend.predict({"tasks": [{"id": i + 1, "data": {"picture": world["images"][i]}} for i in range(30)],
+                              "project": KEY, "label_config": multiple})
+    assert "6ex" in result["model_version"]
+    chosen = [set(r["result"][0]["value"]["choices"]) if r["result"] else set() for r in result["results"]]
+    assert all(c <= set(CODES.values()) for c in chosen)
+    assert np.mean([world["truth"][i] in chosen[i] for i in range(6, 30)]) >= 0.9

@@ -25,9 +25,11 @@ ANNOTATIONS = 16
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LabelStudioServer]:
-    """Label Studio allowed to call a backend and a webhook on 127.0.0.1 (the README's two variables)."""
+    """Label Studio allowed to call a backend and a webhook on 127.0.0.1, its Data Manager scoring tasks by the
+    backend's current model version (the README's three variables)."""
     started = LabelStudioServer.start(app(LABEL_STUDIO, "Label Studio 1.23.2"), ML_BLOCK_LOCAL_IP="false",
-                                      SSRF_PROTECTION_ENABLED="false")
+                                      SSRF_PROTECTION_ENABLED="false",
+                                      ff_front_dev_1682_model_version_dropdown_070622_short="true")
     try:
         started.wait_ready()
         yield started
@@ -130,6 +132,8 @@ def test_predictions_learn_from_annotations_made_in_review_order(server: LabelSt
     others = [t for t in tasks if t["id"] not in done and NAMES.get(truth[t["data"]["path"]])]
     right = sum(after[t["id"]]["result"][0]["value"]["choices"][0] == NAMES[truth[t["data"]["path"]]] for t in others)
     assert {after[t["id"]]["model_version"] for t in others}.isdisjoint(before)  # the webhook arrived, it learnt
+    scored = {t["id"]: t["predictions_score"] for t in tasks_of(server, project)}
+    assert all(abs(scored[t["id"]] - after[t["id"]]["score"]) < 1e-6 for t in others)  # the Data Manager's order
     print(json.dumps({"tasks": 160, "retrieve_s": [round(first, 2), round(second, 2)], "annotations": len(done),
                       "accuracy_after": round(right / len(others), 4)}))
     assert right / len(others) >= 0.9
