@@ -63,7 +63,10 @@ class TaskImages:
         if self.server and location.startswith(self.server.rstrip("/") + "/"):
             return self._server_bytes(location)
         if urlsplit(location).scheme.lower() in ("http", "https"):
-            import httpx
+            try:
+                import httpx
+            except ImportError:
+                raise DecodeError("reading images over HTTP needs httpx: pip install 'autolabel[serve]'") from None
 
             return _bounded(lambda: httpx.stream("GET", location, timeout=TIMEOUT, follow_redirects=True), location)
         return read_bytes(location)
