@@ -150,3 +150,9 @@ def test_bad_shapes_and_budgets_are_refused() -> None:
         plan(x, np.ones((len(x), 2)) / 2, None, np.zeros(len(x), bool), None, -1)
     everything = plan(x, np.ones((len(x), 2)) / 2, None, np.ones(len(x), bool), None, 2)
     assert len(everything.order) == 0 and (everything.priority == 1.0).all()
+
+
+def test_the_first_picks_of_a_large_budget_are_spread_over_the_data_not_all_in_its_largest_class() -> None:
+    x, truth = blobs((200, 40, 40), spread=0.3, seed=2)
+    result = plan(x, np.full((len(x), 3), 1 / 3), None, np.zeros(len(x), bool), None, budget=12)
+    assert set(truth[result.order[:3]].tolist()) == {0, 1, 2}  # the big blob has most clusters, not the prefix
