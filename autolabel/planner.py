@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+OVERCLUSTER = 2  # k-means' k = reviewed + this × budget: the budget's rows are the most representative of
+# twice as many typical candidates (demo, 24 of 240 reviewed: 95.4% with k = 24, 100% with k = 48)
 MAX_CLUSTERS = 1024  # k-means' k at most: larger budgets fill the rest from the same clusters, round robin
 NEIGHBOURS = 20  # typicality: mean distance to this many nearest cluster members (TypiClust's choice)
 REFERENCES = 256  # … searched among at most this many members of the cluster (a seeded sample)
@@ -218,12 +220,12 @@ def plan(embeddings: np.ndarray, zero_shot: np.ndarray, adapted: np.ndarray | No
     candidates = np.flatnonzero(~reviewed)
     if not len(candidates):
         return Plan(np.zeros(0, np.int64), (), np.ones(n), 0)
-    k = min(MAX_CLUSTERS, len(candidates), int(reviewed.sum()) + max(1, budget))
+    k = min(MAX_CLUSTERS, len(candidates), int(reviewed.sum()) + OVERCLUSTER * max(1, budget))
     clusters = kmeans(x, k, seed)
     typical = typicality(x, clusters, seed)
     if not reviewed.any():
         order = _coverage_order(clusters, typical, candidates, reviewed)
-        firsts = min(int(len(np.unique(clusters[candidates]))), max(1, budget))
+        firsts = int(len(np.unique(clusters[candidates])))  # one typical row per cluster, then the rest
         order[:firsts] = representative_order(x, order[:firsts], reviewed, seed)
         reasons = ("coverage",) * len(order)
     else:

@@ -79,6 +79,14 @@ def world(work: Path, name: str) -> dict[str, object]:
         table, n = learn(work, spec, manifest, f"r2-{per_class}", corrections)
         encoded.append(n)
         result[f"queue {per_class}/class"] = scored(table, truth)
+    exact = work / "q-exact.csv"  # `make demo`'s way: plan exactly 2 per class, review them all
+    queued = cli("queue", str(r1), "--budget", str(2 * classes), "--out", str(exact), "--cache-dir",
+                 str(work / "cache"), "-q")
+    encoded.append(int(queued.split(" images newly embedded")[0].rsplit(" ", 1)[1]))
+    script("simulate_review.py", str(exact), str(manifest), "--out", str(work / "c-exact.csv"), "--truth", str(truth))
+    table, n = learn(work, spec, manifest, "r2-exact", work / "c-exact.csv")
+    encoded.append(n)
+    result["queue --budget 2/class, all reviewed"] = scored(table, truth)
     result["zero_shot"] = scored(r1, truth)
     baseline = work / "least-margin.csv"
     script("simulate_review.py", str(r1), str(manifest), "--least-margin", "--first", str(2 * classes), "--out",
