@@ -4,8 +4,9 @@ Cold start (no reviewed rows): coverage with typical images, as TypiClust (Hacoh
 a budget", ICML 2022): k-means over the image embeddings with k = budget, the most typical image of each cluster
 (typicality = 1 / mean cosine distance to its nearest neighbours in the cluster), ordered by greedy facility
 location (each next image adds the most similarity of the data to its nearest pick), so that every prefix is
-spread over the data rather than all in its largest class. At tiny budgets typical images teach more than uncertain or outlying ones (outliers are often junk, and plain
-uncertainty on a CLIP model follows its class imbalance).
+spread over the data rather than all in its largest class. At tiny budgets typical images teach more than
+uncertain or outlying ones (outliers are often junk, and plain uncertainty on a CLIP model follows its class
+imbalance).
 
 With reviewed rows, k = reviewed + budget and the order mixes four reasons, slot by slot (`MIX`):
   coverage   the most typical image of a cluster no reviewed row is in (most representative first);
