@@ -14,7 +14,7 @@ as α grows, so preferring it made every image near an example certain (confiden
 the smallest α that reaches the best accuracy changes zero-shot least and keeps confidences meaningful.
 If no setting beats zero-shot on that estimate, the adapter is not used, and the fit says so — unless the text
 is weak: zero-shot names fewer than half of the examples right (`text_is_weak`: part codes, made-up names), or at
-most twice chance. Then the examples are the better source: α takes its largest value and only β is estimated,
+most 1.5× chance. Then the examples are the better source: α takes its largest value and only β is estimated,
 because with one example for most classes the leave-one-out estimate cannot see what a class's single example
 teaches (it chose α 0.25 → 73% on the demo's part codes with 16 examples over 12 classes; α 8 → 98%); where
 leave-one-out cannot beat zero-shot at all (each example the only one of its look), the adapter is used with
@@ -43,11 +43,12 @@ TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 2
 MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class …
 MAX_QUERIES = 1024  # … and this many in all (1,000 classes × 16 examples fit in seconds)
 _BLOCK = 2048  # queries per block when scoring the grid
-# Zero-shot right on at most this many times chance of the examples: the text does not know these classes, and
-# a leave-one-out estimate no better than it (each example the only one of its look: typical examples from
-# `autolabel queue` are picked to be unlike each other) is no reason to keep it. Measured on make_images.py
-# --hard, the first 2 per class of the queue: 9% with zero-shot kept, 98% adapted with α 1, β 4.
-UNINFORMED = 2.0
+# Zero-shot right on at most this many times chance of the examples (and at most half of them): the text does
+# not know these classes, and a leave-one-out estimate no better than it (each example the only one of its
+# look: typical examples from `autolabel queue` are picked to be unlike each other) is no reason to keep it.
+# Measured on make_images.py --hard, the first 2 per class of the queue: 9% with zero-shot kept, 98% adapted
+# with α 1, β 4.
+UNINFORMED = 1.5
 BLIND_ALPHA, BLIND_BETA = 1.0, 4.0  # then: Tip-Adapter's own defaults in these units (α 1, β ≈ 5.5 on CLIP)
 
 
@@ -180,7 +181,7 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
                     best = score
     assert best is not None
     accuracy, _, _, a, b, d0 = best
-    text_blind = zs_accuracy <= UNINFORMED / zs.shape[1]
+    text_blind = zs_accuracy <= min(UNINFORMED / zs.shape[1], 0.5)
     if accuracy <= zs_accuracy and not (weak or text_blind):
         return Fit("tip-adapter", False, counts, zs_accuracy, accuracy, a, b, None, len(queries),
                    note="zero-shot kept: the examples did not improve its leave-one-out accuracy")

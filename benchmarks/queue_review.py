@@ -60,6 +60,12 @@ def world(work: Path, name: str) -> dict[str, object]:
     spec, images = SHAPES / spec_name, work / "images"
     script("make_images.py", str(images), *flags)
     manifest, truth = images / "manifest.csv", work / "truth.csv"
+    listed = pd.read_csv(manifest, keep_default_na=False)
+    empty = {str((images / p).resolve()) for p, t in zip(listed.path, listed.truth, strict=True) if not t}
+
+    def junk(path: str) -> bool:
+        return str(Path(path).resolve()) in empty
+
     r1, _ = learn(work, spec, manifest, "r1")
     result: dict[str, object] = {"zero_shot": None}
     queue = work / "q1.csv"
@@ -73,6 +79,14 @@ def world(work: Path, name: str) -> dict[str, object]:
         table, n = learn(work, spec, manifest, f"r2-{per_class}", corrections)
         encoded.append(n)
         result[f"queue {per_class}/class"] = scored(table, truth)
+    exact = work / "q-exact.csv"  # `make demo`'s way: plan exactly 2 per class, review them all
+    queued = cli("queue", str(r1), "--budget", str(2 * classes), "--out", str(exact), "--cache-dir",
+                 str(work / "cache"), "-q")
+    encoded.append(int(queued.split(" images newly embedded")[0].rsplit(" ", 1)[1]))
+    script("simulate_review.py", str(exact), str(manifest), "--out", str(work / "c-exact.csv"), "--truth", str(truth))
+    table, n = learn(work, spec, manifest, "r2-exact", work / "c-exact.csv")
+    encoded.append(n)
+    result["queue --budget 2/class, all reviewed"] = scored(table, truth)
     result["zero_shot"] = scored(r1, truth)
     baseline = work / "least-margin.csv"
     script("simulate_review.py", str(r1), str(manifest), "--least-margin", "--first", str(2 * classes), "--out",
@@ -84,8 +98,11 @@ def world(work: Path, name: str) -> dict[str, object]:
     queued = cli("queue", str(work / "r2-2.parquet"), "--budget", str(2 * classes), "--out", str(second),
                  "--examples", str(first), "--cache-dir", str(work / "cache"), "-q")
     encoded.append(int(queued.split(" images newly embedded")[0].rsplit(" ", 1)[1]))
-    looked = set(pd.read_csv(first).head(2 * classes).path)
-    result["round 2 offers again"] = len(looked & set(pd.read_csv(second).path))
+    seen = pd.read_csv(first, keep_default_na=False).head(2 * classes)
+    offered = set(pd.read_csv(second).path)
+    result["round 2 offers reviewed rows again"] = len(set(seen.path[seen.reviewed_label != ""]) & offered)
+    result["round 2 offers skipped rows again"] = len(set(seen.path[seen.reviewed_label == ""]) & offered)
+    result["round 2 junk rows"] = int((pd.read_csv(second).path.map(junk)).sum())
     corrections = work / "c2.csv"
     script("simulate_review.py", str(second), str(manifest), "--out", str(corrections), "--truth", str(truth))
     table, n = learn(work, spec, manifest, "r3", first, corrections)

@@ -384,3 +384,41 @@ def test_examples_are_used_when_zero_shot_knows_nothing_even_if_leave_one_out_ca
     assert logits.argmax(axis=1).tolist() == [0, 1, 2]
     knowing = np.eye(3)[classes] * 10.0  # zero-shot right on every example: a tie keeps it, as before
     assert not fit(embeddings, classes, knowing, 10.0, ["a", "b", "c"]).used
+
+
+def test_examples_from_hard_rows_only_leave_the_rows_zero_shot_is_sure_of_alone() -> None:
+    """The guard: examples zero-shot would all send to review are no sample of the data; the adapter they fit
+    decides only rows zero-shot is unsure of, and the summary says so. Examples that include sure rows are
+    a sample: no guard."""
+    from dataclasses import replace
+
+    from autolabel.classify import Classifier
+    from autolabel.examples import Embedded, Example, _learned
+
+    rng = np.random.default_rng(5)
+    dim = 8
+    classifier = Classifier(("a", "b", "c"), np.eye(3, dim), 30.0, 0.0, np.full(3, 0.8), 0.3, 3)
+    def unit_rows(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    between = np.r_[0.58, 0.56, 0.0, 0.0, np.zeros(dim - 4)]  # zero-shot leans to `a`, unsure
+    look_a, look_b = between + 0.5 * np.eye(dim)[4], between + 0.5 * np.eye(dim)[5]
+    hard = unit_rows(np.vstack([np.tile(look_a, (5, 1)), np.tile(look_b, (3, 1))]) + 0.01 * rng.normal(size=(8, dim)))
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])  # people say `b` for the second look
+    assert all(p.status == "review" for p in classifier.classify(hard))
+    fitted = fit(hard, labels, classifier.zero_shot_logits(hard), classifier.scale, list(classifier.columns))
+    examples = tuple(Example(f"/x/{i}.png", "abc"[c], "t") for i, c in enumerate(labels))
+    learned = _learned(classifier, Embedded(examples, hard, 0, ()), fitted, {})
+    assert fitted.used and learned.hard_only and learned.classifier.guarded
+    assert "all rows zero-shot was unsure of" in learned.summary_line()
+    sure = unit_rows((np.eye(dim)[0] + 0.6 * np.eye(dim)[5])[None, :])  # clearly `a` to zero-shot, near look b
+    assert classifier.classify(sure)[0].status == "accepted"
+    assert learned.classifier.classify(sure)[0] == classifier.classify(sure)[0]  # kept as zero-shot decided it
+    assert replace(learned.classifier, guarded=False).classify(sure)[0] != classifier.classify(sure)[0]
+    new_b = unit_rows(look_b[None, :] + 0.01 * rng.normal(size=(1, dim)))
+    assert learned.classifier.classify(new_b)[0].label == "b"  # the hard rows learn from the examples
+    mixed = np.vstack([hard, np.eye(3, dim)])  # plus one sure example of each class: a sample, no guard
+    mixed_labels = np.r_[labels, [0, 1, 2]]
+    refit = fit(mixed, mixed_labels, classifier.zero_shot_logits(mixed), classifier.scale, list(classifier.columns))
+    both = tuple(Example(f"/y/{i}.png", "abc"[c], "t") for i, c in enumerate(mixed_labels))
+    assert not _learned(classifier, Embedded(both, mixed, 0, ()), refit, {}).hard_only
