@@ -274,3 +274,38 @@ def test_a_multi_label_spec_predicts_every_class_over_its_threshold_and_learns_l
     chosen = [set(r["result"][0]["value"]["choices"]) if r["result"] else set() for r in result["results"]]
     assert all(c <= set(CODES.values()) for c in chosen)
     assert np.mean([world["truth"][i] in chosen[i] for i in range(6, 30)]) >= 0.9
+
+
+def test_task_image_urls_map_to_the_document_root_the_server_or_the_storage(tmp_path: Path) -> None:
+    import base64
+
+    from autolabel.decode import DecodeError
+    from autolabel.serve.images import TaskImages
+
+    on_disk = TaskImages("http://ls:8080", "key", tmp_path)
+    assert on_disk.location("/data/local-files/?d=a/b%20c.png") == str((tmp_path / "a" / "b c.png").resolve())
+    served = TaskImages("http://ls:8080/", "key")
+    assert served.location("/data/local-files/?d=a/b.png") == "http://ls:8080/data/local-files/?d=a/b.png"
+    assert served.location("/data/upload/3/x.png") == "http://ls:8080/data/upload/3/x.png"
+    assert served.location("https://cdn.example.com/x.png") == "https://cdn.example.com/x.png"
+    presign = served.location("s3://bucket/x.png", 7)
+    assert presign.startswith("http://ls:8080/tasks/7/presign/?fileuri=")
+    assert base64.urlsafe_b64decode(presign.split("=", 1)[1].replace("%3D", "=")) == b"s3://bucket/x.png"
+    assert TaskImages().location("s3://bucket/x.png", 7) == "s3://bucket/x.png"  # this machine's credentials
+    with pytest.raises(DecodeError, match="LABEL_STUDIO_URL"):
+        TaskImages().location("/data/upload/3/x.png")
+    with pytest.raises(DecodeError, match="not an image URL"):
+        served.location("ftp-ish thing")
+
+
+def test_start_training_sends_every_annotation_and_they_replace_what_was_kept(serve: str, world: dict) -> None:
+    annotate(serve, world, 0, "P-1", 1)
+    annotate(serve, world, 1, "P-2", 2)
+    both = setup(serve).json()["model_version"]
+    annotate(serve, world, 2, "P-3", 3)
+    annotated = [{**t, "annotations": [{"id": k + 1, "result": [{"from_name": "code", "to_name": "img",
+                                                                 "type": "choices", "value": {"choices": [code]}}]}]}
+                 for k, (t, code) in enumerate(zip(tasks(world, [0, 1]), ["P-1", "P-2"], strict=True))]
+    trained = httpx.post(f"{serve}/train", json={"annotations": annotated, "project": KEY, "label_config": CONFIG})
+    assert trained.status_code == 200 and trained.json()["model_version"] == both == setup(serve).json()[
+        "model_version"]
