@@ -1,6 +1,6 @@
 """The review loop on the tiny-shapes worlds: accuracy after reviewing the first N rows of `autolabel queue`.
 
-    python benchmarks/queue_review.py [--world demo|hard|both] [--work DIR]
+    python benchmarks/queue_review.py [--world demo|hard|both] [--work DIR] [--seed 1]
 
 A simulated person (examples/tiny-shapes/simulate_review.py) labels exactly the first N rows of the queue in
 order, skipping junk; `run --examples` learns from them; `eval` scores the rows nobody reviewed. Compared with
@@ -55,10 +55,10 @@ def learn(work: Path, spec: Path, manifest: Path, name: str, *examples: Path) ->
     return out, int(summary.get("encoded", summary.get("images_encoded", 0)) or 0)
 
 
-def world(work: Path, name: str) -> dict[str, object]:
+def world(work: Path, name: str, seed: int = 1) -> dict[str, object]:
     spec_name, classes, flags = WORLDS[name]
     spec, images = SHAPES / spec_name, work / "images"
-    script("make_images.py", str(images), *flags)
+    script("make_images.py", str(images), *flags, "--seed", str(seed))
     manifest, truth = images / "manifest.csv", work / "truth.csv"
     listed = pd.read_csv(manifest, keep_default_na=False)
     empty = {str((images / p).resolve()) for p, t in zip(listed.path, listed.truth, strict=True) if not t}
@@ -116,12 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--world", choices=["demo", "hard", "both"], default="both")
     parser.add_argument("--work", type=Path, default=None, help="keep the files here [default: a temp folder]")
+    parser.add_argument("--seed", type=int, default=1, help="make_images.py's seed (the world's draw)")
     args = parser.parse_args()
     for name in (["demo", "hard"] if args.world == "both" else [args.world]):
         with tempfile.TemporaryDirectory(prefix=f"autolabel-queue-{name}-") as tmp:
             work = (args.work / name) if args.work else Path(tmp)
             work.mkdir(parents=True, exist_ok=True)
-            result = world(work, name)
+            result = world(work, name, args.seed)
         print(f"{name}: " + json.dumps(result))
 
 
