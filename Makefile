@@ -38,12 +38,13 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/autolabel eval $(DEMO_OUT)/labels.parquet --truth truth --json $(DEMO_OUT)/metrics.json
 	$(VENV)/bin/autolabel report $(DEMO_OUT)/labels.parquet --truth truth --out $(DEMO_OUT)/report.html
 	@echo ""
-	@echo "== round 2: part codes the model cannot know; a person labels 4 images of each class; it learns =="
+	@echo "== round 2: part codes the model cannot know; a person reviews the 24 images autolabel queue picks =="
 	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images/manifest.csv \
 		--labels examples/tiny-shapes/codes.yaml --out $(DEMO_OUT)/codes-round1.parquet --cache-dir $(DEMO_OUT)/cache -q
-	$(VENV)/bin/python examples/tiny-shapes/simulate_review.py $(DEMO_OUT)/codes-round1.parquet \
-		$(DEMO_OUT)/images/manifest.csv --per-class 4 --out $(DEMO_OUT)/corrections.csv \
-		--truth $(DEMO_OUT)/codes-truth.csv
+	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel queue $(DEMO_OUT)/codes-round1.parquet --budget 24 \
+		--out $(DEMO_OUT)/queue.csv --cache-dir $(DEMO_OUT)/cache -q
+	$(VENV)/bin/python examples/tiny-shapes/simulate_review.py $(DEMO_OUT)/queue.csv \
+		$(DEMO_OUT)/images/manifest.csv --out $(DEMO_OUT)/corrections.csv --truth $(DEMO_OUT)/codes-truth.csv
 	HF_HUB_OFFLINE=1 $(VENV)/bin/autolabel run $(DEMO_OUT)/images/manifest.csv \
 		--labels examples/tiny-shapes/codes.yaml --out $(DEMO_OUT)/codes-round2.parquet --cache-dir $(DEMO_OUT)/cache \
 		--examples $(DEMO_OUT)/corrections.csv --summary-json $(DEMO_OUT)/codes-summary.json -q
@@ -53,7 +54,8 @@ demo: $(VENV)/.installed
 	@echo "labels:  $(DEMO_OUT)/labels.parquet  (one row per image: label, confidence, margin, status, top-k)"
 	@echo "report:  $(DEMO_OUT)/report.html  (open in a browser; its review queue is editable: 1-9, arrows, Enter)"
 	@echo "metrics: $(DEMO_OUT)/metrics.json, run summary: $(DEMO_OUT)/summary.json"
-	@echo "round 2: $(DEMO_OUT)/codes-round1.parquet (zero-shot) → $(DEMO_OUT)/codes-round2.parquet (48 reviewed examples)"
+	@echo "round 2: $(DEMO_OUT)/codes-round1.parquet (zero-shot) → $(DEMO_OUT)/queue.csv (the 24 rows to review, filled in"
+	@echo "         by simulate_review.py in order) → $(DEMO_OUT)/codes-round2.parquet (learnt from them)"
 
 test: $(TEST_VENV)/.installed-test
 	HF_HUB_OFFLINE=1 $(TEST_VENV)/bin/python -m pytest

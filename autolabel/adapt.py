@@ -12,7 +12,14 @@ the median example-to-example distance) and chosen on a grid by leave-one-out ac
 often classified perfectly by many settings — and the log-loss of perfectly classified examples keeps falling
 as α grows, so preferring it made every image near an example certain (confidence 1.0, wrong ones accepted);
 the smallest α that reaches the best accuracy changes zero-shot least and keeps confidences meaningful.
-If no setting beats zero-shot on that estimate, the adapter is not used, and the fit says so. Multi-label
+If no setting beats zero-shot on that estimate, the adapter is not used, and the fit says so — unless the text
+is weak: zero-shot names fewer than half of the examples right (`text_is_weak`: part codes, made-up names), or at
+most 1.5× chance. Then the examples are the better source: α takes its largest value and only β is estimated,
+because with one example for most classes the leave-one-out estimate cannot see what a class's single example
+teaches (it chose α 0.25 → 73% on the demo's part codes with 16 examples over 12 classes; α 8 → 98%); where
+leave-one-out cannot beat zero-shot at all (each example the only one of its look), the adapter is used with
+fixed α, β. A class's only example is no evidence for the temperature either (left out, nothing of its class
+remains to be found). Multi-label
 specs use `fit_multi_label`: an example image is a key of each of its classes, and the estimate is the leave-
 one-image-out micro-F1 of the labels.
 
@@ -36,6 +43,13 @@ TEMPERATURES = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0, 2
 MAX_QUERIES_PER_CLASS = 4  # leave-one-out on at most this many examples per class …
 MAX_QUERIES = 1024  # … and this many in all (1,000 classes × 16 examples fit in seconds)
 _BLOCK = 2048  # queries per block when scoring the grid
+# Zero-shot right on at most this many times chance of the examples (and at most half of them): the text does
+# not know these classes, and a leave-one-out estimate no better than it (each example the only one of its
+# look: typical examples from `autolabel queue` are picked to be unlike each other) is no reason to keep it.
+# Measured on make_images.py --hard, the first 2 per class of the queue: 9% with zero-shot kept, 98% adapted
+# with α 1, β 4.
+UNINFORMED = 1.5
+BLIND_ALPHA, BLIND_BETA = 1.0, 4.0  # then: Tip-Adapter's own defaults in these units (α 1, β ≈ 5.5 on CLIP)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -134,6 +148,8 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     if len(keys) < 2:
         return Fit("tip-adapter", False, counts, zs_accuracy, zs_accuracy, queries=len(queries),
                    note="one example: nothing to learn from")
+    weak = text_is_weak(zero_shot, classes)
+    alphas = ALPHAS[-1:] if weak else ALPHAS
     distance = 1.0 - keys[queries] @ keys.T  # (q, n), float32
     rows = np.arange(len(queries))
     sample = np.random.default_rng(0).choice(distance.size, min(distance.size, 200_000), replace=False)
@@ -154,7 +170,7 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
             if d0 is not None:
                 summed = per_class.copy()
                 summed[:, other_column] += np.exp(-b * d0)
-            for a in ALPHAS:
+            for a in alphas:
                 logits = zs + a * scale * summed
                 accuracy = float(np.mean(logits.argmax(axis=1) == truth))
                 if best is not None and accuracy < best[0]:
@@ -165,20 +181,39 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
                     best = score
     assert best is not None
     accuracy, _, _, a, b, d0 = best
-    if accuracy <= zs_accuracy:
+    text_blind = zs_accuracy <= min(UNINFORMED / zs.shape[1], 0.5)
+    if accuracy <= zs_accuracy and not (weak or text_blind):
         return Fit("tip-adapter", False, counts, zs_accuracy, accuracy, a, b, None, len(queries),
                    note="zero-shot kept: the examples did not improve its leave-one-out accuracy")
-    np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
-    np.exp(affinity, out=affinity)
-    affinity[rows, queries] = 0.0
-    summed = _by_class(affinity, classes, zs.shape[1])
-    if d0 is not None:
-        summed[:, other_column] += np.exp(-b * d0)
-    t = _temperature(zs + a * scale * summed, truth)
+    note = WEAK_NOTE if weak else ""
+    if accuracy <= zs_accuracy:  # text-blind: leave-one-out cannot rank the settings, nor calibrate them
+        a, b, d0, t = BLIND_ALPHA, BLIND_BETA, None, 1.0
+        note = ("zero-shot knows nothing of these classes and no example has another of its look to check it "
+                f"against: the adapter is used with α {a}, β {b}")
+    else:
+        np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
+        np.exp(affinity, out=affinity)
+        affinity[rows, queries] = 0.0
+        summed = _by_class(affinity, classes, zs.shape[1])
+        if d0 is not None:
+            summed[:, other_column] += np.exp(-b * d0)
+        # A class's only example, left out, has nothing of its class to be found: its miss is no mislabelling.
+        seen_twice = np.isin(truth, np.flatnonzero(np.bincount(classes) > 1))
+        t = _temperature((zs + a * scale * summed)[seen_twice], truth[seen_twice]) if seen_twice.any() else 1.0
     adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / unit_distance,
                       other_column if d0 is not None else None, float(np.exp(-b * d0)) if d0 is not None else 0.0, t)
     return Fit("tip-adapter", True, counts, zs_accuracy, accuracy, a, b, d0, len(queries), temperature=t,
-               adapter=adapter)
+               note=note, adapter=adapter)
+
+
+def text_is_weak(zero_shot: np.ndarray, classes: np.ndarray) -> bool:
+    """Whether zero-shot names fewer than half of the examples right: the text tower does not know these classes
+    well enough to be preferred over the examples (part codes: 6–25% on 16 examples of 12 codes, chance 8%)."""
+    return bool(np.mean(np.asarray(zero_shot).argmax(axis=1) == classes) < 0.5)
+
+
+WEAK_NOTE = ("zero-shot names fewer than half of the examples right: the examples decide (α at its largest, β by "
+             "leave-one-out)")
 
 
 def _temperature(logits: np.ndarray, truth: np.ndarray) -> float:

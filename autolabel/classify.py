@@ -111,6 +111,7 @@ class Classifier:
     negatives: np.ndarray | None = None  # (n, dim) unit rows: concepts that are none of the classes
     adapter: Adapter | None = None
     multi_label: MultiLabel | None = None  # set: every class decided on its own
+    guarded: bool = False  # the adapter decides only rows zero-shot sends to review (examples from hard rows only)
 
     @classmethod
     def build(
@@ -198,7 +199,15 @@ class Classifier:
         return out
 
     def classify(self, image_embeddings: np.ndarray) -> list[Prediction]:
-        """Embeddings → decisions (multi-label: independent per-class scores, see MultiLabel)."""
+        """Embeddings → decisions (multi-label: independent per-class scores, see MultiLabel); `guarded`: rows
+        zero-shot accepts keep its decision (an adapter fitted on hard rows only is no evidence about them)."""
+        predictions = self._classify(image_embeddings)
+        if self.adapter is None or not self.guarded:
+            return predictions
+        plain = replace(self, adapter=None)._classify(image_embeddings)
+        return [z if z.status == "accepted" else p for p, z in zip(predictions, plain, strict=True)]
+
+    def _classify(self, image_embeddings: np.ndarray) -> list[Prediction]:
         if self.multi_label is not None:
             return self.multi_label.decide(self.multi_label.log_odds(self.logits(image_embeddings)),
                                            self.class_names, self.thresholds, self.top_k)

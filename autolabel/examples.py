@@ -6,7 +6,7 @@ import fnmatch
 import glob
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,7 @@ class Learned:
     reviewed: dict[str, Any]  # identity(location) → human label (multi-label: a tuple of them)
     encoded: int
     skipped: tuple[str, ...]
+    hard_only: bool = False  # every example was a row zero-shot sends to review: see `guard`
 
     def summary_line(self) -> str:
         """One line for people: what the examples changed."""
@@ -280,13 +281,36 @@ class Learned:
         if fit.temperature >= SOFTENED:
             line += (f"; the examples disagree with each other (some may be mislabelled, or classes overlap): "
                      f"confidences softened ×{fit.temperature:g}, check them")
+        if self.hard_only:
+            line += ("; the examples are all rows zero-shot was unsure of, not a sample of the data, so the adapter "
+                     "decides only such rows and rows zero-shot accepts keep its label (to learn from the whole data, "
+                     "review the rows `autolabel queue` plans)")
         return line
 
     def describe(self) -> dict[str, Any]:
         """For the run metadata and the summary."""
         if self.fit is None:
             return {"examples": 0}
-        return {"examples": len(self.reviewed), "skipped": len(self.skipped), **self.fit.describe()}
+        return {"examples": len(self.reviewed), "skipped": len(self.skipped), **self.fit.describe(),
+                "hard_only": self.hard_only}
+
+
+GUARD_MIN_EXAMPLES = 4  # fewer examples say too little about where they were taken from
+
+
+def guard(classifier: Classifier, embeddings: np.ndarray, fitted: Fit) -> bool:
+    """Whether the adapter was estimated on hard rows only: zero-shot knows the classes (right on more than
+    1.5× chance and half of the examples; multi-label: micro-F1 ≥ 0.5) yet would accept none of them — rows picked
+    from the review queue, not a sample of the data. Such examples teach nothing about the rows zero-shot is
+    sure of, and moving those (raising a present-looking class, softening) is what cost a tester accepted
+    precision (multi-label, 99% → 79.5%), so the adapted classifier is `guarded` then."""
+    from autolabel.adapt import UNINFORMED
+
+    if fitted.adapter is None or len(embeddings) < GUARD_MIN_EXAMPLES:
+        return False
+    informed = (fitted.loo_zero_shot >= 0.5 if classifier.multi_label is not None
+                else fitted.loo_zero_shot > min(UNINFORMED / len(classifier.columns), 0.5))
+    return informed and not any(p.status == "accepted" for p in classifier.classify(embeddings))
 
 
 def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable[[ImageRecord], Any],
@@ -309,13 +333,16 @@ def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable
         label_sets = [[columns.index(name) for name in e.names] for e in embedded.examples]
         fitted = fit_multi_label(embedded.embeddings, label_sets, classifier.zero_shot_logits(
             embedded.embeddings), classifier.scale, columns, classifier.multi_label.log_odds, classifier.thresholds)
-        if fitted.adapter is not None:
-            classifier = classifier.with_parts(adapter=fitted.adapter)
-        return Learned(classifier, fitted, reviewed, embedded.encoded, embedded.skipped)
+        return _learned(classifier, embedded, fitted, reviewed)
     indices = np.asarray([columns.index(e.label) for e in embedded.examples])
     other = len(classifier.class_names) if classifier.other is not None else None
     fitted = fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),
                        classifier.scale, columns, other)
+    return _learned(classifier, embedded, fitted, reviewed)
+
+
+def _learned(classifier: Classifier, embedded: Embedded, fitted: Fit, reviewed: dict[str, Any]) -> Learned:
+    hard_only = guard(classifier, embedded.embeddings, fitted)
     if fitted.adapter is not None:
-        classifier = classifier.with_parts(adapter=fitted.adapter)
-    return Learned(classifier, fitted, reviewed, embedded.encoded, embedded.skipped)
+        classifier = replace(classifier.with_parts(adapter=fitted.adapter), guarded=hard_only)
+    return Learned(classifier, fitted, reviewed, embedded.encoded, embedded.skipped, hard_only)

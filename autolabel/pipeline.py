@@ -235,7 +235,7 @@ def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) 
     reporter.lint(found, job.spec.source)
     if learned.fit is not None:
         softened = learned.fit.used and learned.fit.temperature >= SOFTENED
-        (reporter.warn if softened else reporter.info)(learned.summary_line())
+        (reporter.warn if softened or learned.hard_only else reporter.info)(learned.summary_line())
     return stages, learned
 
 

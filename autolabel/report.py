@@ -217,11 +217,50 @@ def _label_counts(ok: pd.DataFrame) -> str:
             + rows + "</table>")
 
 
+def review_queue(frame: pd.DataFrame, reviewed: pd.Series, planned: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The rows to review, with a `reason`: `planned` (table path, reason: `autolabel queue`'s order) first, then
+    every other row in review, lowest margin first; rows people reviewed (and error rows) are never in it."""
+    waiting = ~reviewed & (frame["status"] != "error")
+    review = frame[waiting & (frame["status"] == "review")].sort_values(["margin", "path"], kind="stable")
+    position = {p: i for i, p in enumerate(frame["path"].astype(str))}
+    first = [(position[p], why) for p, why in dict(planned).items() if p in position and waiting.iloc[position[p]]]
+    head = frame.iloc[[i for i, _ in first]].assign(reason=[why for _, why in first])
+    rest = review.drop(index=[i for i, _ in first], errors="ignore").assign(reason="")
+    return pd.concat([head, rest])
+
+
+def reviewed_rows(results: Results) -> pd.Series:
+    """Rows a person labelled: a `reviewed_label` (import-review, the editor's corrections) or status reviewed."""
+    frame = results.frame.reset_index(drop=True)
+    given = frame["reviewed_label"] if "reviewed_label" in frame else pd.Series([None] * len(frame))
+    has = [label_list(v) is not None if results.multi_label and not isinstance(v, list | np.ndarray)
+           else (len(v) > 0 if isinstance(v, list | np.ndarray) else isinstance(v, str) and bool(v.strip()))
+           for v in given]
+    return pd.Series(has, index=frame.index, dtype=bool) | (frame["status"] == "reviewed")
+
+
+def _reviewed_per_class(results: Results, reviewed: pd.Series) -> dict[str, int]:
+    """Reviews per class: the person's label(s), else (a run's `reviewed` row) the label the row carries."""
+    frame = results.frame.reset_index(drop=True)
+    counts = dict.fromkeys(results.classes, 0)
+    for i in np.flatnonzero(reviewed.to_numpy()):
+        given = frame["reviewed_label"].iloc[i] if "reviewed_label" in frame else None
+        names = label_list(given) if results.multi_label else ([given] if isinstance(given, str) and given else None)
+        if names is None:
+            names = list(frame["labels"].iloc[i]) if results.multi_label else [frame["label"].iloc[i]]
+        for name in names:
+            if name in counts:
+                counts[name] += 1
+    return counts
+
+
 def build_report(results: Results, root: Path, truth: Truth | None = None,
-                 limits: ReportLimits | None = None, sections: Sequence[Section] = ()) -> str:
-    """The whole HTML document as a string."""
+                 limits: ReportLimits | None = None, sections: Sequence[Section] = (),
+                 planned: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole HTML document as a string; `planned`: (table path, reason) from `autolabel queue`, in its order."""
     limits = limits or ReportLimits()
     frame = results.frame.reset_index(drop=True)
+    reviewed = reviewed_rows(results)
     ok = frame[frame["status"] != "error"]
     thumbs = _Thumbs(results, root, limits.thumb_px)
     classes = results.classes
@@ -235,10 +274,10 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
             if len(rows) else rows
         galleries.append((c, len(rows), [(thumbs.want(p), f"{conf:.2f}")
                                           for p, conf in zip(picks["path"], picks["score"], strict=True)]))
-    review = frame[frame["status"] == "review"].sort_values(["margin", "path"], kind="stable")
+    review = review_queue(frame, reviewed, planned)
     # Multi-label rows show their label list as a JSON array: kept as is by the editor, it reads back as a list.
     shown = review["labels"].map(lambda v: json.dumps(list(v), ensure_ascii=False)) if multi else review["label"]
-    queue = review.assign(label=shown)[["path", "label", "confidence", "margin", "top_labels"]].head(
+    queue = review.assign(label=shown)[["path", "label", "confidence", "margin", "top_labels", "reason"]].head(
         limits.review_rows)
     for p in queue["path"].head(limits.review_thumbs):
         thumbs.want(p)
@@ -258,7 +297,8 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                                   f"truth {truth_col[i]} → {frame.at[i, 'label']} {frame.at[i, 'confidence']:.2f}"))
     thumbs.build()
 
-    counts = frame["status"].value_counts()
+    counts = frame["status"].where(~reviewed | (frame["status"] == "error"), "reviewed").value_counts()
+    per_class_reviewed = _reviewed_per_class(results, reviewed)
     model = results.metadata.get("model", {})
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
              f"{_e(results.path.name)}</title><style>{CSS}{review_ui.CSS}</style></head><body>"]
@@ -287,13 +327,15 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
         parts.append(f"<p>Against {_e(metrics['truth'])}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} rows, "
                      f"macro F1 {metrics['macro_f1']:.3f}, coverage {acc['coverage']:.3f}, accepted precision "
                      f"{(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows excluded.</p>")
-    parts.append("<table><tr><th>class</th><th>images</th><th>accepted</th><th>review</th><th>threshold</th>"
+    parts.append("<table id='classes'><tr><th>class</th><th>images</th><th>accepted</th><th>review</th>"
+                 "<th>reviewed</th><th>threshold</th>"
                  f"<th>{'score histogram (every image)' if multi else 'confidence histogram'}</th></tr>")
     thresholds = results.thresholds
     for c in classes:
         rows = by_class[c]
         parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
-                     f"<td>{int((rows.status == 'review').sum())}</td><td>{thresholds.get(c, '')}</td>"
+                     f"<td>{int((rows.status == 'review').sum())}</td><td>{per_class_reviewed[c]}</td>"
+                     f"<td>{thresholds.get(c, '')}</td>"
                      f"<td>{histogram_svg(histograms[c], thresholds.get(c))}</td></tr>")
     parts.append("</table></section>")
     parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
@@ -306,14 +348,15 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     parts.append("</section>")
     other = (results.metadata.get("other") or {}).get("name")
     rows = [review_ui.QueueRow(p, _absolute(results.location(p, root)), lab, float(conf), float(m),
-                               review_ui.candidates(list(tops), classes, other), thumbs.made.get(p))
-            for p, lab, conf, m, tops in queue.itertuples(index=False)]
+                               review_ui.candidates(list(tops), classes, other), thumbs.made.get(p), why)
+            for p, lab, conf, m, tops, why in queue.itertuples(index=False)]
     report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
     if multi:
         parts.append("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of "
                      "the class closest to its threshold, so the least certain rows come first; a row's label is "
                      "its list of labels (1–9 add or remove a label, Enter keeps the list and moves on).</p>")
-    parts.append(review_ui.section(rows, classes, len(review), report_id, multi))
+    parts.append(review_ui.section(rows, classes, len(review), report_id, multi,
+                                   int((review["reason"] != "").sum())))
     parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
     for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
         parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")

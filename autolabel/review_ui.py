@@ -28,6 +28,7 @@ class QueueRow:
     margin: float
     candidates: tuple[int, ...]  # indices into the label list, best first, at most 9
     thumbnail: str | None  # data URI
+    reason: str = ""  # why `autolabel queue` planned it (coverage, balance, uncertain, disagree); "" otherwise
 
 
 def candidates(top_labels: Sequence[str], labels: Sequence[str], other: str | None, limit: int = 9) -> tuple[int, ...]:
@@ -38,21 +39,25 @@ def candidates(top_labels: Sequence[str], labels: Sequence[str], other: str | No
     return tuple(picked[:limit])
 
 
-def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_id: str, multi: bool = False) -> str:
+def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_id: str, multi: bool = False,
+            planned: int = 0) -> str:
     """The review-queue section (HTML + its data + its script).
 
     `multi`: rows carry label lists (their `label` is a JSON array); keys and clicks toggle a label in the
-    row's list, Enter keeps the list, and the CSV's reviewed_label is a JSON array.
+    row's list, Enter keeps the list, and the CSV's reviewed_label is a JSON array. `planned`: how many rows
+    at the top come from `autolabel queue` (in its order, each with its reason).
     """
+    order = (f"The {planned} rows <code>autolabel queue</code> planned first, in its order (each with its reason), "
+             "then the lowest margin" if planned else "Lowest margin first")
     data = {"labels": list(labels), "id": report_id, "multi": multi,
             "rows": [[r.path, r.location, r.label, round(r.confidence, 4), round(r.margin, 4), list(r.candidates),
-                      r.thumbnail or ""] for r in rows]}
+                      r.thumbnail or "", r.reason] for r in rows]}
     # Inside <script> only `<` can end or re-mode the element ("</script", "<!--<script"): escape every one.
     payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
     options = "".join(f"<option value='{i}'>{html.escape(name)}</option>" for i, name in enumerate(labels))
     return (
         f"<section id='review'><h2>Review queue ({total})</h2>"
-        f"<p class='muted'>Lowest margin first; {len(rows)} of {total} here. {html.escape(KEYS_HELP)}. "
+        f"<p class='muted'>{order}; {len(rows)} of {total} here. {html.escape(KEYS_HELP)}. "
         "Click a label, or pick any label from the list. Decisions stay in this browser until you download them: "
         "<code>autolabel run … --examples corrections.csv</code> learns from them, "
         "<code>autolabel import-review corrections.csv --into LABELS</code> records them.</p>"
@@ -95,7 +100,8 @@ SCRIPT = """
       var img = r[6] ? '<img src="'+r[6]+'" alt="">' : '<div class="none" title="image not found">–</div>';
       html.push('<div class="rq-row'+(i===focus?' focus':'')+(mine!==undefined?' decided':'')+'" id="rq-'+i+
         '" data-row="'+i+'">'+img+'<div class="meta" title="'+esc(r[0])+'"><b>'+esc(r[2])+'</b> '+r[3].toFixed(2)+
-        ' (margin '+r[4].toFixed(2)+')<br>'+esc(r[0])+(mine!==undefined?'<br>→ <b class="mine">'+shown(mine)+'</b>':'')+
+        ' (margin '+r[4].toFixed(2)+')'+(r[7]?' · <i class="rq-why">'+esc(r[7])+'</i>':'')+
+        '<br>'+esc(r[0])+(mine!==undefined?'<br>→ <b class="mine">'+shown(mine)+'</b>':'')+
         '</div><div>'+buttons+'</div></div>');
     });
     box.innerHTML = html.join('');

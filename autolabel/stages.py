@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -81,6 +81,7 @@ class Prepare:
     draft: bool = True
     cache: EmbeddingCache | None = None
     space: str = ""
+    read: Callable[[str], bytes] = read_bytes  # `autolabel serve` reads Label Studio's URLs with its credentials
 
     def __call__(self, record: ImageRecord) -> Item:
         if record.error:
@@ -91,7 +92,7 @@ class Prepare:
                 hit, file_key = self._indexed(record)
                 if hit is not None:
                     return hit
-            data = read_bytes(record.location)
+            data = self.read(record.location)
             if self.cache is not None:
                 digest = content_hash(data)
                 vec = self.cache.get_image(digest, self.space)

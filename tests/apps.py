@@ -54,7 +54,8 @@ class LabelStudioServer:
     log: Path
 
     @classmethod
-    def start(cls, executable: Path) -> LabelStudioServer:
+    def start(cls, executable: Path, **environment: str) -> LabelStudioServer:
+        """`environment`: more of the server's variables (e.g. ML_BLOCK_LOCAL_IP="false" for a local ML backend)."""
         home = Path(tempfile.mkdtemp(prefix="autolabel-label-studio-"))
         root = home / "files"
         root.mkdir()
@@ -62,7 +63,7 @@ class LabelStudioServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABEL_STUDIO_")}
         env.update(LABEL_STUDIO_BASE_DATA_DIR=str(home / "data"), DJANGO_DB="sqlite", LATEST_VERSION_CHECK="false",
                    COLLECT_ANALYTICS="false", LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED="true",
-                   LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root))
+                   LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(root), **environment)
         log = home / "server.log"
         with log.open("wb") as out:
             process = subprocess.Popen(

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 from shapes import COLORS, SHAPES, draw_shape
 
+from autolabel import adapt
 from autolabel.adapt import Adapter, fit
 from autolabel.cli import main
 from autolabel.writers import read_metadata
@@ -311,7 +312,9 @@ def test_among_settings_that_fit_the_examples_equally_the_smallest_alpha_wins() 
     centres = np.eye(3, 16)
     embeddings = np.repeat(centres, 4, axis=0) + 0.05 * rng.standard_normal((12, 16))
     classes = np.repeat(np.arange(3), 4)
-    fit = adapt.fit(embeddings, classes, np.zeros((12, 3)), 100.0, ["a", "b", "c"])
+    zero_shot = np.eye(3)[classes]  # the class names are informative: right on 9 of the 12 examples
+    zero_shot[[0, 4, 8]] = np.eye(3)[[1, 2, 0]]
+    fit = adapt.fit(embeddings, classes, zero_shot, 100.0, ["a", "b", "c"])
     assert fit.used and fit.loo_adapted == 1.0 and fit.alpha == adapt.ALPHAS[0]
     between = (centres[0] + centres[1]) / 2
     logits = fit.adapter.logits(between[None, :])[0]
@@ -346,3 +349,76 @@ def test_a_strongly_softened_fit_says_the_examples_disagree() -> None:
     assert "disagree" not in line(1.0)
     assert line(8.0).endswith("the examples disagree with each other (some may be mislabelled, or classes overlap): "
                               "confidences softened ×8, check them")
+
+
+def test_when_the_class_names_mean_nothing_one_example_per_class_is_enough() -> None:
+    """Part codes: zero-shot is chance, so the examples must decide. With most classes seen once, leave-one-out
+    cannot see what a class's single example teaches; it chose the smallest α and left most images to the noise of
+    the text (73% on the demo's codes with 16 examples over 12 classes). Now α is at its largest there, and the
+    singletons' misses do not soften the confidences (they did, ×64: every confidence near 1/12)."""
+    rng = np.random.default_rng(1)
+    centres = adapt._unit(rng.standard_normal((12, 32)))
+    picked = [*range(12), 0, 1, 2, 3]  # every class once, four of them twice
+    examples = centres[picked] + 0.15 * rng.standard_normal((16, 32))
+    held_out = np.repeat(centres, 10, axis=0) + 0.15 * rng.standard_normal((120, 32))
+    noise = rng.standard_normal((136, 12))  # the text tower's logits know nothing of these classes
+    fit = adapt.fit(examples, np.asarray(picked), noise[:16], 10.0, [f"P-{i}" for i in range(12)])
+    assert fit.used and fit.alpha == adapt.ALPHAS[-1] and fit.note == adapt.WEAK_NOTE
+    logits = (noise[16:] + fit.adapter.logits(held_out)) / fit.adapter.temperature
+    assert np.mean(logits.argmax(axis=1) == np.repeat(np.arange(12), 10)) >= 0.9
+    assert fit.temperature < adapt.TEMPERATURES[-1]
+
+
+def test_examples_are_used_when_zero_shot_knows_nothing_even_if_leave_one_out_cannot_tell() -> None:
+    """Two examples per class, each of another look (as `autolabel queue` picks them): leaving one out leaves no
+    key of its look, so no setting beats zero-shot; zero-shot at chance must not win on that estimate."""
+    rng = np.random.default_rng(4)
+    looks = rng.normal(size=(6, 32))
+    classes = np.repeat(np.arange(3), 2)
+    embeddings = looks + 0.01 * rng.normal(size=(6, 32))
+    blind = fit(embeddings, classes, np.zeros((6, 3)), 10.0, ["a", "b", "c"])
+    assert blind.loo_adapted <= blind.loo_zero_shot and blind.used
+    assert (blind.alpha, blind.beta, blind.temperature) == (adapt.BLIND_ALPHA, adapt.BLIND_BETA, 1.0)
+    test = looks[[1, 2, 5]] + 0.01 * rng.normal(size=(3, 32))  # new images of three of the looks
+    logits = blind.adapter.logits(test)
+    assert logits.argmax(axis=1).tolist() == [0, 1, 2]
+    knowing = np.eye(3)[classes] * 10.0  # zero-shot right on every example: a tie keeps it, as before
+    assert not fit(embeddings, classes, knowing, 10.0, ["a", "b", "c"]).used
+
+
+def test_examples_from_hard_rows_only_leave_the_rows_zero_shot_is_sure_of_alone() -> None:
+    """The guard: examples zero-shot would all send to review are no sample of the data; the adapter they fit
+    decides only rows zero-shot is unsure of, and the summary says so. Examples that include sure rows are
+    a sample: no guard."""
+    from dataclasses import replace
+
+    from autolabel.classify import Classifier
+    from autolabel.examples import Embedded, Example, _learned
+
+    rng = np.random.default_rng(5)
+    dim = 8
+    classifier = Classifier(("a", "b", "c"), np.eye(3, dim), 30.0, 0.0, np.full(3, 0.8), 0.3, 3)
+    def unit_rows(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    between = np.r_[0.58, 0.56, 0.0, 0.0, np.zeros(dim - 4)]  # zero-shot leans to `a`, unsure
+    look_a, look_b = between + 0.5 * np.eye(dim)[4], between + 0.5 * np.eye(dim)[5]
+    hard = unit_rows(np.vstack([np.tile(look_a, (5, 1)), np.tile(look_b, (3, 1))]) + 0.01 * rng.normal(size=(8, dim)))
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])  # people say `b` for the second look
+    assert all(p.status == "review" for p in classifier.classify(hard))
+    fitted = fit(hard, labels, classifier.zero_shot_logits(hard), classifier.scale, list(classifier.columns))
+    examples = tuple(Example(f"/x/{i}.png", "abc"[c], "t") for i, c in enumerate(labels))
+    learned = _learned(classifier, Embedded(examples, hard, 0, ()), fitted, {})
+    assert fitted.used and learned.hard_only and learned.classifier.guarded
+    assert "all rows zero-shot was unsure of" in learned.summary_line()
+    sure = unit_rows((np.eye(dim)[0] + 0.6 * np.eye(dim)[5])[None, :])  # clearly `a` to zero-shot, near look b
+    assert classifier.classify(sure)[0].status == "accepted"
+    assert learned.classifier.classify(sure)[0] == classifier.classify(sure)[0]  # kept as zero-shot decided it
+    assert replace(learned.classifier, guarded=False).classify(sure)[0] != classifier.classify(sure)[0]
+    new_b = unit_rows(look_b[None, :] + 0.01 * rng.normal(size=(1, dim)))
+    assert learned.classifier.classify(new_b)[0].label == "b"  # the hard rows learn from the examples
+    mixed = np.vstack([hard, np.eye(3, dim)])  # plus one sure example of each class: a sample, no guard
+    mixed_labels = np.r_[labels, [0, 1, 2]]
+    refit = fit(mixed, mixed_labels, classifier.zero_shot_logits(mixed), classifier.scale, list(classifier.columns))
+    both = tuple(Example(f"/y/{i}.png", "abc"[c], "t") for i, c in enumerate(mixed_labels))
+    assert not _learned(classifier, Embedded(both, mixed, 0, ()), refit, {}).hard_only

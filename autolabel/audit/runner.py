@@ -100,16 +100,17 @@ def _location(path: str, root: str) -> str:
     return storage.join(root.rstrip("/") + "/", path) if storage.is_url(root) else str(Path(root) / path)
 
 
-def _load_model(results: Results, config: AuditConfig, reporter: Reporter) -> Any:
+def load_run_model(results: Results, model: str | None, device: str, reporter: Reporter) -> Any:
+    """The model that labelled the table (or `model`, --model), at the run's precision; warns when it differs."""
     from autolabel.model import ZeroShotModel
 
     recorded = results.metadata.get("model") or {}
-    name = config.model or recorded.get("id") or (results.spec.model_location() if results.spec else None)
+    name = model or recorded.get("id") or (results.spec.model_location() if results.spec else None)
     if not name:
         raise UsageError(f"{results.path}: the table does not record its model; pass --model")
     precision = PRECISIONS.get(str(recorded.get("precision", "")), "auto")
     reporter.info(f"loading model {name}")
-    model = ZeroShotModel.load(name, device=config.device, precision=precision)
+    model = ZeroShotModel.load(name, device=device, precision=precision)
     if recorded.get("fingerprint") and recorded["fingerprint"] != model.fingerprint:
         reporter.warn(f"model {name} differs from the one that labelled {results.path.name} (fingerprint "
                       f"{model.fingerprint} vs {recorded['fingerprint']}); every image is embedded again")
@@ -183,7 +184,7 @@ def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: A
 
     reporter = reporter or Reporter(quiet=config.quiet)
     plan = plan_audit(config)
-    model = model or _load_model(plan.results, config, reporter)
+    model = model or load_run_model(plan.results, config.model, config.device, reporter)
     cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
     try:
         embedded = cached_embeddings(plan.locations, model, cache, plan.draft, reporter, config.batch_size,

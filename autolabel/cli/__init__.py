@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autolabel.cli import annotation, audit, maintenance, review, run  # noqa: F401  (each registers its commands)
+from autolabel.cli import annotation, audit, maintenance, review, run, serve  # noqa: F401  (each registers its commands)
 from autolabel.cli.app import main
 
 __all__ = ["main"]

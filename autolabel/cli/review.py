@@ -160,21 +160,27 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
 @click.option("--truth", default=None, help="Add the confusion matrix and misclassified examples (as for eval).")
 @click.option("--audit", "audit_table", type=click.Path(dir_okay=False), default=None,
               help="Add an audit section from FINDINGS of `autolabel audit` (duplicate groups, label issues).")
+@click.option("--queue", "queue_file", type=click.Path(dir_okay=False), default=None,
+              help="Start the review queue with the rows `autolabel queue` planned, in its order.")
 @SPEC_OPTION
 @handle_errors
 def report(labels_table: str, out: str, images_root: str | None, truth: str | None, audit_table: str | None,
-           spec: str | None) -> None:
+           queue_file: str | None, spec: str | None) -> None:
     """Write one self-contained HTML review report (opens from disk, thumbnails embedded).
+
+    Rows people reviewed (a reviewed_label from import-review, or status reviewed) show as reviewed and
+    leave the review queue.
 
     \b
     Example:
       autolabel report labels.parquet --out report.html --truth truth
+      autolabel report labels.parquet --out report.html --queue queue.csv
     """
     from autolabel.evaluate import resolve_truth
     from autolabel.report import build_report
     from autolabel.results import find_images_root, images_missing, load_results
 
-    check_output_file(out, "--out", (labels_table, spec, truth, audit_table), autolabel_report)
+    check_output_file(out, "--out", (labels_table, spec, truth, audit_table, queue_file), autolabel_report)
     results = load_results(labels_table, spec)
     root = find_images_root(results, images_root)
     missing = images_missing(results, root)
@@ -188,6 +194,57 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
 
         sections.append(audit_section(load_findings(audit_table),
                                       lambda p: thumbnail(results.location(p, root), 96)))
-    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections)
+    planned = []
+    if queue_file:
+        from autolabel.review_queue import planned_paths
+
+        planned = planned_paths(results, queue_file)
+    document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections,
+                            planned=planned)
     write_text(out, document)
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.1f} MB)", err=True)
+
+
+@main.command(context_settings=CONTEXT)
+@LABELS_TABLE
+@click.option("--budget", "-n", type=int, required=True, help="How many rows to plan (people review them in order).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="The queue to write (.csv or .parquet): fill in its reviewed_label column.")
+@click.option("--examples", multiple=True, type=click.Path(),
+              help="Reviews so far (repeatable): corrections or earlier queues filled in; rows in them are not "
+                   "offered again.")
+@SPEC_OPTION
+@click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model].")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def queue(labels_table: str, budget: int, out: str, examples: tuple[str, ...], spec: str | None, model: str | None,
+          device: str, cache_dir: str | None, quiet: bool) -> None:
+    """Plan the next BUDGET reviews of LABELS: the rows a person should label first, best first.
+
+    Without reviews: typical images of every part of the data (k-means over the cached image
+    embeddings, the most typical image of each cluster, largest first). With reviews (in LABELS, or
+    --examples): parts no review covers, classes with few examples, rows the adapted classifier is
+    unsure of, rows where it and zero-shot disagree. Writes path, reviewed_label (empty), rank,
+    reason, label, confidence, priority: fill in reviewed_label (leave junk empty) and pass the file
+    to `autolabel run --examples` or `autolabel import-review`.
+
+    \b
+    Example:
+      autolabel queue labels.parquet --budget 24 --out queue.csv
+      autolabel run images/ --labels labels.yaml --out labels2.parquet --examples queue.csv
+      autolabel queue labels2.parquet --budget 24 --out queue2.csv --examples queue.csv
+    """
+    from collections import Counter
+
+    from autolabel.review_queue import QueueConfig, build_queue
+
+    result = build_queue(QueueConfig(labels=labels_table, out=out, budget=budget, examples=examples, spec=spec,
+                                     model=model, device=device, cache_dir=cache_dir, quiet=quiet))
+    plan = result.plan
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(Counter(plan.reasons).items()))
+    click.echo(f"planned {len(plan.rows)} reviews ({why}; {plan.reviewed} rows reviewed before, "
+               f"{'adapted' if plan.adapted else 'zero-shot'} classifier, {plan.encoded} images newly embedded) "
+               f"→ {result.out}")

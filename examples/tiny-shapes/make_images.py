@@ -2,6 +2,7 @@
 
     python examples/tiny-shapes/make_images.py OUT_DIR [--n 240] [--seed 1]
     python examples/tiny-shapes/make_images.py OUT_DIR --pairs      # two shapes per image, for multi-label
+    python examples/tiny-shapes/make_images.py OUT_DIR --hard       # hard-codes.yaml's world (see make_hard)
 
 The manifest (OUT_DIR/manifest.csv) has columns path, truth, color, shape; paths are relative to OUT_DIR.
 With --pairs it has path, colors, shapes: JSON arrays of the colours and shapes in the image (sorted).
@@ -100,6 +101,58 @@ def make_pairs(out: Path, n: int = 240, seed: int = 1, same_color: float = 0.15)
     return manifest
 
 
+HARD_CLASSES = {  # hard-codes.yaml: six part codes, each two unlike looks (two modes), imbalanced, with junk
+    "Q-201": [("red", "circle"), ("blue", "triangle")],
+    "Q-202": [("green", "square"), ("yellow", "circle")],
+    "Q-203": [("blue", "circle"), ("red", "square")],
+    "Q-204": [("yellow", "triangle"), ("green", "circle")],
+    "Q-205": [("red", "triangle"), ("yellow", "square")],
+    "Q-206": [("blue", "square"), ("green", "triangle")],
+}
+HARD_SHARES = (0.34, 0.22, 0.16, 0.12, 0.09, 0.07)  # of the images that are not junk
+HARD_MODE_SHARE = 0.7  # a class's first look; the other look is the rarer one
+
+
+def make_hard(out: Path, n: int = 300, seed: int = 1, junk: float = 0.08) -> Path:
+    """A harder world for the review planner: six imbalanced two-look classes under codes no text tower knows,
+    and a `junk` share of images that are none of them (noise, blank cards, two shapes side by side), which
+    a person skips (empty truth in the manifest)."""
+    rng = random.Random(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hard").mkdir(exist_ok=True)
+    rows = []
+    n_junk = round(n * junk)
+    counts = [round((n - n_junk) * share) for share in HARD_SHARES]
+    plan = [(code, k) for code, count in zip(HARD_CLASSES, counts, strict=True) for k in range(count)]
+    plan += [("", k) for k in range(n_junk)]
+    rng.shuffle(plan)
+    for i, (code, k) in enumerate(plan):
+        side = rng.randint(48, 160)
+        if code:
+            look = HARD_CLASSES[code][0 if rng.random() < HARD_MODE_SHARE else 1]
+            image = draw_shape(*look, rng, (side, side))
+        else:
+            image = _junk(rng, side, k)
+        rel = f"hard/img{i:05d}.png"
+        image.save(out / rel)
+        rows.append({"path": rel, "truth": code, "color": "", "shape": ""})
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
+
+def _junk(rng: random.Random, side: int, k: int) -> Image.Image:
+    if k % 3 == 0:
+        return Image.effect_noise((side, side), rng.randint(30, 90)).convert("RGB")
+    if k % 3 == 1:
+        return Image.new("RGB", (side, side), tuple(rng.randint(0, 255) for _ in range(3)))
+    colors, shapes = list(COLORS), list(SHAPES)
+    return pair_image((rng.choice(colors), rng.choice(shapes)), (rng.choice(colors), rng.choice(shapes)), rng, side)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -108,12 +161,15 @@ def main() -> None:
     parser.add_argument("--messy", action="store_true",
                         help="add two broken files and four ambiguous two-shape images, as real folders have")
     parser.add_argument("--pairs", action="store_true", help="two shapes per image, colours and shapes as lists")
+    parser.add_argument("--hard", action="store_true", help="hard-codes.yaml's world: imbalanced two-look classes, "
+                        "8%% junk")
     args = parser.parse_args()
-    manifest = (make_pairs(args.out, args.n, args.seed) if args.pairs
-                else make_images(args.out, args.n, args.seed, args.messy))
+    manifest = (make_pairs(args.out, args.n, args.seed) if args.pairs else make_hard(args.out, args.n, args.seed)
+                if args.hard else make_images(args.out, args.n, args.seed, args.messy))
     with open(manifest, newline="") as f:
         files = sum(1 for _ in csv.DictReader(f))  # what it really drew: --messy adds 4 ambiguous and 2 broken files
-    extra = f" ({args.n} shapes, {files - args.n - 2} ambiguous, 2 broken)" if args.messy and not args.pairs else ""
+    extra = (f" ({args.n} shapes, {files - args.n - 2} ambiguous, 2 broken)"
+             if args.messy and not (args.pairs or args.hard) else "")
     print(f"wrote {files} {'files' if extra else 'images'}{extra} and {manifest}")
 
 
