@@ -128,7 +128,8 @@ def _check_table_folder(path: str, option: str) -> None:
     images are given as examples."""
     if (Path(path) / "_autolabel.json").is_file() or any(Path(path).glob("part-*.parquet")):
         return
-    raise UsageError(f"{option} {path}: not a finished run's folder, nor a table of reviewed images; {option or 'it'} takes a table "
+    raise UsageError(f"{option} {path}: not a finished run's folder, nor a table of reviewed images; "
+                     f"{option or 'it'} takes a table "
                      "(.parquet/.csv/.jsonl with path and label columns, e.g. a corrections CSV or a table "
                      "import-review filled) or a shard folder `autolabel run --out DIR/` wrote; to learn from "
                      "folders of images, give each class `examples: DIR/CLASS/*` in the label spec".lstrip())

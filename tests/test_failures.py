@@ -184,7 +184,8 @@ def test_examples_given_an_image_folder_says_it_takes_a_table(tmp_path, image_fo
                               str(image_folder)))
     assert result.exit_code == 2
     assert one_line(result.output) == (
-        f"error: --examples {image_folder}: not a finished run's folder, nor a table of reviewed images; --examples takes a table "
+        f"error: --examples {image_folder}: not a finished run's folder, nor a table of reviewed images; "
+        "--examples takes a table "
         "(.parquet/.csv/.jsonl with path and label columns, e.g. a corrections CSV or a table import-review filled) "
         "or a shard folder `autolabel run --out DIR/` wrote; to learn from folders of images, give each class "
         "`examples: DIR/CLASS/*` in the label spec\n")
