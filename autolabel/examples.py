@@ -310,7 +310,7 @@ def guard(classifier: Classifier, embeddings: np.ndarray, fitted: Fit) -> bool:
     if fitted.adapter is None or len(embeddings) < GUARD_MIN_EXAMPLES:
         return False
     informed = (fitted.loo_zero_shot >= 0.5 if classifier.multi_label is not None
-                else fitted.loo_zero_shot > min(UNINFORMED / len(classifier.columns), 0.5))
+                else fitted.loo_zero_shot > max(UNINFORMED / len(classifier.columns), 0.5))
     return informed and not any(p.status == "accepted" for p in classifier.classify(embeddings))
 
 

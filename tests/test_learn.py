@@ -422,3 +422,27 @@ def test_examples_from_hard_rows_only_leave_the_rows_zero_shot_is_sure_of_alone(
     refit = fit(mixed, mixed_labels, classifier.zero_shot_logits(mixed), classifier.scale, list(classifier.columns))
     both = tuple(Example(f"/y/{i}.png", "abc"[c], "t") for i, c in enumerate(mixed_labels))
     assert not _learned(classifier, Embedded(both, mixed, 0, ()), refit, {}).hard_only
+
+
+def test_examples_of_classes_the_text_barely_knows_are_not_called_hard_rows_only() -> None:
+    """Zero-shot right on a quarter of the examples (over 1.5× chance of 12 classes, under half) does not know the
+    classes: every row is unsure then, so examples from the queue are a sample, and no guard or warning applies
+    (the demo's round 2 warned that its queue-picked examples were 'not a sample of the data')."""
+    from autolabel.classify import Classifier
+    from autolabel.examples import Embedded, Example, _learned
+
+    rng = np.random.default_rng(7)
+    k, dim = 12, 24
+    classifier = Classifier(tuple(f"P-{i}" for i in range(k)), np.eye(k, dim), 30.0, 0.0, np.full(k, 0.8), 0.3, 3)
+    labels = np.repeat(np.arange(k), 2)
+    looks = np.eye(dim)[k:2 * k]
+    text_lean = np.where(np.arange(len(labels)) % 4 == 0, labels, (labels + 1) % k)  # right on 1 in 4
+    rows = 0.1 * np.eye(dim)[text_lean] + looks[labels] + 0.01 * rng.normal(size=(len(labels), dim))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    fitted = fit(rows, labels, classifier.zero_shot_logits(rows), classifier.scale, list(classifier.columns))
+    assert 1.5 / k < fitted.loo_zero_shot < 0.5
+    assert all(p.status == "review" for p in classifier.classify(rows))
+    examples = tuple(Example(f"/x/{i}.png", f"P-{c}", "t") for i, c in enumerate(labels))
+    learned = _learned(classifier, Embedded(examples, rows, 0, ()), fitted, {})
+    assert fitted.used and not learned.hard_only and not learned.classifier.guarded
+    assert "unsure of" not in learned.summary_line()
