@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from autolabel import storage
 from autolabel.errors import SourceError, UsageError
 from autolabel.progress import Reporter
 from autolabel.results import Results, load_results
+
+if TYPE_CHECKING:
+    from autolabel.cache import EmbeddingCache
 
 QUEUE_COLUMNS = ("path", "reviewed_label", "rank", "reason", "label", "confidence", "priority")
 
@@ -180,10 +183,10 @@ def scores(classifier: Any, embeddings: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-classifier.multi_label.log_odds(classifier.logits(embeddings))))
 
 
-def plan_reviews(results: Results, config: QueueConfig, model: Any, reporter: Reporter) -> QueuePlan:
+def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: EmbeddingCache,
+                 reporter: Reporter) -> QueuePlan:
     """Embeddings from the cache, the classifier with and without the reviews, then the planner."""
     from autolabel.audit.embeddings import cached_embeddings
-    from autolabel.cache import EmbeddingCache, default_cache_dir
     from autolabel.pipeline import stages_for
     from autolabel.planner import plan
 
@@ -191,12 +194,8 @@ def plan_reviews(results: Results, config: QueueConfig, model: Any, reporter: Re
     reviews, examples = collect_reviews(results, config, where, reporter)
     usable = np.flatnonzero(results.frame["status"].to_numpy() != "error")
     draft = bool(results.metadata.get("draft", True))
-    cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
-    try:
-        embedded = cached_embeddings([where[r] for r in usable], model, cache, draft, reporter)
-        _, learned = stages_for(results.spec, model, cache, examples, draft=draft, top_k=1, warn=reporter.warn)
-    finally:
-        cache.close()
+    embedded = cached_embeddings([where[r] for r in usable], model, cache, draft, reporter)
+    _, learned = stages_for(results.spec, model, cache, examples, draft=draft, top_k=1, warn=reporter.warn)
     if len(usable) and not embedded.ok.any():
         raise SourceError(f"{results.path}: none of its images could be read (e.g. {where[usable[0]]}: "
                           f"{embedded.errors[0]})")
@@ -269,14 +268,19 @@ def write_queue(frame: Any, out: str) -> Path:
 def build_queue(config: QueueConfig, *, reporter: Reporter | None = None, model: Any = None) -> QueueResult:
     """Plan the next `budget` reviews of a labels table and write them; `model` may be passed in (or a fake)."""
     from autolabel.audit.runner import load_run_model
+    from autolabel.cache import EmbeddingCache, default_cache_dir
 
     reporter = reporter or Reporter(quiet=config.quiet)
     check_queue(config)
     results = load_results(config.labels, config.spec)
     if results.spec is None:
         raise UsageError(f"{results.path}: the label spec is unknown; pass it with --labels")
-    model = model or load_run_model(results, config.model, config.device, reporter)
-    queue = plan_reviews(results, config, model, reporter)
+    cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
+    try:
+        model = model or load_run_model(results, config.model, config.device, reporter, cache)
+        queue = plan_reviews(results, config, model, cache, reporter)
+    finally:
+        cache.close()
     return QueueResult(write_queue(queue_frame(results, queue), config.out), queue)
 
 

@@ -80,7 +80,7 @@ def test_auto_on_a_native_bf16_cpu_runs_bf16_with_fp32_labels(shapes: Path, tmp_
 
 
 def test_a_rerun_the_cache_answers_imports_neither_torch_nor_transformers(shapes: Path, tmp_path: Path) -> None:
-    """Also `Labeler()` (until an image misses the cache) and the table commands never import them."""
+    """Also `Labeler()` (until an image misses the cache) and the table commands (`queue` too) never import them."""
     first = run(shapes, tmp_path / "first.parquet")
     assert first["encoded"] == 24
     code = f"""
@@ -100,6 +100,7 @@ cli("eval", again, "--truth", "truth")
 cli("report", again, "--out", {str(tmp_path / "report.html")!r})
 cli("diff", first, again)
 cli("export", again, "--to", "imagefolder", "--out", {str(tmp_path / "exported")!r})
+cli("queue", again, "--budget", "4", "--out", {str(tmp_path / "queue.csv")!r})
 print(json.dumps({{"heavy": sorted(m for m in ("torch", "transformers") if m in sys.modules),
                   "label": frame.label[0], "loaded": labeler.model.loaded}}))
 """

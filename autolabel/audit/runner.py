@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from autolabel.errors import SourceError, UsageError
 from autolabel.fileio import check_output_file
 from autolabel.progress import Reporter
 from autolabel.results import Results, load_results
+
+if TYPE_CHECKING:
+    from autolabel.cache import EmbeddingCache
 
 NEIGHBOURS = 16  # per image: duplicate candidates are among these, outlier distances use the first k
 PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -100,17 +103,19 @@ def _location(path: str, root: str) -> str:
     return storage.join(root.rstrip("/") + "/", path) if storage.is_url(root) else str(Path(root) / path)
 
 
-def load_run_model(results: Results, model: str | None, device: str, reporter: Reporter) -> Any:
-    """The model that labelled the table (or `model`, --model), at the run's precision; warns when it differs."""
-    from autolabel.model import ZeroShotModel
+def load_run_model(results: Results, model: str | None, device: str, reporter: Reporter,
+                   cache: EmbeddingCache | None = None) -> Any:
+    """The model that labelled the table (or `model`, --model), at the run's precision; warns when it differs.
+
+    A `LazyModel` over `cache`: the weights (and torch) load only when an image or prompt is not cached."""
+    from autolabel.session import LazyModel
 
     recorded = results.metadata.get("model") or {}
     name = model or recorded.get("id") or (results.spec.model_location() if results.spec else None)
     if not name:
         raise UsageError(f"{results.path}: the table does not record its model; pass --model")
     precision = PRECISIONS.get(str(recorded.get("precision", "")), "auto")
-    reporter.info(f"loading model {name}")
-    model = ZeroShotModel.load(name, device=device, precision=precision)
+    model = LazyModel(name, device, precision, cache, on_load=lambda name: reporter.info(f"loading model {name}"))
     if recorded.get("fingerprint") and recorded["fingerprint"] != model.fingerprint:
         reporter.warn(f"model {name} differs from the one that labelled {results.path.name} (fingerprint "
                       f"{model.fingerprint} vs {recorded['fingerprint']}); every image is embedded again")
@@ -184,9 +189,9 @@ def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: A
 
     reporter = reporter or Reporter(quiet=config.quiet)
     plan = plan_audit(config)
-    model = model or load_run_model(plan.results, config.model, config.device, reporter)
     cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
     try:
+        model = model or load_run_model(plan.results, config.model, config.device, reporter, cache)
         embedded = cached_embeddings(plan.locations, model, cache, plan.draft, reporter, config.batch_size,
                                      config.workers)
         for path, error in zip(plan.paths, embedded.errors, strict=True):
