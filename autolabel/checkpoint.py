@@ -117,3 +117,17 @@ def preprocessor_config(source: str) -> dict[str, Any]:
         return read_json_object(path, "the preprocessor config")
     except OSError as exc:
         raise ModelError(f"{path}: cannot read the preprocessor config ({exc.strerror or exc})") from None
+
+
+def model_metadata(model: Any) -> dict[str, Any]:
+    """Run-metadata view of a model (loaded or lazy): what the table records of it."""
+    return {
+        "id": model.name,
+        "type": model.model_type,
+        "fingerprint": model.fingerprint,
+        "device": str(model.device),
+        "precision": model.precision,
+        "logit_scale": model.logit_scale,
+        "logit_bias": model.logit_bias,
+        "preprocessing": model.preprocessing.describe(),
+    }

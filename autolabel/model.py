@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from autolabel import precision as precisions
-from autolabel.checkpoint import DEFAULT_MODEL, Checkpoint, check_hub_reachable, hub_offline, locate
+from autolabel.checkpoint import DEFAULT_MODEL, Checkpoint, check_hub_reachable, hub_offline, locate, model_metadata
 from autolabel.checkpoint import HINT as _HINT
 from autolabel.checkpoint import preprocessor_config as _preprocessor_config
 from autolabel.decode import ModelInputs, Preprocessing
@@ -228,13 +228,4 @@ class ZeroShotModel:
 
     def describe(self) -> dict[str, Any]:
         """Run-metadata view of the model."""
-        return {
-            "id": self.name,
-            "type": self.model_type,
-            "fingerprint": self.fingerprint,
-            "device": str(self.device),
-            "precision": self.precision,
-            "logit_scale": self.logit_scale,
-            "logit_bias": self.logit_bias,
-            "preprocessing": self.preprocessing.describe(),
-        }
+        return model_metadata(self)

@@ -17,6 +17,7 @@ from autolabel.checkpoint import (
     check_hub_reachable,
     hub_offline,
     locate,
+    model_metadata,
     preprocessor_config,
 )
 from autolabel.decode import ModelInputs, Preprocessing
@@ -177,14 +178,7 @@ class LazyModel:
     def describe(self) -> dict[str, Any]:
         """Run-metadata view of the model (the loaded model's own, plus how the precision was chosen)."""
         return {
-            "id": self.name,
-            "type": self.model_type,
-            "fingerprint": self.fingerprint,
-            "device": str(self.device),
-            "precision": self.precision,
-            "logit_scale": self.logit_scale,
-            "logit_bias": self.logit_bias,
-            "preprocessing": self.preprocessing.describe(),
+            **model_metadata(self),
             **({"int8": self._fact("int8")} if self.precision_choice == "int8" else {}),
             "precision_choice": precisions.explain(self.requested_precision, self.precision_choice,
                                                    str(self.device).split(":")[0]),

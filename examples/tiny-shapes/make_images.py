@@ -23,6 +23,15 @@ from PIL import Image  # noqa: E402
 from shapes import COLORS, SHAPES, draw_shape  # noqa: E402
 
 
+def write_manifest(out: Path, rows: list[dict]) -> Path:
+    """manifest.csv of the drawn images: path, truth, color, shape."""
+    manifest = out / "manifest.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest
+
 def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> Path:
     """Draw n images (balanced over the 12 classes) under out/; returns the manifest path.
 
@@ -60,12 +69,7 @@ def make_images(out: Path, n: int = 240, seed: int = 1, messy: bool = False) -> 
             both.paste(draw_shape(*right, rng, (32, 64)), (32, 0))
             both.save(out / "ambiguous" / f"pair{k}.png")
             rows.append({"path": f"ambiguous/pair{k}.png", "truth": "", "color": "", "shape": ""})
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, rows)
 
 
 def pair_image(left: tuple[str, str], right: tuple[str, str], rng: random.Random, side: int = 64,
@@ -136,12 +140,7 @@ def make_hard(out: Path, n: int = 300, seed: int = 1, junk: float = 0.08) -> Pat
         rel = f"hard/img{i:05d}.png"
         image.save(out / rel)
         rows.append({"path": rel, "truth": code, "color": "", "shape": ""})
-    manifest = out / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "truth", "color", "shape"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
+    return write_manifest(out, rows)
 
 
 def _junk(rng: random.Random, side: int, k: int) -> Image.Image:
