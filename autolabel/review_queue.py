@@ -53,6 +53,7 @@ class QueuePlan:
     reasons: tuple[str, ...]
     priority: dict[int, float]  # table row → priority in [0, 1] (lower = sooner), every row with an embedding
     reviewed: int  # rows already reviewed (table and --examples)
+    skipped: int  # rows left empty above a filled one in an earlier queue: taken as junk, never offered again
     encoded: int  # images the cache lacked (0 when `run` labelled them with the same cache)
     adapted: bool  # whether the reviews changed the classifier the uncertainty is measured on
 
@@ -83,12 +84,28 @@ def is_queue_file(path: Path) -> bool:
 def check_queue(config: QueueConfig) -> None:
     """Options and the output location, before anything is read or loaded."""
     from autolabel.fileio import check_output_file
-    from autolabel.writers import output_format
 
     if config.budget < 1:
         raise UsageError(f"--budget must be at least 1, got {config.budget}")
-    output_format(config.out)
+    if config.out.endswith("/") or Path(config.out).suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"--out {config.out}: the queue is one file ending in .csv or .parquet")
     check_output_file(config.out, "--out", (config.labels, config.spec, *config.examples), is_queue_file)
+    filled = filled_reviews(Path(config.out))
+    if filled:
+        raise UsageError(f"--out {config.out}: a queue holding {filled} review(s) a person filled in; write the "
+                         f"next queue to another file and pass this one to --examples (nothing you wrote is replaced)")
+
+
+def filled_reviews(path: Path) -> int:
+    """How many rows of an existing queue file have a reviewed_label (0 when there is no such file)."""
+    if not path.is_file() or not is_queue_file(path):
+        return 0
+    from autolabel.examples import read_table
+
+    try:
+        return len(read_table(str(path), "reviewed_label"))
+    except Exception:  # not readable as a table: check_output_file already refused what is not ours
+        return 0
 
 
 def locations(results: Results) -> list[str]:
@@ -127,8 +144,9 @@ def _review_value(value: Any, multi_label: bool) -> Any:
     return text or None
 
 
-def skipped_rows(tables: Sequence[str], keys: dict[str, int]) -> frozenset[int]:
-    """Rows of earlier queues (tables with a `rank` column) left empty above the last one a person filled in."""
+def skipped_rows(tables: Sequence[str], keys: dict[str, int], root: str | None = None) -> frozenset[int]:
+    """Rows of earlier queues (tables with a `rank` column) left empty above the last one a person filled in.
+    Relative paths resolve against the queue's folder, then `root` (the table's images folder)."""
     import pandas as pd
 
     out: set[int] = set()
@@ -148,11 +166,17 @@ def skipped_rows(tables: Sequence[str], keys: dict[str, int]) -> frozenset[int]:
         last = frame["rank"].to_numpy()[filled].max()
         base = str(Path(table).absolute().parent)
         for path, rank, done in zip(frame["path"].astype(str), frame["rank"], filled, strict=True):
-            where = path if storage.is_url(path) or os.path.isabs(path) else os.path.join(base, path)
-            row = keys.get(os.path.realpath(where) if not storage.is_url(where) else where)
+            row = next((keys[k] for k in _candidates(path, (base, root)) if k in keys), None)
             if not done and rank < last and row is not None:
                 out.add(row)
     return frozenset(out)
+
+
+def _candidates(path: str, bases: Sequence[str | None]) -> list[str]:
+    """The identities a queue's path may name: itself when absolute or a URL, else joined to each base."""
+    if storage.is_url(path) or os.path.isabs(path):
+        return [path if storage.is_url(path) else os.path.realpath(path)]
+    return [os.path.realpath(os.path.join(b, path)) for b in bases if b]
 
 
 def collect_reviews(results: Results, config: QueueConfig, where: Sequence[str], reporter: Reporter
@@ -172,7 +196,7 @@ def collect_reviews(results: Results, config: QueueConfig, where: Sequence[str],
         examples[key] = example
         if key in keys:
             labels[keys[key]] = example.label
-    skipped = skipped_rows(config.examples, keys) - set(labels)
+    skipped = skipped_rows(config.examples, keys, None if root is None else str(root)) - set(labels)
     return Reviews(labels, skipped), list(examples.values())
 
 
@@ -193,6 +217,9 @@ def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: Embed
     where = locations(results)
     reviews, examples = collect_reviews(results, config, where, reporter)
     usable = np.flatnonzero(results.frame["status"].to_numpy() != "error")
+    if not len(usable):
+        raise SourceError(f"{results.path}: every row is an error row (no image could be read): nothing to plan; "
+                          "fix the images and run again")
     draft = bool(results.metadata.get("draft", True))
     embedded = cached_embeddings([where[r] for r in usable], model, cache, draft, reporter)
     _, learned = stages_for(results.spec, model, cache, examples, draft=draft, top_k=1, warn=reporter.warn)
@@ -218,7 +245,7 @@ def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: Embed
     head, why = planned.head(config.budget)
     return QueuePlan(tuple(int(rows[i]) for i in head), why, dict(zip(rows.tolist(), planned.priority.tolist(),
                                                                       strict=True)),
-                     len(reviews.labels), embedded.encoded, adapted)
+                     len(reviews.labels), len(reviews.skipped), embedded.encoded, adapted)
 
 
 def queue_frame(results: Results, queue: QueuePlan) -> Any:
@@ -308,4 +335,7 @@ def planned_paths(results: Results, queue_file: str) -> list[tuple[str, str]]:
         where = str(given) if storage.is_url(str(given)) or os.path.isabs(str(given)) else os.path.join(base, given)
         if identity(where) in table_paths:
             out.append((table_paths[identity(where)], str(reason)))
+    if len(frame) and not out:
+        raise SourceError(f"--queue {queue_file}: none of its {len(frame)} rows is an image of {results.path.name}; "
+                          "plan the queue from this table with `autolabel queue`")
     return out

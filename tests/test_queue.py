@@ -68,7 +68,7 @@ def test_second_round_offers_no_reviewed_or_skipped_row_and_learns_from_the_firs
     filled.head(4).to_csv(first, index=False)
     second = labelled["tmp"] / "q-second.csv"
     said = queue(labelled, labelled["r1"], second, 6, "--examples", str(first))
-    assert "3 rows reviewed before" in said
+    assert "3 row(s) reviewed before" in said
     offered = set(pd.read_csv(second).path)
     assert not offered & set(filled.head(4).path)  # neither the three reviewed nor the skipped one
     assert len(offered) == 6
@@ -86,7 +86,7 @@ def test_reviews_imported_into_the_table_count_as_reviewed(labelled) -> None:
     result = CliRunner().invoke(main, ["import-review", str(labelled["tmp"] / "two.csv"), "--into", str(table)])
     assert result.exit_code == 0, result.output
     again = labelled["tmp"] / "q-after-import.csv"
-    assert "2 rows reviewed before" in queue(labelled, table, again, 4)
+    assert "2 row(s) reviewed before" in queue(labelled, table, again, 4)
     assert not set(pd.read_csv(again).path) & set(reviews.path)
 
 
@@ -100,7 +100,8 @@ def test_empty_label_cells_are_not_examples(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--budget", "0", "--out", "q.csv"], "--budget must be at least 1"),
-    (["--budget", "3", "--out", "q.txt"], "must end in .parquet or .csv"),
+    (["--budget", "3", "--out", "q.txt"], "the queue is one file ending in .csv or .parquet"),
+    (["--budget", "3", "--out", "qdir/"], "the queue is one file ending in .csv or .parquet"),
 ])
 def test_bad_options_are_one_line_and_exit_2(labelled, tmp_path: Path, args: list[str], message: str) -> None:
     result = CliRunner().invoke(main, ["queue", str(labelled["r1"]), *[str(tmp_path / a) if a.startswith("q.")
@@ -157,3 +158,67 @@ def test_imported_reviews_show_as_reviewed_in_the_report_and_leave_its_queue(lab
     cells = re.findall(r"<tr><td>([^<]+)</td><td>\d+</td><td>\d+</td><td>\d+</td><td>(\d+)</td>", page)
     per_class = {name: int(n) for name, n in cells}
     assert sum(per_class.values()) == 3 and per_class[reviews.reviewed_label[0]] >= 1
+
+
+def test_a_queue_a_person_filled_in_is_never_replaced(labelled) -> None:
+    """Re-using the name of last round's queue for the next one would drop every review in it."""
+    filled = labelled["tmp"] / "filled.csv"
+    queue(labelled, labelled["r1"], filled, 3)
+    frame = pd.read_csv(filled, keep_default_na=False)
+    frame.loc[0, "reviewed_label"] = frame.loc[0, "label"]
+    frame.to_csv(filled, index=False)
+    before = filled.read_bytes()
+    result = CliRunner().invoke(main, ["queue", str(labelled["r1"]), "--budget", "2", "--out", str(filled),
+                                       "--cache-dir", str(labelled["cache"]), "-q"])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: --out {filled}: a queue holding 1 review(s) a person filled in; write the next queue to another "
+        "file and pass this one to --examples (nothing you wrote is replaced)")
+    assert filled.read_bytes() == before
+    empty = labelled["tmp"] / "empty.csv"
+    queue(labelled, labelled["r1"], empty, 3)
+    queue(labelled, labelled["r1"], empty, 2)  # an untouched queue of ours is replaced
+    assert len(pd.read_csv(empty)) == 2
+
+
+def test_rows_left_empty_above_a_filled_one_are_counted_as_skipped(labelled) -> None:
+    """A relative-path queue (as a person may save it beside the images) is matched, and the line says how many
+    rows it takes as skipped, so filling in only a later row does not silently drop the ones above it."""
+    first = labelled["tmp"] / "q-skip.csv"
+    queue(labelled, labelled["r1"], first, 4)
+    frame = pd.read_csv(first, keep_default_na=False)
+    truth = truth_of(labelled)
+    frame.loc[3, "reviewed_label"] = truth[frame.loc[3, "path"]]
+    images = labelled["source"].parent
+    frame["path"] = [str(Path(p).relative_to(images)) for p in frame["path"]]
+    rel = labelled["tmp"] / "elsewhere" / "q-rel.csv"  # its paths are relative to the images' folder, not to it
+    rel.parent.mkdir()
+    frame.to_csv(rel, index=False)
+    said = queue(labelled, labelled["r1"], labelled["tmp"] / "q-next.csv", 4, "--examples", str(rel))
+    assert "1 row(s) reviewed before, 3 skipped (left empty above a filled-in row: never offered again)" in said
+    again = set(pd.read_csv(labelled["tmp"] / "q-next.csv").path)
+    assert not again & {str(images / p) for p in frame["path"]}
+
+
+def test_a_table_of_error_rows_only_is_one_line(tmp_path: Path, labelled) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"x")
+    (bad / "b.png").write_bytes(b"yy")
+    label(bad, labelled["labels"], tmp_path / "bad.parquet", "--cache-dir", str(labelled["cache"]))
+    result = CliRunner().invoke(main, ["queue", str(tmp_path / "bad.parquet"), "--budget", "2", "--out",
+                                       str(tmp_path / "q.csv"), "--cache-dir", str(labelled["cache"]), "-q"])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: {tmp_path / 'bad.parquet'}: every row is an error row (no image could be read): nothing to plan; "
+        "fix the images and run again")
+
+
+def test_a_queue_of_another_table_is_refused_by_the_report(labelled, tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"path": ["/elsewhere/a.png"], "reviewed_label": [""], "rank": [1], "reason": ["coverage"],
+                  "label": ["x"], "confidence": [0.5], "priority": [0.0]}).to_csv(other, index=False)
+    result = CliRunner().invoke(main, ["report", str(labelled["r1"]), "--out", str(tmp_path / "r.html"),
+                                       "--queue", str(other)])
+    assert result.exit_code == 2 and result.output.strip() == (
+        f"error: --queue {other}: none of its 1 rows is an image of r1.parquet; plan the queue from this table "
+        "with `autolabel queue`")
+    assert not (tmp_path / "r.html").exists()

@@ -169,7 +169,8 @@ def stderr():  # -> rich Console
 
 LABELS_TABLE = click.argument("labels_table", metavar="LABELS", type=click.Path())
 SPEC_OPTION = click.option("--labels", "spec", type=click.Path(dir_okay=False), default=None,
-                           help="Label spec (needed for CSV tables, which do not record their classes).")
+                           help="Label spec, for tables that do not record their classes (a CSV without its "
+                                "LABELS.autolabel.json sidecar).")
 TRUTH_OPTION = click.option(
     "--truth", required=True,
     help="A column of LABELS (e.g. truth, reviewed_label), a .csv/.parquet with path and label columns, or 'folder'.")

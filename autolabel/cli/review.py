@@ -244,7 +244,9 @@ def queue(labels_table: str, budget: int, out: str, examples: tuple[str, ...], s
     result = build_queue(QueueConfig(labels=labels_table, out=out, budget=budget, examples=examples, spec=spec,
                                      model=model, device=device, cache_dir=cache_dir, quiet=quiet))
     plan = result.plan
-    why = ", ".join(f"{n} {reason}" for reason, n in sorted(Counter(plan.reasons).items()))
-    click.echo(f"planned {len(plan.rows)} reviews ({why}; {plan.reviewed} rows reviewed before, "
+    why = "".join(f"{n} {reason}, " for reason, n in sorted(Counter(plan.reasons).items()))
+    skipped = f", {plan.skipped} skipped (left empty above a filled-in row: never offered again)" if plan.skipped \
+        else ""
+    click.echo(f"planned {len(plan.rows)} review(s) ({why}{plan.reviewed} row(s) reviewed before{skipped}; "
                f"{'adapted' if plan.adapted else 'zero-shot'} classifier, {plan.encoded} images newly embedded) "
                f"→ {result.out}")
