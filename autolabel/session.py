@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -244,8 +245,10 @@ def facts_of(model: Any) -> dict[str, Any]:
 
 
 def model_name(option: str | None, spec_model: str | None) -> str:
-    """--model, else the spec's `model:`, else the default model."""
-    return option or spec_model or DEFAULT_MODEL
+    """--model, else the spec's `model:`, else the default model; a local folder as an absolute path, so that the
+    table's metadata names it from wherever a later command (queue, audit) runs."""
+    name = option or spec_model or DEFAULT_MODEL
+    return os.path.abspath(name) if os.path.isdir(name) else name
 
 
 class Session:

@@ -262,3 +262,11 @@ def test_quiet_run_prints_only_the_skip_lines(tmp_path, image_folder) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout == ""
     assert proc.stderr == "skipping broken.png: not a recognised image (corrupt, or not an image file)\n"
+
+
+def test_a_local_model_given_by_a_relative_path_is_recorded_absolute(tmp_path, image_folder, labels_yaml, tiny_clip,
+                                                                     monkeypatch) -> None:
+    """queue and audit load the table's model from wherever they run (a relative id named nothing from elsewhere)."""
+    monkeypatch.chdir(tiny_clip.parent)
+    run_ok(str(image_folder), labels_yaml, tmp_path / "out.parquet", Path(tiny_clip.name))
+    assert read_metadata(tmp_path / "out.parquet")["model"]["id"] == str(tiny_clip)
