@@ -283,6 +283,8 @@ def check_output_file(path: str | os.PathLike[str], option: str,
     target = _checked_target(path, option)
     if target.is_dir():
         raise UsageError(f"{option} {path}: is a folder; give a file name")
+    if target.exists() and not target.is_file():  # a FIFO, a device, a socket: writing would replace or block on it
+        raise UsageError(f"{option} {path}: is not a regular file (a FIFO, device or socket); choose another file")
     refuse_inside_shards(target, path, option, shard_folder)
     for given in inputs:
         if given is not None and (same_file(target, given) or _same_name(target, given)):

@@ -122,6 +122,26 @@ class PartWriter:
             raise
 
 
+def refuse_foreign_entries(folder: Path, given: str) -> None:
+    """A shard folder holds autolabel's parts and nothing pandas would read beside them: a file of the user's
+    there (pyarrow reads every file whose name does not start with '.' or '_') would be read as rows by
+    `pd.read_parquet(DIR)`, and a part that is not a regular file (a FIFO) would block the run."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # missing (created later) or unlistable: the lock and the writes say so
+        return
+    for name in names:
+        if name.startswith((".", "_")):
+            continue
+        if not PART.match(name):
+            raise UsageError(f"--out {given}: holds {name}, which autolabel did not write; a folder of shards holds "
+                             "only its parts (pd.read_parquet reads every file in it): move it out, or choose an "
+                             "empty folder")
+        if not stat.S_ISREG(os.lstat(folder / name).st_mode):
+            raise UsageError(f"--out {given}: {name} is not a regular file, so autolabel did not write it; remove "
+                             "it, or choose an empty folder")
+
+
 class FileSink:
     """One .parquet/.csv table, written to a temp file and renamed into place at the end."""
 
@@ -254,6 +274,7 @@ class ShardSink:
             if folder.exists() and not folder.is_dir():
                 raise UsageError(f"--out {self.folder}: exists and is not a folder")
             check_output_file(folder / MANIFEST, "--out", shard_folder=folder)
+            refuse_foreign_entries(folder, self.folder)
             self._lock = FolderLock.take(folder, self.folder)
         try:
             self._read_existing()

@@ -356,3 +356,46 @@ def test_a_swapped_part_holding_reviews_is_refused_and_left_as_it_was(tmp_path, 
                     "run would redo it (it is not the shard its name says: a part copied or swapped in); write to "
                     "another folder and pass this one to --examples to keep them, or pass --overwrite to drop them")
     assert (zero.read_bytes(), one.read_bytes()) == (b, a)
+
+
+def test_a_file_of_the_users_in_the_folder_is_refused_so_pandas_reads_only_the_run(tmp_path, pics, labels_yaml,
+                                                                                    tiny_clip) -> None:
+    """A stray .parquet beside the parts made pd.read_parquet(DIR) read 10 rows more than the run wrote (exit 0)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    pd.DataFrame({"path": ["x.png"], "label": ["cat"]}).to_parquet(folder / "old-labels.parquet")
+    line = refused(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    assert line == (f"error: --out {folder}: holds old-labels.parquet, which autolabel did not write; a folder of "
+                    "shards holds only its parts (pd.read_parquet reads every file in it): move it out, or choose an "
+                    "empty folder")
+    assert sorted(p.name for p in folder.iterdir()) == ["old-labels.parquet"]
+
+
+def test_a_fifo_named_like_a_part_is_refused_without_blocking(tmp_path, pics, labels_yaml, tiny_clip) -> None:
+    """It hung `run` in open() for good (SIGTERM too)."""
+    folder = tmp_path / "out"
+    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    (folder / "part-00001.parquet").unlink()
+    os.mkfifo(folder / "part-00001.parquet")
+    line = refused(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    assert line == (f"error: --out {folder}: part-00001.parquet is not a regular file, so autolabel did not write "
+                    "it; remove it, or choose an empty folder")
+
+
+@pytest.mark.parametrize("command", ["summary", "report", "eval", "calibrate"])
+def test_an_output_that_is_a_fifo_is_refused_not_replaced(tmp_path, pics, labels_yaml, tiny_clip,
+                                                          command: str) -> None:
+    """Every output replaced a FIFO (as root, --summary-json /dev/full replaced the device) with exit 0."""
+    table = tmp_path / "t.parquet"
+    ok(cli("run", str(pics), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", str(table), "-q"))
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    args = {"summary": ["run", str(pics), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o",
+                        str(tmp_path / "u.parquet"), "--summary-json", str(fifo)],
+            "report": ["report", str(table), "--out", str(fifo)],
+            "eval": ["eval", str(table), "--truth", str(truth_csv(tmp_path)), "--json", str(fifo)],
+            "calibrate": ["calibrate", str(table), "--truth", str(truth_csv(tmp_path)), "-p", "0.5",
+                          "--write-spec", str(fifo)]}[command]
+    line = refused(cli(*args))
+    assert line.endswith(f" {fifo}: is not a regular file (a FIFO, device or socket); choose another file")
+    assert fifo.exists() and not fifo.is_file()

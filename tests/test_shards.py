@@ -89,6 +89,10 @@ def test_a_different_spec_is_refused_without_overwrite(tmp_path, sixty, labels_y
     other = tmp_path / "other.yaml"
     other.write_text("classes: [red car, green tree]\n")
     args = ["run", str(sixty), "--out", out, "--labels", str(other), "--model", str(tiny_clip), "--shard-size", "20"]
+    foreign = CliRunner().invoke(main, [*args, "--overwrite"])  # a file of the user's would be rows to pandas
+    assert foreign.exit_code == 2 and "holds notes.txt, which autolabel did not write" in foreign.output
+    assert (tmp_path / "shards" / "notes.txt").read_text() == "mine"
+    (tmp_path / "shards" / "notes.txt").rename(tmp_path / "shards" / ".notes.txt")  # hidden: pandas skips it
     refused = CliRunner().invoke(main, args)
     assert refused.exit_code == 2
     assert "holds shards of a different job (prompts, thresholds changed)" in refused.output
@@ -99,7 +103,7 @@ def test_a_different_spec_is_refused_without_overwrite(tmp_path, sixty, labels_y
     replaced = CliRunner().invoke(main, [*args, "--overwrite", "-q"])
     assert replaced.exit_code == 0, replaced.output
     assert set(load_results(tmp_path / "shards").frame.label.dropna()) <= {"red car", "green tree"}
-    assert (tmp_path / "shards" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "shards" / ".notes.txt").read_text() == "mine"
 
 
 def test_a_part_file_autolabel_did_not_write_is_never_touched(tmp_path, sixty, labels_yaml, tiny_clip) -> None:
