@@ -102,13 +102,18 @@ def predict(url: str, world: dict, ids: range | list[int], project: str = KEY) -
 
 def annotate(url: str, world: dict, task: int, choice: str, annotation_id: int, action: str = "ANNOTATION_CREATED",
              project: dict = PROJECT) -> httpx.Response:
-    payload = {"action": action, "project": {**project, "label_config": CONFIG},
-               "annotation": {"id": annotation_id, "task": task + 1, "was_cancelled": False,
-                              "updated_at": f"2026-01-02T04:00:{annotation_id % 60:02d}Z",
-                              "result": [{"from_name": "code", "to_name": "img", "type": "choices",
-                                          "value": {"choices": [choice]}}]},
-               "task": tasks(world, [task])[0]}
-    return httpx.post(f"{url}/webhook", json=payload, timeout=60)
+    return httpx.post(f"{url}/webhook", content=annotate_payload(world, task, choice, annotation_id, action, project),
+                      headers={"Content-Type": "application/json"}, timeout=60)
+
+
+def annotate_payload(world: dict, task: int, choice: str, annotation_id: int, action: str = "ANNOTATION_CREATED",
+                     project: dict = PROJECT) -> str:
+    return json.dumps({"action": action, "project": {**project, "label_config": CONFIG},
+                       "annotation": {"id": annotation_id, "task": task + 1, "was_cancelled": False,
+                                      "updated_at": f"2026-01-02T04:00:{annotation_id % 60:02d}Z",
+                                      "result": [{"from_name": "code", "to_name": "img", "type": "choices",
+                                                  "value": {"choices": [choice]}}]},
+                       "task": tasks(world, [task])[0]})
 
 
 def setup(url: str, project: str = KEY, schema: str = CONFIG) -> httpx.Response:
@@ -309,3 +314,54 @@ def test_start_training_sends_every_annotation_and_they_replace_what_was_kept(se
     trained = httpx.post(f"{serve}/train", json={"annotations": annotated, "project": KEY, "label_config": CONFIG})
     assert trained.status_code == 200 and trained.json()["model_version"] == both == setup(serve).json()[
         "model_version"]
+
+
+def _backend(world: dict, state: Path, monkeypatch: pytest.MonkeyPatch, warnings: list[str] | None = None):
+    from autolabel.serve.backend import Backend
+    from autolabel.spec import load_spec
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    return Backend(load_spec(world["spec"]), _model(), None, state / "serve",
+                   warn=(warnings if warnings is not None else []).append)
+
+
+def _annotated(world: dict, ids: list[int], first_id: int) -> list[dict]:
+    """Tasks as Label Studio's task list gives them: each with its annotation of the true code."""
+    return [{**t, "annotations": [{"id": first_id + k, "was_cancelled": False, "result": [
+        {"from_name": "code", "to_name": "img", "type": "choices", "value": {"choices": [world["truth"][i]]}}]}]}
+        for k, (i, t) in enumerate(zip(ids, tasks(world, ids), strict=True))]
+
+
+def test_start_training_catches_up_on_annotations_made_while_the_backend_was_down(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.errors import SourceError
+    from autolabel.exporters import label_studio_api
+
+    warnings: list[str] = []
+    backend = _backend(world, tmp_path, monkeypatch, warnings)
+    backend.setup({"project": KEY, "schema": CONFIG, "hostname": "http://ls:8080", "access_token": "tok"})
+    backend.webhook(json.loads(annotate_payload(world, 0, "P-2", 1)))  # a wrong label, corrected while down
+    asked: list[tuple] = []
+
+    def held(url: str | None, key: str | None, project_id: int) -> list[dict]:
+        asked.append((url, key, project_id))
+        return _annotated(world, list(range(6)), 10)
+
+    monkeypatch.setattr(label_studio_api, "project_tasks", held)
+    start = {"action": "START_TRAINING", "project": {**PROJECT, "label_config": CONFIG}}
+    trained = backend.webhook(start)
+    assert asked == [("http://ls:8080", "tok", 3)] and "-6ex-" in trained["model_version"]
+    project = backend.projects[KEY]
+    assert sorted(project.store.annotations) == list(range(10, 16))  # Label Studio's replace what was kept
+    assert project.store.annotations[10].labels == (world["truth"][0],)
+
+    def down(*_: object) -> list[dict]:
+        raise SourceError("lost Label Studio while trying to list the project's tasks (refused)")
+
+    monkeypatch.setattr(label_studio_api, "project_tasks", down)
+    assert backend.webhook(start)["model_version"] == trained["model_version"]  # what was kept is refitted
+    assert len([w for w in warnings if "cannot read its annotations from Label Studio" in w]) == 1
+
+    deleted = backend.webhook({"action": "TASKS_DELETED", "project": PROJECT, "tasks": [{"id": 1}, {"id": 2}]})
+    assert "-4ex-" in deleted["model_version"] and sorted(project.store.annotations) == list(range(12, 16))

@@ -116,8 +116,9 @@ class Backend:
             return {"results": results, "model_version": version}
 
     def webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Annotations created, updated or deleted (each changes what the project's next predictions learnt from),
-        START_TRAINING (fit now); every other event is acknowledged and ignored."""
+        """Annotations created, updated or deleted and tasks deleted (each changes what the project's next
+        predictions learnt from), START_TRAINING (every annotation Label Studio holds, then fit); every other event
+        is acknowledged and ignored."""
         action = payload.get("action")
         if action not in (*UPDATES, "ANNOTATIONS_DELETED", "START_TRAINING", "TASKS_DELETED"):
             return {"status": "ignored", "action": action}
@@ -130,8 +131,12 @@ class Backend:
             elif action == "ANNOTATIONS_DELETED":
                 project.store.drop(_ids(payload.get("annotations")))
             elif action == "TASKS_DELETED":
-                for task_id in _ids(payload.get("tasks")):
+                deleted = _ids(payload.get("tasks"))
+                project.store.drop_tasks(deleted)
+                for task_id in deleted:
                     project.pool.pop(task_id, None)
+            else:  # START_TRAINING: what Label Studio holds now, annotations made while the backend was down too
+                self._catch_up(project, self._target((payload.get("project") or {}).get("label_config")))
             _, version = self._classifier(project)
             return {"status": "ok", "action": action, "model_version": version,
                     "learned": project.fitted[2] if project.fitted else ""}
@@ -151,6 +156,21 @@ class Backend:
             return {"status": "ok", "model_version": version}
 
     # --- the work --------------------------------------------------------------------------------------------
+    def _catch_up(self, project: Project, target: ChoicesTarget) -> None:
+        """Replace the project's kept annotations with every annotation Label Studio holds; when it cannot be
+        reached, what was kept stays (one line says so)."""
+        from autolabel.exporters import label_studio_api
+
+        project_id = int(project.store.key.split(".")[0])
+        try:
+            tasks = label_studio_api.project_tasks(project.images.server, project.images.api_key, project_id)
+        except AutolabelError as exc:
+            self.warn(f"project {project.store.key}: cannot read its annotations from Label Studio ({exc}); "
+                      f"training on the {len(project.store.annotations)} kept")
+            return
+        project.store.replace([read_annotation(a, t, target) for t in tasks if isinstance(t, dict)
+                               for a in (t.get("annotations") or [])])
+
     def _project(self, given: Any, hostname: Any = None, token: Any = None) -> Project:
         key = project_key(given)
         with self.projects_lock:
