@@ -365,3 +365,29 @@ def test_start_training_catches_up_on_annotations_made_while_the_backend_was_dow
 
     deleted = backend.webhook({"action": "TASKS_DELETED", "project": PROJECT, "tasks": [{"id": 1}, {"id": 2}]})
     assert "-4ex-" in deleted["model_version"] and sorted(project.store.annotations) == list(range(12, 16))
+
+
+def test_an_edited_image_is_embedded_again(world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    from autolabel.cache import EmbeddingCache
+    from autolabel.serve.backend import Backend
+    from autolabel.spec import load_spec
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
+    backend = Backend(load_spec(world["spec"]), _model(), EmbeddingCache(tmp_path / "cache"), tmp_path / "serve")
+    shots = world["root"] / "files" / "shots"
+    picture, edits = tmp_path / "x.png", [0]
+
+    def embedding_of(source: str) -> np.ndarray:
+        shutil.copyfile(shots / source, picture)
+        edits[0] += 1
+        os.utime(picture, ns=(0, 10**18 + edits[0] * 10**9))  # each edit a later mtime, however coarse the clock
+        backend.predict({"tasks": [{"id": 1, "data": {"picture": "/data/local-files/?d=x.png"}}], "project": KEY,
+                         "label_config": CONFIG})
+        return backend.projects[KEY].pool[1]
+
+    circle, square = embedding_of("00.png"), embedding_of("01.png")
+    assert not np.allclose(circle, square)
+    assert np.allclose(embedding_of("00.png"), circle)  # and the cache still knows the first content

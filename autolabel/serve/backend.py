@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel import storage
 from autolabel.cache import EmbeddingCache
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError
@@ -22,13 +24,13 @@ from autolabel.examples import Example, learn
 from autolabel.serve.annotations import Annotation, PayloadError, Store, project_key, read_annotation
 from autolabel.serve.images import TaskImages, from_environment
 from autolabel.serve.labelconfig import ChoicesTarget, ConfigError, parse
-from autolabel.sources import ImageRecord
+from autolabel.sources import ImageRecord, printable_path
 from autolabel.spec import LabelSpec
 from autolabel.stages import Item, Model
 
 BATCH = 32
 FETCHERS = 8  # images prepared at once (reads from Label Studio wait on the network)
-MEMO_LIMIT = 200_000  # embeddings kept in memory by image location (the cache keeps them all on disk)
+MEMO_LIMIT = 200_000  # embeddings kept in memory by file state (the cache keeps them all on disk)
 HEAD = 24  # the planner's budget (at least twice the classes): tasks kept in front of the order
 UPDATES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
 
@@ -71,7 +73,7 @@ class Backend:
         self.projects_lock = threading.Lock()
         self.projects: dict[str, Project] = {}
         self.targets: dict[str, ChoicesTarget] = {}
-        self.memo: dict[str, np.ndarray] = {}
+        self.memo: dict[tuple[str, int, int], np.ndarray] = {}
         described = json.dumps([model.fingerprint, model.precision, spec.source, spec.class_names,
                                 [(e.location, e.label) for e in self.seed]], default=str)
         self.base_version = f"autolabel-{hashlib.sha256(described.encode()).hexdigest()[:8]}"
@@ -209,14 +211,20 @@ class Backend:
         prepare = replace(self.prepare, read=images.read)
 
         def prepared(record: ImageRecord) -> Item:
-            vec = self.memo.get(record.location)
-            return Item(record, embedding=vec) if vec is not None else prepare(record)
+            stamp = _stamp(record.location)  # taken before the read: a file changed since misses next time
+            vec = self.memo.get(stamp) if stamp else None
+            if vec is not None:
+                return Item(record, embedding=vec)
+            item = prepare(record)  # URLs: the bytes are read and found in the cache by their content hash
+            item.file_key = item.file_key or stamp
+            return item
 
         def embedded(items: list[Item]) -> int:
             encoded = self.embed(items)
             if len(self.memo) > MEMO_LIMIT:
                 self.memo.clear()
-            self.memo.update((it.record.location, it.embedding) for it in items if it.embedding is not None)
+            self.memo.update((it.file_key, it.embedding) for it in items
+                             if it.embedding is not None and it.file_key is not None)
             return encoded
 
         return prepared, embedded
@@ -333,6 +341,19 @@ def _pairs(payload: dict[str, Any]) -> list[tuple[Any, Any]]:
         tasks = {t.get("id"): t for t in task if isinstance(t, dict)} if isinstance(task, list) else {}
         return [(a, tasks.get(a.get("task")) if isinstance(a, dict) else None) for a in annotation]
     return [(annotation, task)]
+
+
+def _stamp(location: str) -> tuple[str, int, int] | None:
+    """A local file's (path, size, mtime_ns), the cache's file-index key: the memo's key, so that an edited file is
+    embedded again; None for URLs (only their bytes tell whether they changed)."""
+    if not location or storage.is_url(location):
+        return None
+    path = os.path.abspath(location)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return printable_path(path), st.st_size, st.st_mtime_ns
 
 
 def _ids(items: Any) -> list[int]:
