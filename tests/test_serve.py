@@ -391,3 +391,38 @@ def test_an_edited_image_is_embedded_again(world: dict, tmp_path: Path, monkeypa
     circle, square = embedding_of("00.png"), embedding_of("01.png")
     assert not np.allclose(circle, square)
     assert np.allclose(embedding_of("00.png"), circle)  # and the cache still knows the first content
+
+
+def test_a_long_prediction_of_one_project_does_not_hold_up_another_projects(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.decode import DecodeError
+    from autolabel.serve.images import TaskImages
+
+    backend = _backend(world, tmp_path, monkeypatch)
+    reading, release = threading.Event(), threading.Event()
+
+    class Stuck(TaskImages):
+        def read(self, location: str) -> bytes:  # a server that answers once the other project is done
+            reading.set()
+            release.wait(60)
+            raise DecodeError(f"{location}: unreadable")
+
+    backend.setup({"project": KEY, "schema": CONFIG})
+    backend.projects[KEY].images = Stuck(document_root=world["root"] / "files")
+    answers: dict[str, dict] = {}
+
+    def ask(project: str, ids: list[int]) -> None:
+        answers[project] = backend.predict({"tasks": tasks(world, ids), "project": project, "label_config": CONFIG})
+
+    slow = threading.Thread(target=ask, args=(KEY, list(range(20))))
+    slow.start()
+    assert reading.wait(60)
+    fast = threading.Thread(target=ask, args=("4.1767323045", [0]))
+    fast.start()
+    fast.join(30)  # (only a failure waits: before, the global lock held it until `release`)
+    finished_first = not fast.is_alive() and KEY not in answers
+    release.set()
+    slow.join(60)
+    fast.join(60)
+    assert finished_first and answers["4.1767323045"]["results"][0]["result"]
+    assert all(r["result"] == [] and "unreadable" in r["error"] for r in answers[KEY]["results"])

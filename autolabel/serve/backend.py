@@ -54,10 +54,11 @@ class Project:
     order: tuple[tuple, dict[int, float]] | None = None  # ((version, pool size), task id → review priority)
     head: list[int] = field(default_factory=list)  # the plan's first tasks, kept in front until labelled
     head_pool: int = 0  # how many tasks the backend had seen when that head was planned
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # its requests, one at a time
 
 
 class Backend:
-    """Label Studio's ML backend calls, one at a time (a lock: the model is not shared between threads)."""
+    """Label Studio's ML backend calls: one at a time per project; the model's batches one at a time."""
 
     def __init__(self, spec: LabelSpec, model: Model, cache: EmbeddingCache | None, state_dir: Path | None,
                  seed: Sequence[Example] = (), warn: Callable[[str], None] = lambda message: None,
@@ -69,7 +70,7 @@ class Backend:
         top_k = min(3, len(spec.classes))
         stages, _ = stages_for(spec, model, cache, (), draft=True, top_k=top_k, warn=warn)
         self.classifier, self.prepare, self.embed = stages.decide.classifier, stages.prepare, stages.embed
-        self.lock = threading.Lock()  # the model's work and a project's fitted state, one request at a time
+        self.model_lock = threading.Lock()  # the model and the memo, one batch at a time (projects share them)
         self.projects_lock = threading.Lock()
         self.projects: dict[str, Project] = {}
         self.targets: dict[str, ChoicesTarget] = {}
@@ -96,9 +97,9 @@ class Backend:
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BackendError(400, "predict: `tasks` must be a list of task objects")
         started = time.perf_counter()
-        with self.lock:
-            project = self._project(payload.get("project"))
-            target = self._target(payload.get("label_config"))
+        project = self._project(payload.get("project"))
+        target = self._target(payload.get("label_config"))
+        with project.lock:  # a project's requests one at a time; another project's go on meanwhile
             vectors, errors = self._embed_tasks(project, target, tasks)
             classifier, version = self._classifier(project)
             ok = [i for i in range(len(tasks)) if i in vectors]
@@ -124,8 +125,8 @@ class Backend:
         action = payload.get("action")
         if action not in (*UPDATES, "ANNOTATIONS_DELETED", "START_TRAINING", "TASKS_DELETED"):
             return {"status": "ignored", "action": action}
-        with self.lock:
-            project = self._project(payload.get("project"))
+        project = self._project(payload.get("project"))
+        with project.lock:
             if action in UPDATES:
                 target = self._target((payload.get("project") or {}).get("label_config"))
                 for annotation, task in _pairs(payload):
@@ -148,9 +149,9 @@ class Backend:
         tasks = payload.get("annotations")
         if not isinstance(tasks, list):
             raise BackendError(400, "train: `annotations` must be a list of annotated tasks")
-        with self.lock:
-            project = self._project(payload.get("project"))
-            target = self._target(payload.get("label_config"))
+        project = self._project(payload.get("project"))
+        target = self._target(payload.get("label_config"))
+        with project.lock:
             kept = [read_annotation(a, t, target) for t in tasks if isinstance(t, dict)
                     for a in (t.get("annotations") or [])]
             project.store.replace(kept)
@@ -186,12 +187,14 @@ class Backend:
     def _target(self, xml: Any) -> ChoicesTarget:
         if not isinstance(xml, str) or not xml.strip():
             raise BackendError(400, "no labeling config in the request")
-        if xml not in self.targets:
+        target = self.targets.get(xml)
+        if target is None:
             try:
-                self.targets = {**dict(list(self.targets.items())[-15:]), xml: parse(xml, self.spec)}
+                target = parse(xml, self.spec)
             except ConfigError as exc:
                 raise BackendError(422, str(exc)) from None
-        return self.targets[xml]
+            self.targets = {**dict(list(self.targets.items())[-15:]), xml: target}  # another request may read it
+        return target
 
     def version(self, project: Project) -> str:
         """Changes whenever the project's examples do, so Label Studio fetches predictions again."""
@@ -220,11 +223,12 @@ class Backend:
             return item
 
         def embedded(items: list[Item]) -> int:
-            encoded = self.embed(items)
-            if len(self.memo) > MEMO_LIMIT:
-                self.memo.clear()
-            self.memo.update((it.file_key, it.embedding) for it in items
-                             if it.embedding is not None and it.file_key is not None)
+            with self.model_lock:
+                encoded = self.embed(items)
+                if len(self.memo) > MEMO_LIMIT:
+                    self.memo.clear()
+                self.memo.update((it.file_key, it.embedding) for it in items
+                                 if it.embedding is not None and it.file_key is not None)
             return encoded
 
         return prepared, embedded
