@@ -426,3 +426,19 @@ def test_a_long_prediction_of_one_project_does_not_hold_up_another_projects(
     fast.join(60)
     assert finished_first and answers["4.1767323045"]["results"][0]["result"]
     assert all(r["result"] == [] and "unreadable" in r["error"] for r in answers[KEY]["results"])
+
+
+def test_bad_examples_are_refused_before_torch_is_imported(world: dict, tmp_path: Path) -> None:
+    """Exit 2, always: with torch's thread pools started next to pyarrow's (the CSV read), the error exit
+    sometimes aborted in their teardown (exit 134, "terminate called without an active exception")."""
+    import subprocess
+    import sys
+
+    table = tmp_path / "ex.csv"
+    table.write_text("path,label\na.png,nonsense\n")
+    probe = ("import sys\nfrom autolabel.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    print('torch' in sys.modules, e.code)\n")
+    done = subprocess.run([sys.executable, "-c", probe, "serve", str(world["spec"]), "--model", str(MODEL), "--port",
+                           "0", "--examples", str(table), "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.stdout.split() == ["False", "2"] and "'nonsense' are not in the label spec" in done.stderr
