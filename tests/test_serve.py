@@ -442,3 +442,23 @@ def test_bad_examples_are_refused_before_torch_is_imported(world: dict, tmp_path
                            "0", "--examples", str(table), "--cache-dir", str(tmp_path / "cache")],
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
     assert done.stdout.split() == ["False", "2"] and "'nonsense' are not in the label spec" in done.stderr
+
+
+def test_config_messages_name_the_export_flag_and_the_compared_value_or_alias(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.serve.labelconfig import ConfigError, parse
+    from autolabel.spec import load_spec
+
+    spec = load_spec(world["spec"])
+    with pytest.raises(ConfigError, match="autolabel export --to label-studio"):
+        parse('<View><Image name="img" value="$picture"/></View>', spec)
+    aliased = CONFIG.replace('<Choice value="P-1"/>', '<Choice value="Part 1" alias="P-1"/>')
+    assert parse(aliased, spec).choice_of["P-1"] == "P-1"  # the alias is the spec's class: matched by it
+    with pytest.raises(ConfigError) as refused:
+        parse(CONFIG.replace('<Choice value="P-1"/>', '<Choice value="Part 101" alias="P-101"/>'), spec)
+    assert 'not in the spec: value "Part 101" (alias "P-101"); not in the config: P-1' in str(refused.value)
+    said: list[str] = []
+    backend = _backend(world, tmp_path, monkeypatch)
+    backend.info = said.append
+    backend.predict({"tasks": tasks(world, [0]), "project": KEY, "label_config": CONFIG})
+    assert any(line.endswith("zero-shot: no annotations yet: zero-shot") for line in said)

@@ -275,8 +275,9 @@ class Backend:
             prepared, embedded = self._reader(project.images)
             try:
                 learned = learn(examples, self.classifier, prepared, embedded, self.warn)
-                project.fitted = (version, learned.classifier, learned.summary_line())
-                self.info(f"project {project.store.key}: {version}: {learned.summary_line()}")
+                summary = learned.summary_line() if examples else "no annotations yet: zero-shot"
+                project.fitted = (version, learned.classifier, summary)
+                self.info(f"project {project.store.key}: {version}: {summary}")
             except AutolabelError as exc:  # none of the examples could be read
                 self.warn(str(exc))
                 project.fitted = (version, self.classifier, f"zero-shot: {exc}")
