@@ -102,13 +102,18 @@ def predict(url: str, world: dict, ids: range | list[int], project: str = KEY) -
 
 def annotate(url: str, world: dict, task: int, choice: str, annotation_id: int, action: str = "ANNOTATION_CREATED",
              project: dict = PROJECT) -> httpx.Response:
-    payload = {"action": action, "project": {**project, "label_config": CONFIG},
-               "annotation": {"id": annotation_id, "task": task + 1, "was_cancelled": False,
-                              "updated_at": f"2026-01-02T04:00:{annotation_id % 60:02d}Z",
-                              "result": [{"from_name": "code", "to_name": "img", "type": "choices",
-                                          "value": {"choices": [choice]}}]},
-               "task": tasks(world, [task])[0]}
-    return httpx.post(f"{url}/webhook", json=payload, timeout=60)
+    return httpx.post(f"{url}/webhook", content=annotate_payload(world, task, choice, annotation_id, action, project),
+                      headers={"Content-Type": "application/json"}, timeout=60)
+
+
+def annotate_payload(world: dict, task: int, choice: str, annotation_id: int, action: str = "ANNOTATION_CREATED",
+                     project: dict = PROJECT) -> str:
+    return json.dumps({"action": action, "project": {**project, "label_config": CONFIG},
+                       "annotation": {"id": annotation_id, "task": task + 1, "was_cancelled": False,
+                                      "updated_at": f"2026-01-02T04:00:{annotation_id % 60:02d}Z",
+                                      "result": [{"from_name": "code", "to_name": "img", "type": "choices",
+                                                  "value": {"choices": [choice]}}]},
+                       "task": tasks(world, [task])[0]})
 
 
 def setup(url: str, project: str = KEY, schema: str = CONFIG) -> httpx.Response:
@@ -309,3 +314,151 @@ def test_start_training_sends_every_annotation_and_they_replace_what_was_kept(se
     trained = httpx.post(f"{serve}/train", json={"annotations": annotated, "project": KEY, "label_config": CONFIG})
     assert trained.status_code == 200 and trained.json()["model_version"] == both == setup(serve).json()[
         "model_version"]
+
+
+def _backend(world: dict, state: Path, monkeypatch: pytest.MonkeyPatch, warnings: list[str] | None = None):
+    from autolabel.serve.backend import Backend
+    from autolabel.spec import load_spec
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    return Backend(load_spec(world["spec"]), _model(), None, state / "serve",
+                   warn=(warnings if warnings is not None else []).append)
+
+
+def _annotated(world: dict, ids: list[int], first_id: int) -> list[dict]:
+    """Tasks as Label Studio's task list gives them: each with its annotation of the true code."""
+    return [{**t, "annotations": [{"id": first_id + k, "was_cancelled": False, "result": [
+        {"from_name": "code", "to_name": "img", "type": "choices", "value": {"choices": [world["truth"][i]]}}]}]}
+        for k, (i, t) in enumerate(zip(ids, tasks(world, ids), strict=True))]
+
+
+def test_start_training_catches_up_on_annotations_made_while_the_backend_was_down(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.errors import SourceError
+    from autolabel.exporters import label_studio_api
+
+    warnings: list[str] = []
+    backend = _backend(world, tmp_path, monkeypatch, warnings)
+    backend.setup({"project": KEY, "schema": CONFIG, "hostname": "http://ls:8080", "access_token": "tok"})
+    backend.webhook(json.loads(annotate_payload(world, 0, "P-2", 1)))  # a wrong label, corrected while down
+    asked: list[tuple] = []
+
+    def held(url: str | None, key: str | None, project_id: int) -> list[dict]:
+        asked.append((url, key, project_id))
+        return _annotated(world, list(range(6)), 10)
+
+    monkeypatch.setattr(label_studio_api, "project_tasks", held)
+    start = {"action": "START_TRAINING", "project": {**PROJECT, "label_config": CONFIG}}
+    trained = backend.webhook(start)
+    assert asked == [("http://ls:8080", "tok", 3)] and "-6ex-" in trained["model_version"]
+    project = backend.projects[KEY]
+    assert sorted(project.store.annotations) == list(range(10, 16))  # Label Studio's replace what was kept
+    assert project.store.annotations[10].labels == (world["truth"][0],)
+
+    def down(*_: object) -> list[dict]:
+        raise SourceError("lost Label Studio while trying to list the project's tasks (refused)")
+
+    monkeypatch.setattr(label_studio_api, "project_tasks", down)
+    assert backend.webhook(start)["model_version"] == trained["model_version"]  # what was kept is refitted
+    assert len([w for w in warnings if "cannot read its annotations from Label Studio" in w]) == 1
+
+    deleted = backend.webhook({"action": "TASKS_DELETED", "project": PROJECT, "tasks": [{"id": 1}, {"id": 2}]})
+    assert "-4ex-" in deleted["model_version"] and sorted(project.store.annotations) == list(range(12, 16))
+
+
+def test_an_edited_image_is_embedded_again(world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import shutil
+
+    from autolabel.cache import EmbeddingCache
+    from autolabel.serve.backend import Backend
+    from autolabel.spec import load_spec
+
+    monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
+    backend = Backend(load_spec(world["spec"]), _model(), EmbeddingCache(tmp_path / "cache"), tmp_path / "serve")
+    shots = world["root"] / "files" / "shots"
+    picture, edits = tmp_path / "x.png", [0]
+
+    def embedding_of(source: str) -> np.ndarray:
+        shutil.copyfile(shots / source, picture)
+        edits[0] += 1
+        os.utime(picture, ns=(0, 10**18 + edits[0] * 10**9))  # each edit a later mtime, however coarse the clock
+        backend.predict({"tasks": [{"id": 1, "data": {"picture": "/data/local-files/?d=x.png"}}], "project": KEY,
+                         "label_config": CONFIG})
+        return backend.projects[KEY].pool[1]
+
+    circle, square = embedding_of("00.png"), embedding_of("01.png")
+    assert not np.allclose(circle, square)
+    assert np.allclose(embedding_of("00.png"), circle)  # and the cache still knows the first content
+
+
+def test_a_long_prediction_of_one_project_does_not_hold_up_another_projects(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.decode import DecodeError
+    from autolabel.serve.images import TaskImages
+
+    backend = _backend(world, tmp_path, monkeypatch)
+    reading, release = threading.Event(), threading.Event()
+
+    class Stuck(TaskImages):
+        def read(self, location: str) -> bytes:  # a server that answers once the other project is done
+            reading.set()
+            release.wait(60)
+            raise DecodeError(f"{location}: unreadable")
+
+    backend.setup({"project": KEY, "schema": CONFIG})
+    backend.projects[KEY].images = Stuck(document_root=world["root"] / "files")
+    answers: dict[str, dict] = {}
+
+    def ask(project: str, ids: list[int]) -> None:
+        answers[project] = backend.predict({"tasks": tasks(world, ids), "project": project, "label_config": CONFIG})
+
+    slow = threading.Thread(target=ask, args=(KEY, list(range(20))))
+    slow.start()
+    assert reading.wait(60)
+    fast = threading.Thread(target=ask, args=("4.1767323045", [0]))
+    fast.start()
+    fast.join(30)  # (only a failure waits: before, the global lock held it until `release`)
+    finished_first = not fast.is_alive() and KEY not in answers
+    release.set()
+    slow.join(60)
+    fast.join(60)
+    assert finished_first and answers["4.1767323045"]["results"][0]["result"]
+    assert all(r["result"] == [] and "unreadable" in r["error"] for r in answers[KEY]["results"])
+
+
+def test_bad_examples_are_refused_before_torch_is_imported(world: dict, tmp_path: Path) -> None:
+    """Exit 2, always: with torch's thread pools started next to pyarrow's (the CSV read), the error exit
+    sometimes aborted in their teardown (exit 134, "terminate called without an active exception")."""
+    import subprocess
+    import sys
+
+    table = tmp_path / "ex.csv"
+    table.write_text("path,label\na.png,nonsense\n")
+    probe = ("import sys\nfrom autolabel.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+             "    print('torch' in sys.modules, e.code)\n")
+    done = subprocess.run([sys.executable, "-c", probe, "serve", str(world["spec"]), "--model", str(MODEL), "--port",
+                           "0", "--examples", str(table), "--cache-dir", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    assert done.stdout.split() == ["False", "2"] and "'nonsense' are not in the label spec" in done.stderr
+
+
+def test_config_messages_name_the_export_flag_and_the_compared_value_or_alias(
+        world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.serve.labelconfig import ConfigError, parse
+    from autolabel.spec import load_spec
+
+    spec = load_spec(world["spec"])
+    with pytest.raises(ConfigError, match="autolabel export --to label-studio"):
+        parse('<View><Image name="img" value="$picture"/></View>', spec)
+    aliased = CONFIG.replace('<Choice value="P-1"/>', '<Choice value="Part 1" alias="P-1"/>')
+    assert parse(aliased, spec).choice_of["P-1"] == "P-1"  # the alias is the spec's class: matched by it
+    with pytest.raises(ConfigError) as refused:
+        parse(CONFIG.replace('<Choice value="P-1"/>', '<Choice value="Part 101" alias="P-101"/>'), spec)
+    assert 'not in the spec: value "Part 101" (alias "P-101"); not in the config: P-1' in str(refused.value)
+    said: list[str] = []
+    backend = _backend(world, tmp_path, monkeypatch)
+    backend.info = said.append
+    backend.predict({"tasks": tasks(world, [0]), "project": KEY, "label_config": CONFIG})
+    assert any(line.endswith("zero-shot: no annotations yet: zero-shot") for line in said)

@@ -76,13 +76,12 @@ def serve(spec: str, **options: Any) -> None:
 
 
 def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
-    """Spec, examples and cache checked before the model loads; then the backend."""
+    """Spec, examples and cache checked before torch is imported (an error exit with torch's and pyarrow's
+    thread pools both started could abort in their teardown: exit 134); then the model and the backend."""
     from pathlib import Path
 
     from autolabel.cache import EmbeddingCache, default_cache_dir
     from autolabel.examples import collect
-    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
-    from autolabel.serve.backend import Backend
     from autolabel.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -90,6 +89,10 @@ def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
     seed = collect(spec, options["examples"], options["examples_column"], warn)
     folder = Path(options["cache_dir"] or default_cache_dir()).expanduser()
     cache = EmbeddingCache(folder, warn)
+
+    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
+    from autolabel.serve.backend import Backend
+
     name = options["model"] or spec.model_location() or DEFAULT_MODEL
     console(f"loading model {name}")
     model = ZeroShotModel.load(name, device=options["device"], precision=options["precision"])

@@ -187,9 +187,17 @@ def pull_reviews(url: str | None, api_key: str | None, project: str, multi_label
     found = _find_project(client, project, by_id=True)
     if found is None:
         raise UsageError(f"Label Studio at {url}: no project with id or title '{project}'")
+    return label_studio.reviews(_tasks(client, found.id), f"Label Studio project {found.id} at {url}", multi_label)
+
+
+def project_tasks(url: str | None, api_key: str | None, project_id: int) -> list[dict[str, Any]]:
+    """Every task of a project with its annotations (as `import-review --from-label-studio` reads them)."""
+    return _tasks(connect(url, api_key), project_id)
+
+
+def _tasks(client: LabelStudio, project_id: int) -> list[dict[str, Any]]:
     with _calling("list the project's tasks"):
-        tasks = [t.dict() for t in client.tasks.list(project=found.id, fields="all", page_size=100)]
-    return label_studio.reviews(tasks, f"Label Studio project {found.id} at {url}", multi_label)
+        return [t.dict() for t in client.tasks.list(project=project_id, fields="all", page_size=100)]
 
 
 def storage_folders(sources: Sequence[Path], root: Path) -> list[Path]:

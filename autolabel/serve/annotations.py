@@ -68,8 +68,10 @@ def read_annotation(annotation: Any, task: Any, target: ChoicesTarget) -> Annota
             if label is None:
                 raise PayloadError(f"annotation {annotation['id']}: choice {choice!r} is not a label of the spec")
             labels.append(label)
+    updated = annotation.get("updated_at")  # an ISO string in webhooks, a datetime from the SDK
     return Annotation(annotation["id"], task["id"], image, tuple(dict.fromkeys(labels)),
-                      bool(annotation.get("was_cancelled")), str(annotation.get("updated_at") or ""))
+                      bool(annotation.get("was_cancelled")),
+                      updated.isoformat() if isinstance(updated, datetime) else str(updated or ""))
 
 
 class Store:
@@ -98,6 +100,12 @@ class Store:
         with self._lock:
             for i in ids:
                 self.annotations.pop(i, None)
+            self._save()
+
+    def drop_tasks(self, ids: list[int]) -> None:
+        with self._lock:
+            gone = set(ids)
+            self.annotations = {i: a for i, a in self.annotations.items() if a.task not in gone}
             self._save()
 
     def replace(self, annotations: list[Annotation]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from autolabel import storage
 from autolabel.cache import EmbeddingCache
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError
@@ -22,13 +24,13 @@ from autolabel.examples import Example, learn
 from autolabel.serve.annotations import Annotation, PayloadError, Store, project_key, read_annotation
 from autolabel.serve.images import TaskImages, from_environment
 from autolabel.serve.labelconfig import ChoicesTarget, ConfigError, parse
-from autolabel.sources import ImageRecord
+from autolabel.sources import ImageRecord, printable_path
 from autolabel.spec import LabelSpec
 from autolabel.stages import Item, Model
 
 BATCH = 32
 FETCHERS = 8  # images prepared at once (reads from Label Studio wait on the network)
-MEMO_LIMIT = 200_000  # embeddings kept in memory by image location (the cache keeps them all on disk)
+MEMO_LIMIT = 200_000  # embeddings kept in memory by file state (the cache keeps them all on disk)
 HEAD = 24  # the planner's budget (at least twice the classes): tasks kept in front of the order
 UPDATES = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED")
 
@@ -52,10 +54,11 @@ class Project:
     order: tuple[tuple, dict[int, float]] | None = None  # ((version, pool size), task id → review priority)
     head: list[int] = field(default_factory=list)  # the plan's first tasks, kept in front until labelled
     head_pool: int = 0  # how many tasks the backend had seen when that head was planned
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # its requests, one at a time
 
 
 class Backend:
-    """Label Studio's ML backend calls, one at a time (a lock: the model is not shared between threads)."""
+    """Label Studio's ML backend calls: one at a time per project; the model's batches one at a time."""
 
     def __init__(self, spec: LabelSpec, model: Model, cache: EmbeddingCache | None, state_dir: Path | None,
                  seed: Sequence[Example] = (), warn: Callable[[str], None] = lambda message: None,
@@ -67,11 +70,11 @@ class Backend:
         top_k = min(3, len(spec.classes))
         stages, _ = stages_for(spec, model, cache, (), draft=True, top_k=top_k, warn=warn)
         self.classifier, self.prepare, self.embed = stages.decide.classifier, stages.prepare, stages.embed
-        self.lock = threading.Lock()  # the model's work and a project's fitted state, one request at a time
+        self.model_lock = threading.Lock()  # the model and the memo, one batch at a time (projects share them)
         self.projects_lock = threading.Lock()
         self.projects: dict[str, Project] = {}
         self.targets: dict[str, ChoicesTarget] = {}
-        self.memo: dict[str, np.ndarray] = {}
+        self.memo: dict[tuple[str, int, int], np.ndarray] = {}
         described = json.dumps([model.fingerprint, model.precision, spec.source, spec.class_names,
                                 [(e.location, e.label) for e in self.seed]], default=str)
         self.base_version = f"autolabel-{hashlib.sha256(described.encode()).hexdigest()[:8]}"
@@ -94,9 +97,9 @@ class Backend:
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BackendError(400, "predict: `tasks` must be a list of task objects")
         started = time.perf_counter()
-        with self.lock:
-            project = self._project(payload.get("project"))
-            target = self._target(payload.get("label_config"))
+        project = self._project(payload.get("project"))
+        target = self._target(payload.get("label_config"))
+        with project.lock:  # a project's requests one at a time; another project's go on meanwhile
             vectors, errors = self._embed_tasks(project, target, tasks)
             classifier, version = self._classifier(project)
             ok = [i for i in range(len(tasks)) if i in vectors]
@@ -116,13 +119,14 @@ class Backend:
             return {"results": results, "model_version": version}
 
     def webhook(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Annotations created, updated or deleted (each changes what the project's next predictions learnt from),
-        START_TRAINING (fit now); every other event is acknowledged and ignored."""
+        """Annotations created, updated or deleted and tasks deleted (each changes what the project's next
+        predictions learnt from), START_TRAINING (every annotation Label Studio holds, then fit); every other event
+        is acknowledged and ignored."""
         action = payload.get("action")
         if action not in (*UPDATES, "ANNOTATIONS_DELETED", "START_TRAINING", "TASKS_DELETED"):
             return {"status": "ignored", "action": action}
-        with self.lock:
-            project = self._project(payload.get("project"))
+        project = self._project(payload.get("project"))
+        with project.lock:
             if action in UPDATES:
                 target = self._target((payload.get("project") or {}).get("label_config"))
                 for annotation, task in _pairs(payload):
@@ -130,8 +134,12 @@ class Backend:
             elif action == "ANNOTATIONS_DELETED":
                 project.store.drop(_ids(payload.get("annotations")))
             elif action == "TASKS_DELETED":
-                for task_id in _ids(payload.get("tasks")):
+                deleted = _ids(payload.get("tasks"))
+                project.store.drop_tasks(deleted)
+                for task_id in deleted:
                     project.pool.pop(task_id, None)
+            else:  # START_TRAINING: what Label Studio holds now, annotations made while the backend was down too
+                self._catch_up(project, self._target((payload.get("project") or {}).get("label_config")))
             _, version = self._classifier(project)
             return {"status": "ok", "action": action, "model_version": version,
                     "learned": project.fitted[2] if project.fitted else ""}
@@ -141,9 +149,9 @@ class Backend:
         tasks = payload.get("annotations")
         if not isinstance(tasks, list):
             raise BackendError(400, "train: `annotations` must be a list of annotated tasks")
-        with self.lock:
-            project = self._project(payload.get("project"))
-            target = self._target(payload.get("label_config"))
+        project = self._project(payload.get("project"))
+        target = self._target(payload.get("label_config"))
+        with project.lock:
             kept = [read_annotation(a, t, target) for t in tasks if isinstance(t, dict)
                     for a in (t.get("annotations") or [])]
             project.store.replace(kept)
@@ -151,6 +159,21 @@ class Backend:
             return {"status": "ok", "model_version": version}
 
     # --- the work --------------------------------------------------------------------------------------------
+    def _catch_up(self, project: Project, target: ChoicesTarget) -> None:
+        """Replace the project's kept annotations with every annotation Label Studio holds; when it cannot be
+        reached, what was kept stays (one line says so)."""
+        from autolabel.exporters import label_studio_api
+
+        project_id = int(project.store.key.split(".")[0])
+        try:
+            tasks = label_studio_api.project_tasks(project.images.server, project.images.api_key, project_id)
+        except AutolabelError as exc:
+            self.warn(f"project {project.store.key}: cannot read its annotations from Label Studio ({exc}); "
+                      f"training on the {len(project.store.annotations)} kept")
+            return
+        project.store.replace([read_annotation(a, t, target) for t in tasks if isinstance(t, dict)
+                               for a in (t.get("annotations") or [])])
+
     def _project(self, given: Any, hostname: Any = None, token: Any = None) -> Project:
         key = project_key(given)
         with self.projects_lock:
@@ -164,12 +187,14 @@ class Backend:
     def _target(self, xml: Any) -> ChoicesTarget:
         if not isinstance(xml, str) or not xml.strip():
             raise BackendError(400, "no labeling config in the request")
-        if xml not in self.targets:
+        target = self.targets.get(xml)
+        if target is None:
             try:
-                self.targets = {**dict(list(self.targets.items())[-15:]), xml: parse(xml, self.spec)}
+                target = parse(xml, self.spec)
             except ConfigError as exc:
                 raise BackendError(422, str(exc)) from None
-        return self.targets[xml]
+            self.targets = {**dict(list(self.targets.items())[-15:]), xml: target}  # another request may read it
+        return target
 
     def version(self, project: Project) -> str:
         """Changes whenever the project's examples do, so Label Studio fetches predictions again."""
@@ -189,14 +214,21 @@ class Backend:
         prepare = replace(self.prepare, read=images.read)
 
         def prepared(record: ImageRecord) -> Item:
-            vec = self.memo.get(record.location)
-            return Item(record, embedding=vec) if vec is not None else prepare(record)
+            stamp = _stamp(record.location)  # taken before the read: a file changed since misses next time
+            vec = self.memo.get(stamp) if stamp else None
+            if vec is not None:
+                return Item(record, embedding=vec)
+            item = prepare(record)  # URLs: the bytes are read and found in the cache by their content hash
+            item.file_key = item.file_key or stamp
+            return item
 
         def embedded(items: list[Item]) -> int:
-            encoded = self.embed(items)
-            if len(self.memo) > MEMO_LIMIT:
-                self.memo.clear()
-            self.memo.update((it.record.location, it.embedding) for it in items if it.embedding is not None)
+            with self.model_lock:
+                encoded = self.embed(items)
+                if len(self.memo) > MEMO_LIMIT:
+                    self.memo.clear()
+                self.memo.update((it.file_key, it.embedding) for it in items
+                                 if it.embedding is not None and it.file_key is not None)
             return encoded
 
         return prepared, embedded
@@ -243,8 +275,9 @@ class Backend:
             prepared, embedded = self._reader(project.images)
             try:
                 learned = learn(examples, self.classifier, prepared, embedded, self.warn)
-                project.fitted = (version, learned.classifier, learned.summary_line())
-                self.info(f"project {project.store.key}: {version}: {learned.summary_line()}")
+                summary = learned.summary_line() if examples else "no annotations yet: zero-shot"
+                project.fitted = (version, learned.classifier, summary)
+                self.info(f"project {project.store.key}: {version}: {summary}")
             except AutolabelError as exc:  # none of the examples could be read
                 self.warn(str(exc))
                 project.fitted = (version, self.classifier, f"zero-shot: {exc}")
@@ -313,6 +346,19 @@ def _pairs(payload: dict[str, Any]) -> list[tuple[Any, Any]]:
         tasks = {t.get("id"): t for t in task if isinstance(t, dict)} if isinstance(task, list) else {}
         return [(a, tasks.get(a.get("task")) if isinstance(a, dict) else None) for a in annotation]
     return [(annotation, task)]
+
+
+def _stamp(location: str) -> tuple[str, int, int] | None:
+    """A local file's (path, size, mtime_ns), the cache's file-index key: the memo's key, so that an edited file is
+    embedded again; None for URLs (only their bytes tell whether they changed)."""
+    if not location or storage.is_url(location):
+        return None
+    path = os.path.abspath(location)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return printable_path(path), st.st_size, st.st_mtime_ns
 
 
 def _ids(items: Any) -> list[int]:

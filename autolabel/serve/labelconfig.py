@@ -37,7 +37,8 @@ def _key(text: str) -> str:
 
 def parse(xml: str, spec: LabelSpec) -> ChoicesTarget:
     """The first Choices tag that names an Image tag; its choices must be exactly the spec's labels (compared
-    ignoring case and repeated spaces), else ConfigError names the difference."""
+    ignoring case and repeated spaces; a choice's alias when it is a label, else its value), else ConfigError names
+    the difference."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
@@ -49,14 +50,19 @@ def parse(xml: str, spec: LabelSpec) -> ChoicesTarget:
             break
     else:
         raise ConfigError("the project's labeling config has no <Choices> tag for an <Image>; autolabel serve predicts "
-                          "image classes (e.g. `autolabel export --format label-studio` writes such a config)")
+                          "image classes (e.g. `autolabel export --to label-studio` writes such a config)")
     value = images[target] or ""
     if not value.startswith("$") or len(value) < 2:
         raise ConfigError(f"<Image name=\"{target}\"> takes its URL from value=\"{value}\"; expected a task field "
                           "such as value=\"$image\"")
-    given = {(c.get("alias") or c.get("value") or ""): _key(c.get("value") or "") for c in choices.iter("Choice")}
     wanted = {_key(label): label for label in spec.label_names}
-    unknown = sorted(v for v, k in given.items() if k not in wanted)
+    given: dict[str, str] = {}  # the value an annotation stores (the alias, if any) → what is matched to the spec
+    shown: dict[str, str] = {}  # → the choice in words, for the message
+    for c in choices.iter("Choice"):
+        name, alias = c.get("value") or "", c.get("alias")
+        given[alias or name] = _key(alias if alias and _key(alias) in wanted else name)
+        shown[alias or name] = f'value "{name}" (alias "{alias}")' if alias else name
+    unknown = sorted(shown[v] for v, k in given.items() if k not in wanted)
     missing = sorted(label for k, label in wanted.items() if k not in set(given.values()))
     if unknown or missing:
         raise ConfigError(f"the labeling config's choices do not match {spec.source}: not in the spec: "

@@ -33,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("", "/health"):
             self._answer(200, self.server.backend.health())
         elif path == "/versions":
-            self._answer(200, {"versions": sorted({p.fitted[0] for p in self.server.backend.projects.values()
+            self._answer(200, {"versions": sorted({p.fitted[0] for p in list(self.server.backend.projects.values())
                                                    if p.fitted})})
         else:
             self._refuse(404, f"no route GET {path}; this is autolabel's Label Studio ML backend")
