@@ -287,3 +287,10 @@ def test_import_review_from_a_login_page_is_one_line_and_changes_nothing(table: 
                                     "something that is not its JSON (HTTP 200: Sign in)")
     assert result.output.count("\n") == 1
     assert into.read_bytes() == table.read_bytes()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://localhost:x", "http://host:99999"])
+def test_a_malformed_url_is_one_line_naming_url(table: Path, url: str) -> None:
+    result = invoke("export", str(table), "--to", "label-studio", "--url", url, "--api-key", "x")
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: --url {url}: expected the server's address, e.g. http://localhost:8080\n"

@@ -70,7 +70,7 @@ def connect(url: str | None, api_key: str | None, timeout: float = PROBE_TIMEOUT
     if not url:
         raise UsageError("no Label Studio server given: pass --url or set LABEL_STUDIO_URL")
     base = url.rstrip("/")
-    if not re.match(r"https?://[^/]", base):
+    if not re.match(r"https?://[^/]", base) or not _well_formed(base):
         raise UsageError(f"--url {url}: expected the server's address, e.g. http://localhost:8080")
     if not api_key:
         raise UsageError(f"no API key for Label Studio at {base}: pass --api-key or set LABEL_STUDIO_API_KEY "
@@ -99,6 +99,15 @@ def connect(url: str | None, api_key: str | None, timeout: float = PROBE_TIMEOUT
     except (ValueError, TypeError, KeyError, AttributeError):  # an answer that is not Label Studio's JSON
         raise UsageError(f"{base} does not answer as a Label Studio server; check --url / LABEL_STUDIO_URL") from None
     return client
+
+
+def _well_formed(url: str) -> bool:
+    """A URL with a host and, if any, a valid port (`http://[::1` or `http://h:x` would fail later, deep in httpx)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
 
 
 def push(results: Results, config: PushConfig, reporter: Reporter | None = None) -> PushResult:
