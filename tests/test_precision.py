@@ -194,3 +194,27 @@ def test_int8_is_refused_on_ray_before_anything_runs() -> None:
 
     with pytest.raises(UsageError, match=r"^--precision int8 runs with the local engine \(ONNX Runtime\)"):
         RunConfig.from_options("photos/", "labels.yaml", "out.parquet", precision="int8", engine="ray")
+
+
+@pytest.mark.parametrize("damage", ["image-int8.onnx", "parity.json"])
+def test_a_damaged_int8_export_in_the_cache_is_made_again(tiny_clip: Path, image_folder: Path, labels_yaml: Path,
+                                                          tmp_path: Path, damage: str) -> None:
+    pytest.importorskip("onnxruntime")
+    cache = tmp_path / "cache"
+
+    def labelled(out: str, *extra: str) -> object:
+        result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--model",
+                                           str(tiny_clip), "--precision", "int8", "--cache-dir", str(cache), "--out",
+                                           str(tmp_path / out), *extra])
+        assert result.exit_code == 0, result.output
+        return result
+
+    labelled("first.parquet")
+    (export,) = (cache / "onnx").iterdir()
+    (export / damage).write_bytes(b"\x00garbage{")
+    result = labelled("again.parquet", "--full-decode")  # embeddings the cache lacks: the model loads
+    wanted = f"warning: the int8 export in {export} cannot be read ("
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith(wanted)], result.stderr
+    assert [ln for ln in result.stderr.splitlines() if ln.endswith("); exporting it again")], result.stderr
+    assert (export / damage).read_bytes() != b"\x00garbage{"
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [export.name]  # nothing left aside
