@@ -20,6 +20,41 @@ if TYPE_CHECKING:
     from autolabel.stages import Item, Model, Stages
 
 
+_PATH = (str, os.PathLike)
+_KINDS: dict[str, tuple[tuple[type, ...], str]] = {  # argument → (the types it takes besides None, in words)
+    "model": (_PATH, "a Hub id or a checkpoint folder (str)"), "spec": (_PATH, "a label-spec file path"),
+    "threshold": ((int, float), "a number"), "top_k": ((int,), "an int"), "multi_label": ((bool,), "True or False"),
+    "device": ((str,), "a str such as 'auto' or 'cpu'"), "precision": ((str,), "a str such as 'auto' or 'fp32'"),
+    "cache_dir": (_PATH, "a folder path"), "cache": ((bool,), "True or False"), "batch_size": ((int,), "an int"),
+    "workers": ((int,), "an int"), "full_decode": ((bool,), "True or False"),
+    "examples_column": ((str,), "a column name (str)"), "progress": ((bool,), "True or False"),
+}
+_NOT_NONE = ("device", "precision", "cache", "batch_size", "workers", "full_decode", "progress")
+
+
+def _check_arguments(**given: Any) -> None:
+    """Every constructor argument of the type it takes: UsageError naming it (not a TypeError deep inside, or a
+    folder named `3`)."""
+    for name, (kinds, words) in _KINDS.items():
+        value = given[name]
+        numeric = name in ("threshold", "top_k", "batch_size", "workers")
+        if (value is None and name not in _NOT_NONE) or (isinstance(value, kinds) and
+                                                         not (numeric and isinstance(value, bool))):
+            continue
+        raise UsageError(f"{name}= takes {words}, not {type(value).__name__} {str(value)[:60]!r}")
+    items = {"classes": (given["classes"], (str, Mapping), "class names (str) or class mappings"),
+             "templates": (given["templates"], (str,), "prompt templates (str) or a shipped set's name"),
+             "examples": (given["examples"], _PATH, "table paths")}
+    for name, (value, kinds, words) in items.items():
+        if value is None or isinstance(value, (str, os.PathLike)):
+            continue
+        if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+            raise UsageError(f"{name}= takes a list of {words}, not {type(value).__name__} {str(value)[:60]!r}")
+        wrong = [v for v in value if not isinstance(v, kinds)] if isinstance(value, Sequence) else []  # keep iterators
+        if wrong:
+            raise UsageError(f"{name}= takes a list of {words}, not one holding {type(wrong[0]).__name__} {wrong[0]!r}")
+
+
 class Labeler:
     """Zero-shot labels from Python, with the CLI's exact numbers.
 
@@ -42,6 +77,10 @@ class Labeler:
         from autolabel.session import Session
         from autolabel.spec import load_spec, parse_spec
 
+        _check_arguments(model=model, spec=spec, classes=classes, templates=templates, threshold=threshold,
+                         top_k=top_k, multi_label=multi_label, device=device, precision=precision, cache_dir=cache_dir,
+                         cache=cache, batch_size=batch_size, workers=workers, full_decode=full_decode,
+                         examples=examples, examples_column=examples_column, progress=progress)
         if (spec is None) == (classes is None):
             raise UsageError("Labeler needs either spec= (a label-spec YAML file) or classes= (a list of names)")
         if isinstance(classes, (str, bytes, Mapping)) or (classes is not None and not isinstance(classes, Iterable)):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from autolabel.errors import ModelError
 
@@ -84,17 +83,25 @@ def hub_offline() -> bool:
 
 
 def check_hub_reachable(name: str, timeout: float = HUB_TIMEOUT_S) -> None:
-    """Before a download: one short connection attempt to the Hub, so an offline machine fails at once, not
-    after minutes of retries."""
+    """Before a download: one short HTTP request to the Hub, so an offline machine fails at once, not after
+    minutes of retries. Any HTTP answer will do; a connection alone will not (a proxy or firewall that accepts
+    every connection and never answers left transformers retrying for minutes)."""
+    import urllib.error
+    import urllib.request
+
     from huggingface_hub import constants
 
     endpoint = str(getattr(constants, "ENDPOINT", None) or "https://huggingface.co")
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint.rstrip('/')}/api/models/{name}", method="HEAD"),
+                               timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # the Hub answered (even a 401 or 404 is an answer): the download says what is wrong
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError is an OSError
+        cause = getattr(exc, "reason", exc)
+        reason = getattr(cause, "strerror", None) or (str(cause) if isinstance(cause, str) else type(cause).__name__)
+        if isinstance(cause, TimeoutError):  # socket.timeout too
+            reason = f"no answer within {timeout:g} s"
         raise ModelError(f"model '{name}': not in the Hugging Face cache, and the Hub ({endpoint}) cannot be "
                          f"reached ({reason}); pass --model PATH to a local checkpoint folder, or download it "
                          "once with network access") from None

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,24 +71,25 @@ class Int8Model:
     parity: dict[str, Any]
 
     @classmethod
-    def build(cls, base: Any, folder: Path | None) -> Int8Model:
-        """Open the cached export of these weights, making (and checking) it first when there is none."""
-        import onnxruntime as ort
-
+    def build(cls, base: Any, folder: Path | None, warn: Callable[[str], None] | None = None) -> Int8Model:
+        """Open the cached export of these weights, making (and checking) it first when there is none; a cached
+        export that cannot be read (a damaged file) is made again, saying so through `warn`."""
         scratch = None if folder is not None else Path(tempfile.mkdtemp(prefix="autolabel-int8-"))  # --no-cache
         where = (folder or scratch) / f"{base.fingerprint}-v{FORMAT}"  # type: ignore[operator]
         try:
-            if not (where / "parity.json").is_file():
-                export(base, where)
-            parity = json.loads((where / "parity.json").read_text())
-            options = ort.SessionOptions()
-            options.log_severity_level = 3
-            image = ort.InferenceSession(str(where / "image-int8.onnx"), options, providers=["CPUExecutionProvider"])
-            text = ort.InferenceSession(str(where / "text-int8.onnx"), options, providers=["CPUExecutionProvider"])
+            if (where / "parity.json").is_file():
+                try:
+                    return cls(base, *_open(where))
+                except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, …)
+                    reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+                    if warn is not None:
+                        warn(f"the int8 export in {where} cannot be read ({reason}); exporting it again")
+                    _discard(where)
+            export(base, where)
+            return cls(base, *_open(where))
         finally:
             if scratch is not None:  # the sessions hold the graphs in memory
                 shutil.rmtree(scratch, ignore_errors=True)
-        return cls(base, image, text, tuple(i.name for i in text.get_inputs()), parity)
 
     # the members the stages use ------------------------------------------------------------------------
     name = property(lambda self: self.base.name)
@@ -135,6 +136,28 @@ def _tokens(base: Any, prompts: Sequence[str]) -> dict[str, np.ndarray]:
     out = base.tokenizer(list(prompts), padding="max_length" if base.pads_to_max_length else True, truncation=True,
                          max_length=base.context_length, return_tensors="np")
     return {k: np.asarray(v, dtype=np.int64) for k, v in out.items() if k in ("input_ids", "attention_mask")}
+
+
+def _open(where: Path) -> tuple[Any, Any, tuple[str, ...], dict[str, Any]]:
+    """The image and text sessions of an export, the text graph's input names, and its parity check."""
+    import onnxruntime as ort
+
+    parity = json.loads((where / "parity.json").read_text())
+    if not isinstance(parity, dict) or not all(isinstance(parity.get(k), (int, float))
+                                               for k in ("image_cosine_min", "text_cosine_min")):
+        raise ValueError("parity.json is not the export's parity check")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    image = ort.InferenceSession(str(where / "image-int8.onnx"), options, providers=["CPUExecutionProvider"])
+    text = ort.InferenceSession(str(where / "text-int8.onnx"), options, providers=["CPUExecutionProvider"])
+    return image, text, tuple(i.name for i in text.get_inputs()), parity
+
+
+def _discard(where: Path) -> None:
+    """Move a damaged export out of the way (renamed first: a run reading it keeps its open files) and delete it."""
+    aside = where.parent / f".broken-{where.name}-{os.getpid()}"
+    os.replace(where, aside)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def export(base: Any, where: Path) -> None:

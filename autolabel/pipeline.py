@@ -216,7 +216,7 @@ def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter, cache: Em
 
     name = model_name(config.model.model, spec.model_location())
     return LazyModel(name, config.model.device, config.model.precision, cache,
-                     on_load=lambda name: reporter.info(f"loading model {name}"))
+                     on_load=lambda name: reporter.info(f"loading model {name}"), warn=reporter.warn)
 
 
 def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:

@@ -112,7 +112,7 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         try:
             with open_regular(path) as f:
                 if suffix == ".parquet":
-                    table = pq.read_table(f)
+                    table = pq.ParquetFile(f).read(use_threads=False)  # see shardfolder.read_folder
                     schema, frame = table.schema, table.to_pandas()
                 else:
                     frame = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"path": str})

@@ -44,7 +44,8 @@ class LazyModel:
     """
 
     def __init__(self, name: str, device: str = "auto", precision: str = "auto", cache: EmbeddingCache | None = None,
-                 on_load: Callable[[str], None] | None = None, work_dir: str | Path | None = None) -> None:
+                 on_load: Callable[[str], None] | None = None, work_dir: str | Path | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         if precision not in precisions.CHOICES:
             raise UsageError(f"--precision: unknown '{precision}'; use {', '.join(precisions.CHOICES)}")
         precisions.require_runtime(precision)
@@ -55,6 +56,7 @@ class LazyModel:
         self.requested_precision = precision
         self.cache = cache
         self.on_load = on_load
+        self.warn = warn  # e.g. that a damaged int8 export is made again
         self.work_dir = work_dir  # where an int8 export is kept (None: the cache's folder, else a temp one)
         self._lock = threading.RLock()
         self._model: Any = None
@@ -218,7 +220,7 @@ class LazyModel:
         if choice == "int8":
             from autolabel.int8 import Int8Model
 
-            model = Int8Model.build(base, self._export_dir())
+            model = Int8Model.build(base, self._export_dir(), self.warn)
         self._checkpoint = Checkpoint(self.name, self.checkpoint.folder, model.fingerprint, self.checkpoint.from_hub)
         if self.cache is not None:
             self.cache.put_facts(f"{model.fingerprint}:{self.precision}", facts_of(model))
@@ -266,7 +268,8 @@ class Session:
              warn: Callable[[str], None] | None = None, on_load: Callable[[str], None] | None = None) -> Session:
         """The session the configs describe: the cache opened (unless off), the model not loaded yet."""
         store = None if cache.no_cache else EmbeddingCache(cache.cache_dir or default_cache_dir(), warn=warn)
-        lazy = LazyModel(model_name(model.model, spec_model), model.device, model.precision, store, on_load)
+        lazy = LazyModel(model_name(model.model, spec_model), model.device, model.precision, store, on_load,
+                         warn=warn)
         return cls(lazy, store, draft)
 
     @property

@@ -134,3 +134,30 @@ def test_label_to_refuses_what_belongs_to_the_labeler(tmp_path, image_folder, ti
     assert str(info.value) == ("label_to: device, labels belong to the Labeler (its model is loaded); make another "
                                "Labeler to change them")
     assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize(("given", "wanted"), [
+    ({"top_k": "3"}, "top_k= takes an int, not str '3'"),
+    ({"top_k": True}, "top_k= takes an int, not bool 'True'"),
+    ({"workers": "2"}, "workers= takes an int, not str '2'"),
+    ({"batch_size": 1.5}, "batch_size= takes an int, not float '1.5'"),
+    ({"threshold": "0.5"}, "threshold= takes a number, not str '0.5'"),
+    ({"examples": 3}, "examples= takes a list of table paths, not int '3'"),
+    ({"examples": [3]}, "examples= takes a list of table paths, not one holding int 3"),
+    ({"model": 5}, "model= takes a Hub id or a checkpoint folder (str), not int '5'"),
+    ({"cache_dir": 3}, "cache_dir= takes a folder path, not int '3'"),
+    ({"multi_label": "no"}, "multi_label= takes True or False, not str 'no'"),
+    ({"cache": "no"}, "cache= takes True or False, not str 'no'"),
+    ({"device": None}, "device= takes a str such as 'auto' or 'cpu', not NoneType 'None'"),
+    ({"classes": [1, 2]}, "classes= takes a list of class names (str) or class mappings, not one holding int 1"),
+    ({"templates": [1]}, "templates= takes a list of prompt templates (str) or a shipped set's name, not one "
+                         "holding int 1"),
+])
+def test_an_argument_of_the_wrong_type_is_a_usage_error_at_construction(tmp_path, monkeypatch, given,
+                                                                        wanted) -> None:
+    monkeypatch.chdir(tmp_path)
+    arguments = {"classes": ["cat", "dog"], "cache": False, **given}
+    with pytest.raises(autolabel.UsageError) as info:
+        autolabel.Labeler(**arguments)
+    assert str(info.value) == wanted
+    assert list(tmp_path.iterdir()) == []  # no folder named `3`

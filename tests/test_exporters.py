@@ -428,3 +428,27 @@ def test_fifo_review_exports_and_tables_are_refused_without_blocking(tmp_path: P
     ]:
         outcome = finishes(job)
         assert isinstance(outcome, SourceError) and str(outcome) == message
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_an_export_failing_on_a_full_disk_removes_the_folder_it_created(labelled: Path, tmp_path: Path, monkeypatch,
+                                                                        existing: bool) -> None:
+    import errno
+
+    from autolabel.exporters import base
+
+    def full(self, name, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.out / name))
+
+    monkeypatch.setattr(base.ExportContext, "write_text", full)
+    out = tmp_path / "new" / "ex"
+    if existing:
+        out.mkdir(parents=True)
+    result = CliRunner().invoke(main, ["export", str(labelled), "--to", "hf", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {out / 'metadata.jsonl'}: the disk is full: free space there, or write to " \
+                            "another disk\n"
+    if existing:  # the user's folder stays, empty as it was
+        assert out.is_dir() and _tree(out) == {}
+    else:  # --out and the parent this export made are gone
+        assert not (tmp_path / "new").exists()

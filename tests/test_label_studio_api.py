@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -286,4 +287,58 @@ def test_import_review_from_a_login_page_is_one_line_and_changes_nothing(table: 
     assert result.output.startswith("error: Label Studio answered the request to list the project's tasks with "
                                     "something that is not its JSON (HTTP 200: Sign in)")
     assert result.output.count("\n") == 1
+    assert into.read_bytes() == table.read_bytes()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://localhost:x", "http://host:99999"])
+def test_a_malformed_url_is_one_line_naming_url(table: Path, url: str) -> None:
+    result = invoke("export", str(table), "--to", "label-studio", "--url", url, "--api-key", "x")
+    assert result.exit_code == 2, result.output
+    assert result.output == f"error: --url {url}: expected the server's address, e.g. http://localhost:8080\n"
+
+
+class SameAnswer(FakeServer):
+    """A server answering every request alike with 200 JSON of the wrong shape (a proxy, another API)."""
+
+    def __init__(self, body: str) -> None:
+        super().__init__({})
+        handler = self.server.RequestHandlerClass
+
+        def answer(this) -> None:
+            this.rfile.read(int(this.headers.get("content-length") or 0))
+            self.calls.append(f"{this.command} {this.path}")
+            data = body.encode()
+            this.send_response(200)
+            this.send_header("content-type", FakeServer.JSON)
+            this.send_header("content-length", str(len(data)))
+            this.end_headers()
+            this.wfile.write(data)
+
+        handler.do_GET = handler.do_POST = handler.do_PATCH = answer
+
+
+WRONG_SHAPE = '{"id": "x", "results": "nope", "title": 5}'
+
+
+@pytest.mark.parametrize("command", ["export", "import-review-title", "import-review-id"])
+def test_json_of_the_wrong_shape_is_one_line_and_a_few_requests(table: Path, tmp_path: Path, command: str) -> None:
+    into = tmp_path / "labels.parquet"
+    into.write_bytes(table.read_bytes())
+    with SameAnswer(WRONG_SHAPE) as server:
+        args = (["export", str(table), "--to", "label-studio", "--url", server.url] if command == "export" else
+                ["import-review", "--from-label-studio", server.url, "--into", str(into), "--project",
+                 "1" if command.endswith("id") else "title"])
+        done = threading.Event()
+        result = []
+        thread = threading.Thread(target=lambda: (result.append(invoke(*args, env={"LABEL_STUDIO_API_KEY": "k"})),
+                                                  done.set()), daemon=True)
+        thread.start()
+        finished = done.wait(20)
+        calls = len(server.calls)
+        server.server.shutdown()  # ends a request loop that would otherwise go on for ever
+        assert finished, f"still requesting after {calls} requests"
+    output = result[0].output
+    assert result[0].exit_code == 2, output
+    assert output.count("\n") == 1 and output.startswith("error: Label Studio answered the request to "), output
+    assert "cannot read" in output and calls < 10
     assert into.read_bytes() == table.read_bytes()

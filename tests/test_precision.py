@@ -147,6 +147,50 @@ def test_an_uncached_hub_model_on_an_offline_machine_fails_at_once(tmp_path: Pat
                              "a local checkpoint folder, or download it once with network access\n")
 
 
+def _hub_error(endpoint: str, reason: str) -> str:
+    return (f"model 'autolabel-tests/not-cached': not in the Hugging Face cache, and the Hub ({endpoint}) cannot be "
+            f"reached ({reason}); pass --model PATH to a local checkpoint folder, or download it once with network "
+            "access")
+
+
+def test_a_hub_that_takes_connections_but_never_answers_is_unreachable(monkeypatch) -> None:
+    """A proxy or firewall that accepts every connection (an unroutable HF_ENDPOINT behind one) and stays silent:
+    the same clean line after the short timeout, not transformers retrying for minutes."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from autolabel.checkpoint import check_hub_reachable
+    from autolabel.errors import ModelError
+
+    with socket.socket() as silent:  # listening, never accepting: connections succeed, nothing answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        with pytest.raises(ModelError) as info:
+            check_hub_reachable("autolabel-tests/not-cached", timeout=0.3)
+    assert str(info.value) == _hub_error(endpoint, "no answer within 0.3 s")
+
+
+def test_a_connect_timeout_to_the_hub_is_the_same_clean_line(monkeypatch) -> None:
+    import socket
+
+    from huggingface_hub import constants
+
+    from autolabel.checkpoint import check_hub_reachable
+    from autolabel.errors import ModelError
+
+    def timed_out(*args, **kwargs):
+        raise TimeoutError("timed out")  # socket.timeout
+
+    monkeypatch.setattr(socket, "create_connection", timed_out)  # no packet leaves this machine
+    monkeypatch.setattr(constants, "ENDPOINT", "http://10.255.255.1")
+    with pytest.raises(ModelError) as info:
+        check_hub_reachable("autolabel-tests/not-cached", timeout=0.3)
+    assert str(info.value) == _hub_error("http://10.255.255.1", "no answer within 0.3 s")
+
+
 def test_int8_without_onnx_runtime_says_how_to_install_it(image_folder: Path, labels_yaml: Path, tmp_path: Path,
                                                           monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
@@ -194,3 +238,27 @@ def test_int8_is_refused_on_ray_before_anything_runs() -> None:
 
     with pytest.raises(UsageError, match=r"^--precision int8 runs with the local engine \(ONNX Runtime\)"):
         RunConfig.from_options("photos/", "labels.yaml", "out.parquet", precision="int8", engine="ray")
+
+
+@pytest.mark.parametrize("damage", ["image-int8.onnx", "parity.json"])
+def test_a_damaged_int8_export_in_the_cache_is_made_again(tiny_clip: Path, image_folder: Path, labels_yaml: Path,
+                                                          tmp_path: Path, damage: str) -> None:
+    pytest.importorskip("onnxruntime")
+    cache = tmp_path / "cache"
+
+    def labelled(out: str, *extra: str) -> object:
+        result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--model",
+                                           str(tiny_clip), "--precision", "int8", "--cache-dir", str(cache), "--out",
+                                           str(tmp_path / out), *extra])
+        assert result.exit_code == 0, result.output
+        return result
+
+    labelled("first.parquet")
+    (export,) = (cache / "onnx").iterdir()
+    (export / damage).write_bytes(b"\x00garbage{")
+    result = labelled("again.parquet", "--full-decode")  # embeddings the cache lacks: the model loads
+    wanted = f"warning: the int8 export in {export} cannot be read ("
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith(wanted)], result.stderr
+    assert [ln for ln in result.stderr.splitlines() if ln.endswith("); exporting it again")], result.stderr
+    assert (export / damage).read_bytes() != b"\x00garbage{"
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [export.name]  # nothing left aside

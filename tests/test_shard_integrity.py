@@ -399,3 +399,22 @@ def test_an_output_that_is_a_fifo_is_refused_not_replaced(tmp_path, pics, labels
     line = refused(cli(*args))
     assert line.endswith(f" {fifo}: is not a regular file (a FIFO, device or socket); choose another file")
     assert fifo.exists() and not fifo.is_file()
+
+
+def test_a_refused_part_is_one_line_and_exit_2_every_time(tmp_path, pics, labels_yaml, tiny_clip) -> None:
+    """pq.read_table on an open part left pyarrow threads behind: the refusal aborted (SIGABRT, exit 134) one run in
+    four with `terminate called without an active exception`; the process must end cleanly every time."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "shards"
+    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
+    data = manifest(folder)
+    data["shards"][-1]["digest"] = "0" * 32  # every earlier part is read before the last one is refused
+    (folder / "_autolabel.json").write_text(json.dumps(data))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for _ in range(10):
+        done = subprocess.run([sys.executable, "-m", "autolabel", "eval", str(folder), "--truth",
+                               str(truth_csv(tmp_path))], capture_output=True, text=True, env=env, timeout=60)
+        assert (done.returncode, len(done.stderr.splitlines())) == (2, 1), (done.returncode, done.stderr)
+        assert "part-00002.parquet is not the shard _autolabel.json lists (it labelled other images" in done.stderr

@@ -115,7 +115,8 @@ def load_run_model(results: Results, model: str | None, device: str, reporter: R
     if not name:
         raise UsageError(f"{results.path}: the table does not record its model; pass --model")
     precision = PRECISIONS.get(str(recorded.get("precision", "")), "auto")
-    model = LazyModel(name, device, precision, cache, on_load=lambda name: reporter.info(f"loading model {name}"))
+    model = LazyModel(name, device, precision, cache, on_load=lambda name: reporter.info(f"loading model {name}"),
+                      warn=reporter.warn)
     if recorded.get("fingerprint") and recorded["fingerprint"] != model.fingerprint:
         reporter.warn(f"model {name} differs from the one that labelled {results.path.name} (fingerprint "
                       f"{model.fingerprint} vs {recorded['fingerprint']}); every image is embedded again")

@@ -13,7 +13,15 @@ import pandas as pd
 from autolabel import storage
 from autolabel.errors import SourceError, UsageError
 from autolabel.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
-from autolabel.exporters.base import LINKS, ExportContext, export_names, export_rows, prepare_out, write_marker
+from autolabel.exporters.base import (
+    LINKS,
+    ExportContext,
+    export_names,
+    export_rows,
+    prepare_out,
+    remove_created,
+    write_marker,
+)
 from autolabel.fileio import atomic_write
 from autolabel.labelcells import label_list
 from autolabel.results import Results, find_images_root, images_missing
@@ -50,13 +58,14 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     if not url_prefix and all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
         raise images_missing(results, root, [r.path for r in rows]) or SourceError(
             f"{results.path}: none of its {len(rows)} images was found under {root}")
-    prepare_out(out, overwrite)
+    created = prepare_out(out, overwrite)
     ctx = ExportContext(results=results, out=out, rows=rows, link=link, url_prefix=url_prefix, images_root=root)
     try:
         FORMATS[fmt](ctx)
         return write_marker(ctx, fmt)
     except BaseException:
         ctx.remove_written()
+        remove_created(created)
         raise
 
 

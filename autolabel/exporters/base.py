@@ -276,11 +276,12 @@ def _multi(results: Results, ok: Any, i: int) -> dict[str, Any]:
             "model_labels": tuple(str(c) for c, s in scores.items() if s >= thresholds.get(c, 0.5))}
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
+def prepare_out(out: Path, overwrite: bool) -> list[Path]:
     """Refuse a non-empty --out unless --overwrite; then remove the files an earlier export of ours listed.
 
     Only files a marker lists are deleted: files of the user's in the folder stay, and if the new export
-    would need one of their names, it stops (see ExportContext.target) rather than replace it.
+    would need one of their names, it stops (see ExportContext.target) rather than replace it. Returns the
+    folders it created (--out and any missing parent, deepest first), for a failed export to remove.
     """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
@@ -293,7 +294,18 @@ def prepare_out(out: Path, overwrite: bool) -> None:
             if listed is not None:
                 remove_listed(out, listed["files"], listed["folders"])
                 marker.unlink()
+    created = [folder for folder in (out, *out.parents) if not folder.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def remove_created(folders: Sequence[Path]) -> None:
+    """Remove the folders prepare_out created, deepest first, each only while empty (a file of anyone's stays)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def write_marker(ctx: ExportContext, fmt: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import re
 import time
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 INSTALL = "pip install 'autolabel[label-studio]'"
 PROBE_TIMEOUT = 5.0  # seconds: a wrong --url or key fails this fast, before any work
 TASK_BATCH = 500
+MAX_PAGES = 100_000  # of a listing: a bound on a server that pages forever
 UPLOAD_BATCH = 50  # Label Studio takes at most 100 files per request (DATA_UPLOAD_MAX_NUMBER_FILES)
 UPLOAD_BYTES = 100 * 1024 * 1024  # and at most 250 MB (DATA_UPLOAD_MAX_MEMORY_SIZE)
 UPLOADABLE = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")  # image types its uploader accepts
@@ -70,7 +71,7 @@ def connect(url: str | None, api_key: str | None, timeout: float = PROBE_TIMEOUT
     if not url:
         raise UsageError("no Label Studio server given: pass --url or set LABEL_STUDIO_URL")
     base = url.rstrip("/")
-    if not re.match(r"https?://[^/]", base):
+    if not re.match(r"https?://[^/]", base) or not _well_formed(base):
         raise UsageError(f"--url {url}: expected the server's address, e.g. http://localhost:8080")
     if not api_key:
         raise UsageError(f"no API key for Label Studio at {base}: pass --api-key or set LABEL_STUDIO_API_KEY "
@@ -99,6 +100,15 @@ def connect(url: str | None, api_key: str | None, timeout: float = PROBE_TIMEOUT
     except (ValueError, TypeError, KeyError, AttributeError):  # an answer that is not Label Studio's JSON
         raise UsageError(f"{base} does not answer as a Label Studio server; check --url / LABEL_STUDIO_URL") from None
     return client
+
+
+def _well_formed(url: str) -> bool:
+    """A URL with a host and, if any, a valid port (`http://[::1` or `http://h:x` would fail later, deep in httpx)."""
+    try:
+        parts = urlsplit(url)
+        return bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:
+        return False
 
 
 def push(results: Results, config: PushConfig, reporter: Reporter | None = None) -> PushResult:
@@ -140,9 +150,8 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
 def _add_tasks(client: LabelStudio, project_id: int, rows: list[ExportRow], storages: list[Path], results: Results,
                config: PushConfig, reporter: Reporter | None) -> tuple[int, str | None]:
     """Add the rows the project does not hold yet, in batches; (how many were added, why images will not show)."""
-    with _calling("list the project's tasks"):
-        present = {str((t.data or {}).get("path")) for t in
-                   client.tasks.list(project=project_id, fields="task_only", page_size=1000)}
+    present = {str((t.data or {}).get("path")) for t in _listed(
+        "list the project's tasks", lambda: client.tasks.list(project=project_id, fields="task_only", page_size=1000))}
     new = [r for r in rows if r.path not in present]
     for folder in storages:
         _ensure_storage(client, project_id, folder)
@@ -196,8 +205,10 @@ def project_tasks(url: str | None, api_key: str | None, project_id: int) -> list
 
 
 def _tasks(client: LabelStudio, project_id: int) -> list[dict[str, Any]]:
-    with _calling("list the project's tasks"):
-        return [t.dict() for t in client.tasks.list(project=project_id, fields="all", page_size=100)]
+    listed = _listed("list the project's tasks", lambda: client.tasks.list(project=project_id, fields="all",
+                                                                           page_size=100))
+    with _calling("read the project's tasks"):
+        return [t.dict() for t in listed]
 
 
 def storage_folders(sources: Sequence[Path], root: Path) -> list[Path]:
@@ -302,12 +313,17 @@ def _find_project(client: LabelStudio, key: str, by_id: bool) -> Any | None:
 
     if by_id and key.isdigit():
         try:
-            return client.projects.get(int(key))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pydantic's serializer warnings on odd answers: checked below
+                found = client.projects.get(int(key))
+            if not isinstance(getattr(found, "id", None), int):
+                raise SourceError(f"Label Studio answered the request to get project {key} with JSON autolabel cannot "
+                                  "read (no project id); check that --url is a Label Studio server (1.x)")
+            return found
         except ApiError as exc:
             if exc.status_code != 404:
                 raise SourceError(f"Label Studio refused to get project {key}: {_detail(exc.body)}") from None
-    with _calling("list projects"):
-        matches = [p for p in client.projects.list(title=key) if p.title == key]
+    matches = [p for p in _listed("list projects", lambda: client.projects.list(title=key)) if p.title == key]
     if len(matches) > 1:
         ids = ", ".join(str(p.id) for p in matches)
         raise UsageError(f"several Label Studio projects are titled '{key}' (ids {ids}); rename all but one"
@@ -315,9 +331,30 @@ def _find_project(client: LabelStudio, key: str, by_id: bool) -> Any | None:
     return matches[0] if matches else None
 
 
+def _listed(what: str, first_page: Callable[[], Any]) -> list[Any]:
+    """Every item of a paged SDK listing, each an object with an integer id; pages end when one brings nothing new
+    (a server answering every page alike would otherwise be asked forever) or after MAX_PAGES."""
+    items: list[Any] = []
+    seen: set[int] = set()
+    with _calling(what):
+        for number, page in enumerate(first_page().iter_pages()):
+            if not isinstance(page.items, list) or not all(isinstance(getattr(i, "id", None), int)
+                                                           for i in page.items):
+                raise TypeError(f"page {number + 1} is not a list of objects with ids")
+            fresh = [i for i in page.items if i.id not in seen]
+            seen.update(i.id for i in fresh)
+            items.extend(fresh)
+            if not fresh or number + 1 >= MAX_PAGES:
+                break
+    return items
+
+
 def _ensure_storage(client: LabelStudio, project_id: int, folder: Path) -> None:
     with _calling("list the project's Local Files storages"):
-        paths = {os.path.normpath(s.path or "") for s in client.import_storage.local.list(project=project_id)}
+        storages = client.import_storage.local.list(project=project_id)
+        if not isinstance(storages, list) or not all(isinstance(getattr(s, "id", None), int) for s in storages):
+            raise TypeError("not a list of storages with ids")
+        paths = {os.path.normpath(s.path or "") for s in storages}
     if os.path.normpath(folder) in paths:
         return
     with _calling(f"add a Local Files storage for {folder} (the server needs LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"
