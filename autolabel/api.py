@@ -100,7 +100,7 @@ class Labeler:
                 data["multi_label"] = True
             self.spec = parse_spec(data, "<classes>")
         self.spec = self.spec.with_threshold(threshold)
-        self.model_config = ModelConfig(model, device, precision)
+        self.model_config = ModelConfig(None if model is None else os.fspath(model), device, precision)
         self.classify_config = ClassifyConfig(top_k=top_k, threshold=threshold)
         self.decode_config = DecodeConfig(full_decode=full_decode, workers=workers)
         self.engine_config = EngineConfig(batch_size=batch_size)
