@@ -46,7 +46,9 @@ def _check_arguments(**given: Any) -> None:
              "templates": (given["templates"], (str,), "prompt templates (str) or a shipped set's name"),
              "examples": (given["examples"], _PATH, "table paths")}
     for name, (value, kinds, words) in items.items():
-        if value is None or isinstance(value, (str, os.PathLike)):
+        # classes="cat dog", b"..", {..}: Labeler's own check says how to give them
+        if value is None or isinstance(value, (str, os.PathLike)) or (name == "classes" and (
+                isinstance(value, bytes) or not isinstance(value, Sequence))):
             continue
         if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
             raise UsageError(f"{name}= takes a list of {words}, not {type(value).__name__} {str(value)[:60]!r}")
