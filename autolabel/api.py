@@ -46,7 +46,9 @@ def _check_arguments(**given: Any) -> None:
              "templates": (given["templates"], (str,), "prompt templates (str) or a shipped set's name"),
              "examples": (given["examples"], _PATH, "table paths")}
     for name, (value, kinds, words) in items.items():
-        if value is None or isinstance(value, (str, os.PathLike)):
+        # classes="cat dog", b"..", {..}: Labeler's own check says how to give them
+        if value is None or isinstance(value, (str, os.PathLike)) or (name == "classes" and (
+                isinstance(value, bytes) or not isinstance(value, Sequence))):
             continue
         if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
             raise UsageError(f"{name}= takes a list of {words}, not {type(value).__name__} {str(value)[:60]!r}")
@@ -100,7 +102,7 @@ class Labeler:
                 data["multi_label"] = True
             self.spec = parse_spec(data, "<classes>")
         self.spec = self.spec.with_threshold(threshold)
-        self.model_config = ModelConfig(model, device, precision)
+        self.model_config = ModelConfig(None if model is None else os.fspath(model), device, precision)
         self.classify_config = ClassifyConfig(top_k=top_k, threshold=threshold)
         self.decode_config = DecodeConfig(full_decode=full_decode, workers=workers)
         self.engine_config = EngineConfig(batch_size=batch_size)

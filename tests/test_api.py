@@ -161,3 +161,8 @@ def test_an_argument_of_the_wrong_type_is_a_usage_error_at_construction(tmp_path
         autolabel.Labeler(**arguments)
     assert str(info.value) == wanted
     assert list(tmp_path.iterdir()) == []  # no folder named `3`
+
+
+def test_model_may_be_a_path(tiny_clip) -> None:
+    labeler = autolabel.Labeler(model=Path(tiny_clip), classes=["cat", "dog"], cache=False)
+    assert labeler.model_config.model == str(tiny_clip) and labeler.model.name == str(tiny_clip)

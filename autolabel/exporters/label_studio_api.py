@@ -334,17 +334,26 @@ def _find_project(client: LabelStudio, key: str, by_id: bool) -> Any | None:
 def _listed(what: str, first_page: Callable[[], Any]) -> list[Any]:
     """Every item of a paged SDK listing, each an object with an integer id; pages end when one brings nothing new
     (a server answering every page alike would otherwise be asked forever) or after MAX_PAGES."""
+    from label_studio_sdk.core.api_error import ApiError
+
     items: list[Any] = []
     seen: set[int] = set()
     with _calling(what):
-        for number, page in enumerate(first_page().iter_pages()):
+        page, number = first_page(), 1
+        while page is not None:
             if not isinstance(page.items, list) or not all(isinstance(getattr(i, "id", None), int)
                                                            for i in page.items):
-                raise TypeError(f"page {number + 1} is not a list of objects with ids")
+                raise TypeError(f"page {number} is not a list of objects with ids")
             fresh = [i for i in page.items if i.id not in seen]
             seen.update(i.id for i in fresh)
             items.extend(fresh)
-            if not fresh or number + 1 >= MAX_PAGES:
+            if not fresh or not page.has_next or page.get_next is None or number >= MAX_PAGES:
+                break
+            try:
+                page, number = page.get_next(), number + 1
+            except ApiError as exc:
+                if exc.status_code != 404:  # Label Studio answers the page after the last with 404 "Invalid page"
+                    raise
                 break
     return items
 
