@@ -93,7 +93,7 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
         table = open_table(path, suffix, "examples table",
                            (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
     if not hasattr(table, "column_names"):
-        table = table.read()
+        table = table.read(use_threads=False)  # see sources._parse_table: no pyarrow threads on a file object
     names = table.column_names
     where = f"{option} {path}".lstrip()
     path_column = next((c for c in PATH_COLUMNS if c in names), None)

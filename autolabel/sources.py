@@ -173,12 +173,14 @@ def _parse_table(source: Any, suffix: str, strings: Sequence[str] = ()) -> pa.Ta
         import pyarrow.csv as pcsv
 
         delimiter = "\t" if suffix == ".tsv" else ","
-        return pcsv.read_csv(source, parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        # one thread: pyarrow's worker threads reading through a Python file object can abort the process at exit
+        return pcsv.read_csv(source, read_options=pcsv.ReadOptions(use_threads=False),
+                             parse_options=pcsv.ParseOptions(delimiter=delimiter),
                              convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(strings, pa.string())))
     if suffix == ".jsonl":
         import pyarrow.json as pjson
 
-        return pjson.read_json(source)
+        return pjson.read_json(source, read_options=pjson.ReadOptions(use_threads=False))
     lines = source.read().decode("utf-8").splitlines()
     return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
 
@@ -222,7 +224,7 @@ def _batches(table: Any) -> Iterator[pa.RecordBatch]:
     if isinstance(table, pa.Table):
         yield from table.to_batches(max_chunksize=_SLICE_ROWS)
     else:  # a ParquetFile: read a few thousand rows at a time
-        yield from table.iter_batches(batch_size=_SLICE_ROWS)
+        yield from table.iter_batches(batch_size=_SLICE_ROWS, use_threads=False)
 
 
 def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None:
