@@ -122,13 +122,19 @@ def test_a_reordered_manifest_is_relabelled_in_its_order(tmp_path, pics, labels_
     same_as_fresh(folder, listing, labels_yaml, tiny_clip, tmp_path)
 
 
-def test_a_changed_shard_holding_reviews_is_refused_and_left_as_it_was(tmp_path, pics, labels_yaml,
-                                                                       tiny_clip) -> None:
+def reviewed_folder(tmp_path: Path, pics: Path, labels_yaml: Path, tiny_clip: Path) -> Path:
+    """A finished shard folder whose first image a person reviewed (import-review)."""
     folder = tmp_path / "shards"
     ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
     first = pd.read_parquet(folder / "part-00000.parquet").path[0]
     (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{pics / first},bird\n")
     ok(cli("import-review", str(tmp_path / "c.csv"), "--into", str(folder)))
+    return folder
+
+
+def test_a_changed_shard_holding_reviews_is_refused_and_left_as_it_was(tmp_path, pics, labels_yaml,
+                                                                       tiny_clip) -> None:
+    folder = reviewed_folder(tmp_path, pics, labels_yaml, tiny_clip)
     (pics / "02.png").unlink()
     before = (folder / "part-00000.parquet").read_bytes()
     line = refused(run(pics, f"{folder}/", labels_yaml, tiny_clip))
@@ -342,11 +348,7 @@ def test_a_manifest_edited_out_of_order_or_a_missing_part_is_one_line(tmp_path, 
 
 def test_a_swapped_part_holding_reviews_is_refused_and_left_as_it_was(tmp_path, pics, labels_yaml,
                                                                           tiny_clip) -> None:
-    folder = tmp_path / "shards"
-    ok(run(pics, f"{folder}/", labels_yaml, tiny_clip))
-    first = pd.read_parquet(folder / "part-00000.parquet").path[0]
-    (tmp_path / "c.csv").write_text(f"path,reviewed_label\n{pics / first},bird\n")
-    ok(cli("import-review", str(tmp_path / "c.csv"), "--into", str(folder)))
+    folder = reviewed_folder(tmp_path, pics, labels_yaml, tiny_clip)
     zero, one = folder / "part-00000.parquet", folder / "part-00001.parquet"
     a, b = zero.read_bytes(), one.read_bytes()
     zero.write_bytes(b)

@@ -171,6 +171,20 @@ LABELS_TABLE = click.argument("labels_table", metavar="LABELS", type=click.Path(
 SPEC_OPTION = click.option("--labels", "spec", type=click.Path(dir_okay=False), default=None,
                            help="Label spec, for tables that do not record their classes (a CSV without its "
                                 "LABELS.autolabel.json sidecar).")
+
+
+def table_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--model, --device and --cache-dir of the commands that embed a labels table's images with its run's model."""
+    for option in reversed((
+        click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model]."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
+                     help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel]."),
+    )):
+        command = option(command)
+    return command
+
+
 TRUTH_OPTION = click.option(
     "--truth", required=True,
     help="A column of LABELS (e.g. truth, reviewed_label), a .csv/.parquet with path and label columns, or 'folder'.")

@@ -6,7 +6,7 @@ import itertools
 
 import click
 
-from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main
+from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, handle_errors, main, table_model_options
 
 KIND_NAMES = ("duplicate", "label_issue", "outlier", "summary")
 
@@ -32,10 +32,7 @@ def _split_kinds(values: tuple[str, ...]) -> tuple[str, ...] | None:
               help="A column naming each image's split (train/val/test): duplicates across splits become "
                    "`leakage` rows too.")
 @SPEC_OPTION
-@click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
-              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@table_model_options
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True,
               help="Images per model call, for embeddings the cache lacks.")
 @click.option("--workers", "-w", type=int, default=0, show_default=True,

@@ -16,6 +16,7 @@ from autolabel.cli.app import (
     handle_errors,
     main,
     output_console,
+    table_model_options,
     write_json,
 )
 from autolabel.errors import UsageError
@@ -214,10 +215,7 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
               help="Reviews so far (repeatable): corrections or earlier queues filled in; rows in them are not "
                    "offered again.")
 @SPEC_OPTION
-@click.option("--model", "-m", default=None, help="Hub id or local folder [default: the run's model].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="AUTOLABEL_CACHE_DIR", default=None,
-              help="Embedding cache folder [default: $XDG_CACHE_HOME/autolabel or ~/.cache/autolabel].")
+@table_model_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def queue(labels_table: str, budget: int, out: str, examples: tuple[str, ...], spec: str | None, model: str | None,
