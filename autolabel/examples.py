@@ -16,6 +16,7 @@ from autolabel import storage
 from autolabel.adapt import Fit, fit, fit_multi_label
 from autolabel.classify import Classifier
 from autolabel.errors import SpecError, UsageError
+from autolabel.records import identity
 from autolabel.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
 from autolabel.spec import LabelSpec
 
@@ -48,11 +49,6 @@ class Embedded:
     embeddings: np.ndarray  # (n, dim)
     encoded: int
     skipped: tuple[str, ...]  # "ORIGIN: reason" of examples that could not be read
-
-
-def identity(location: str) -> str:
-    """The key an example and a SOURCE image share when they are the same file (its real path, or the URL)."""
-    return location if storage.is_url(location) else os.path.realpath(location)
 
 
 def _clean(value: Any) -> str | None:

@@ -15,15 +15,14 @@ from typing import Any
 import pyarrow as pa
 
 from autolabel import storage
-from autolabel.engines.base import Batch, Shard
 from autolabel.errors import UsageError
 from autolabel.fileio import SHARD_LOCK as LOCK
 from autolabel.fileio import SHARD_MANIFEST as MANIFEST
 from autolabel.fileio import SHARD_PART as PART
 from autolabel.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
+from autolabel.records import Batch, Counts, Shard
 from autolabel.shardfolder import SHARD_KEY, in_folder, part_name, read_manifest
 from autolabel.sources import ImageRecord
-from autolabel.stages import Counts
 from autolabel.writers import METADATA_KEY, TableWriter, output_format
 
 CHANGED = "its images changed in SOURCE: added, removed, renamed, reordered or modified"

@@ -182,7 +182,8 @@ def _candidates(path: str, bases: Sequence[str | None]) -> list[str]:
 def collect_reviews(results: Results, config: QueueConfig, where: Sequence[str], reporter: Reporter
                     ) -> tuple[Reviews, list[Any]]:
     """The table's reviews, then --examples' (a later label wins), as rows and as examples to learn from."""
-    from autolabel.examples import Example, collect, identity
+    from autolabel.examples import Example, collect
+    from autolabel.records import identity
 
     spec = results.spec
     keys = {identity(w): row for row, w in enumerate(where)}
@@ -315,7 +316,7 @@ def planned_paths(results: Results, queue_file: str) -> list[tuple[str, str]]:
     """A queue's rows as (table path, reason) in rank order, for the report; rows not in the table are left out."""
     import pandas as pd
 
-    from autolabel.examples import identity
+    from autolabel.records import identity
 
     path = Path(queue_file)
     try:

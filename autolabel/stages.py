@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -13,7 +13,7 @@ from autolabel import storage
 from autolabel.cache import EmbeddingCache, content_hash
 from autolabel.classify import Classifier, Prediction
 from autolabel.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
-from autolabel.examples import identity
+from autolabel.records import Counts, identity
 from autolabel.sources import ImageRecord, printable_path
 from autolabel.writers import output_schema
 
@@ -163,52 +163,6 @@ def text_encoder(model: Model, cache: EmbeddingCache | None, space: str):  # -> 
         return np.stack([seen[p] for p in prompts])
 
     return encode
-
-
-@dataclass(frozen=True)
-class Counts:
-    """What one batch (or a whole run: counts add up) produced, per status and per class."""
-
-    images: int = 0
-    encoded: int = 0
-    status: Mapping[str, int] = field(default_factory=dict)
-    classes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    actors: frozenset[str] = frozenset()  # Ray actors that did model work
-
-    def __add__(self, other: Counts) -> Counts:
-        status = {k: self.status.get(k, 0) + other.status.get(k, 0) for k in dict.fromkeys([*self.status,
-                                                                                            *other.status])}
-        classes = {}
-        for name in dict.fromkeys([*self.classes, *other.classes]):
-            a, b = self.classes.get(name, {}), other.classes.get(name, {})
-            classes[name] = {k: a.get(k, 0) + b.get(k, 0) for k in dict.fromkeys([*a, *b])}
-        return Counts(self.images + other.images, self.encoded + other.encoded, status, classes,
-                      self.actors | other.actors)
-
-    @classmethod
-    def of(cls, columns: Mapping[str, Sequence[Any]], encoded: int, actors: Iterable[str] = ()) -> Counts:
-        """Count a batch's result columns (multi-label: an image counts for each class of its `labels`)."""
-        status: dict[str, int] = {}
-        classes: dict[str, dict[str, int]] = {}
-        labels = columns["labels"] if "labels" in columns else [[x] if x is not None else [] for x in columns["label"]]
-        for names, state in zip(labels, columns["status"], strict=True):
-            status[state] = status.get(state, 0) + 1
-            for label in names:
-                per = classes.setdefault(label, {"images": 0})
-                per["images"] += 1
-                per[state] = per.get(state, 0) + 1
-        return cls(len(columns["status"]), encoded, status, classes, frozenset(actors))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (shard metadata: rows per status and class; what was encoded belongs to a run, not a shard)."""
-        return {"images": self.images, "status": dict(self.status),
-                "classes": {k: dict(v) for k, v in self.classes.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Counts:
-        """Inverse of to_dict."""
-        return cls(int(data["images"]), int(data.get("encoded", 0)), dict(data["status"]),
-                   {k: dict(v) for k, v in data["classes"].items()})
 
 
 def prediction_row(pred: Prediction | None, error: str | None, multi_label: bool = False) -> dict[str, Any]:

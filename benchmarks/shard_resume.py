@@ -19,10 +19,9 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from autolabel.engines.base import Shard
 from autolabel.output import ShardSink
+from autolabel.records import Counts, Shard
 from autolabel.sources import ImageRecord, folder_entries
-from autolabel.stages import Counts
 from autolabel.writers import OUTPUT_SCHEMA
 
 

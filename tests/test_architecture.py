@@ -66,3 +66,12 @@ def test_engines_and_stages_never_import_the_runner_or_the_cli() -> None:
 def test_run_only_composes() -> None:
     lines = inspect.getsource(pipeline.run).splitlines()
     assert len(lines) <= 40, f"run() has {len(lines)} lines"
+
+
+def test_records_are_the_ground_floor_and_output_imports_downward() -> None:
+    """Counts, Batch, Shard and file identity live in records.py, which imports no other layer of the run; output
+    no longer reaches up into engines or stages for them."""
+    edges = graph()
+    assert edges["autolabel.records"] <= {"autolabel.storage"}
+    assert not {m for m in edges["autolabel.output"] if m.startswith(("autolabel.engines", "autolabel.stages"))}
+    assert "autolabel.examples" not in edges["autolabel.stages"]

@@ -299,8 +299,8 @@ def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_pat
 
     from autolabel.engines.base import Batch
     from autolabel.output import ShardSink
+    from autolabel.records import Counts
     from autolabel.sources import ImageRecord
-    from autolabel.stages import Counts
     from autolabel.writers import OUTPUT_SCHEMA
 
     for i in range(5):

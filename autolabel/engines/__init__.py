@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from autolabel.engines.base import Batch, Engine, Shard
+from autolabel.engines.base import Engine
+from autolabel.records import Batch, Shard
 
 __all__ = ["Batch", "Engine", "Shard"]

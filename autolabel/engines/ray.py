@@ -100,7 +100,7 @@ class LabelActor:
 
     def label(self, records: list[ImageRecord], shard: int | None) -> Batch:
         from autolabel.engines.local import prepared_batches
-        from autolabel.stages import Counts
+        from autolabel.records import Counts
 
         totals = Counts()
         errors: list[tuple[str, str]] = []

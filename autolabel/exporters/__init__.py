@@ -119,7 +119,7 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
         paths = {name: path for path, name in export_names(results).items()}
         reviewed = {paths.get(n, n): label for n, label in reviewed.items()}  # an unknown name stays unmatched
     elif tool == "csv":  # the CSV names files (absolute, or relative to itself): match the rows' files
-        from autolabel.examples import identity
+        from autolabel.records import identity
 
         root = results.images_root()
         by_file = {identity(str(results.location(k, root))): k for k in keys}
