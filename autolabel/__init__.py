@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from autolabel.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
+from autolabel.core.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from autolabel.api import Labeler
-    from autolabel.config import RunConfig
-    from autolabel.pipeline import RunResult
+    from autolabel.core.config import RunConfig
+    from autolabel.labelling.pipeline import RunResult
 
 __all__ = ["__version__", "Labeler", "AutolabelError", "UsageError", "SpecError", "SourceError", "ModelError",
            "TooManyErrors", "label_images"]
@@ -36,7 +36,7 @@ def __getattr__(name: str) -> Any:
 
 
 def label_images(config: RunConfig, **kwargs: Any) -> RunResult:
-    """Run a labeling job from a RunConfig (see `autolabel.pipeline.run`; `Labeler` is the friendlier way)."""
-    from autolabel.pipeline import run
+    """Run a labeling job from a RunConfig (see `autolabel.labelling.pipeline.run`; `Labeler` is the friendlier way)."""
+    from autolabel.labelling.pipeline import run
 
     return run(config, **kwargs)

@@ -6,18 +6,18 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from autolabel.errors import UsageError
+from autolabel.core.errors import UsageError
 
 if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
-    from autolabel.cache import EmbeddingCache
-    from autolabel.pipeline import RunResult
-    from autolabel.progress import Reporter
-    from autolabel.sources import ImageRecord
-    from autolabel.spec import LabelSpec
-    from autolabel.stages import Item, Model, Stages
+    from autolabel.core.progress import Reporter
+    from autolabel.core.spec import LabelSpec
+    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.embedding.stages import Item, Model, Stages
+    from autolabel.labelling.pipeline import RunResult
+    from autolabel.labelling.sources import ImageRecord
 
 
 _PATH = (str, os.PathLike)
@@ -75,9 +75,9 @@ class Labeler:
                  workers: int = 0, full_decode: bool = False,
                  examples: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
                  examples_column: str | None = None, progress: bool = False) -> None:
-        from autolabel.config import CacheConfig, ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
-        from autolabel.session import Session
-        from autolabel.spec import load_spec, parse_spec
+        from autolabel.core.config import CacheConfig, ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
+        from autolabel.core.spec import load_spec, parse_spec
+        from autolabel.embedding.session import Session
 
         _check_arguments(model=model, spec=spec, classes=classes, templates=templates, threshold=threshold,
                          top_k=top_k, multi_label=multi_label, device=device, precision=precision, cache_dir=cache_dir,
@@ -111,7 +111,7 @@ class Labeler:
         self.session = Session.open(self.model_config, CacheConfig(self.cache_dir, not cache),
                                     draft=not full_decode, spec_model=self.spec.model_location())
         self.cache: EmbeddingCache | None = self.session.cache
-        from autolabel.examples import collect
+        from autolabel.learn.examples import collect
 
         self.examples_tables = tuple(os.fspath(e) for e in examples)
         self.examples_column = examples_column
@@ -125,14 +125,14 @@ class Labeler:
         return list(self.spec.class_names)
 
     def _reporter(self) -> Reporter:
-        from autolabel.progress import Reporter
+        from autolabel.core.progress import Reporter
 
         return Reporter(quiet=False) if self.progress else Reporter(silent=True)
 
     def stages(self) -> Stages:
         """The run's stages for this model and spec (text encoded once, then kept)."""
         if self._stages is None:
-            from autolabel.pipeline import stages_for
+            from autolabel.labelling.pipeline import stages_for
 
             top_k = self.classify_config.top_k_for(self.spec.multi_label, len(self.spec.classes))
             self._stages, self.learned = stages_for(
@@ -144,9 +144,9 @@ class Labeler:
         """One row per image in input order, the contract's columns (`path` is `<image N>` for PIL images)."""
         import pyarrow as pa
 
-        from autolabel.engines.local import LocalEngine
-        from autolabel.sources import ImageRecord
-        from autolabel.writers import output_schema
+        from autolabel.labelling.engines.local import LocalEngine
+        from autolabel.labelling.sources import ImageRecord
+        from autolabel.table.writer import output_schema
 
         if isinstance(images, (bytes, bytearray)):
             raise UsageError("images: expected paths or PIL images, got bytes (decode a path to str)")
@@ -189,8 +189,8 @@ class Labeler:
 
         E.g. `label_to("photos/", "labels.parquet", summary_json="s.json")` or a folder `out="shards/"`.
         """
-        from autolabel.config import RunConfig
-        from autolabel.pipeline import run
+        from autolabel.core.config import RunConfig
+        from autolabel.labelling.pipeline import run
 
         fixed = sorted({"model", "device", "precision", "labels", "spec", "source"} & set(options))
         if fixed:
@@ -223,8 +223,8 @@ class _WithPictures:
         self.prepare, self.pictures = prepare, pictures
 
     def __call__(self, record: ImageRecord) -> Item:
-        from autolabel.decode import DecodeError, to_rgb
-        from autolabel.stages import Item
+        from autolabel.embedding.decode import DecodeError, to_rgb
+        from autolabel.embedding.stages import Item
 
         picture = self.pictures.get(record.row)
         if picture is None:

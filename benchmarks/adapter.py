@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from autolabel.adapt import fit
+from autolabel.classifier.adapt import fit
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from PIL import Image
 
 
 def setup(work: Path, n: int, dim: int, pairs: int) -> None:
-    from autolabel.cache import EmbeddingCache
+    from autolabel.embedding.cache import EmbeddingCache
 
     rng = np.random.default_rng(0)
     topics = rng.standard_normal((2000, dim)).astype(np.float32)
@@ -64,8 +64,8 @@ def timed(work: Path, n: int) -> dict:
     from autolabel.audit.duplicates import DuplicateRule, candidate_pairs, confirmed_edges, duplicate_findings
     from autolabel.audit.neighbours import nearest
     from autolabel.audit.pixels import BASE_PX, base_thumbnail
-    from autolabel.cache import EmbeddingCache
-    from autolabel.decode import DecodeError, open_image, read_bytes
+    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.embedding.decode import DecodeError, open_image, read_bytes
 
     started = time.perf_counter()
     cache = EmbeddingCache(work / "cache")

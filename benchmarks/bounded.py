@@ -71,7 +71,7 @@ def audit_setup(work: Path, n: int, drawings: int, dim: int = 512) -> None:
     from PIL import Image
     from shapes import COLORS, SHAPES, draw_shape
 
-    from autolabel.cache import EmbeddingCache
+    from autolabel.embedding.cache import EmbeddingCache
 
     images = work / "images"
     images.mkdir()
@@ -114,8 +114,8 @@ def audit_timed(work: Path, n: int, drawings: int) -> dict:
     from autolabel.audit.neighbours import nearest
     from autolabel.audit.pixels import BASE_PX, base_thumbnail
     from autolabel.audit.runner import NEIGHBOURS
-    from autolabel.cache import EmbeddingCache
-    from autolabel.decode import open_image, read_bytes
+    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.embedding.decode import open_image, read_bytes
 
     started = time.perf_counter()
     cache = EmbeddingCache(work / "cache")

@@ -29,7 +29,7 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 
 def _lazy(name: str, precision: str, work: Path):  # -> LazyModel
-    from autolabel.session import LazyModel
+    from autolabel.embedding.session import LazyModel
 
     return LazyModel(name, "cpu", precision, work_dir=work / "onnx")
 
@@ -38,8 +38,8 @@ def speed(work: Path, repeats: int, batch: int) -> None:
     """Steady-state img/s of the image tower at each precision, on the same ready batch."""
     from PIL import Image
 
-    from autolabel.decode import stack
-    from autolabel.precision import native_bf16
+    from autolabel.core.precision import native_bf16
+    from autolabel.embedding.decode import stack
 
     model_dir = save_vit_b32(work / "vit-b32")
     models = {p: _lazy(str(model_dir), p, work).get() for p in PRECISIONS}
@@ -71,8 +71,8 @@ def agreement(work: Path) -> None:
     import pandas as pd
     from make_images import make_images
 
-    from autolabel.config import RunConfig
-    from autolabel.pipeline import run
+    from autolabel.core.config import RunConfig
+    from autolabel.labelling.pipeline import run
 
     manifest = make_images(work / "shapes", n=240, seed=2024)
     frames = {}

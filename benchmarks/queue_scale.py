@@ -24,7 +24,7 @@ import numpy as np
 
 
 def setup(work: Path, n: int, dim: int) -> None:
-    from autolabel.cache import EmbeddingCache
+    from autolabel.embedding.cache import EmbeddingCache
 
     rng = np.random.default_rng(0)
     topics = rng.standard_normal((2000, dim)).astype(np.float32)
@@ -43,9 +43,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def timed(work: Path, n: int, classes: int, budget: int, reviewed: int) -> dict:
-    from autolabel.adapt import fit
-    from autolabel.cache import EmbeddingCache
-    from autolabel.planner import plan
+    from autolabel.classifier.adapt import fit
+    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.learn.planner import plan
 
     started = time.perf_counter()
     cache = EmbeddingCache(work / "cache")

@@ -19,10 +19,10 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from autolabel.output import ShardSink
-from autolabel.records import Counts, Shard
-from autolabel.sources import ImageRecord, folder_entries
-from autolabel.writers import OUTPUT_SCHEMA
+from autolabel.core.records import Counts, Shard
+from autolabel.labelling.output import ShardSink
+from autolabel.labelling.sources import ImageRecord, folder_entries
+from autolabel.table.writer import OUTPUT_SCHEMA
 
 
 def main() -> None:

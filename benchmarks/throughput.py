@@ -23,13 +23,13 @@ import yaml
 from common import ROOT, interleave, make_jpegs, median, save_vit_b32
 from PIL import Image
 
-from autolabel.config import RunConfig
-from autolabel.decode import stack
-from autolabel.model import ZeroShotModel
-from autolabel.pipeline import run
-from autolabel.progress import Reporter
-from autolabel.sources import ImageRecord
-from autolabel.stages import Prepare
+from autolabel.core.config import RunConfig
+from autolabel.core.progress import Reporter
+from autolabel.embedding.decode import stack
+from autolabel.embedding.model import ZeroShotModel
+from autolabel.embedding.stages import Prepare
+from autolabel.labelling.pipeline import run
+from autolabel.labelling.sources import ImageRecord
 
 TINY = ROOT / "examples" / "tiny-shapes"
 

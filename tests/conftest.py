@@ -182,7 +182,7 @@ def tiny_siglip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def interrupt_on_batch(monkeypatch: pytest.MonkeyPatch, n: int):
     """Make the n-th image batch raise KeyboardInterrupt (as Ctrl-C would); returns the real encode_images."""
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     real = ZeroShotModel.encode_images
     calls = {"n": 0}

@@ -14,7 +14,7 @@ from PIL import Image
 
 import autolabel
 from autolabel.cli import main
-from autolabel.writers import OUTPUT_SCHEMA
+from autolabel.table.writer import OUTPUT_SCHEMA
 
 
 def test_label_equals_the_cli_run_and_writes_nothing_to_stderr(tmp_path, image_folder, labels_yaml, tiny_clip,
@@ -74,7 +74,7 @@ def test_a_broken_file_is_an_error_row_not_an_exception(tmp_path, tiny_clip) -> 
 
 def test_label_to_is_the_cli_run_and_the_model_loads_once(tmp_path, image_folder, labels_yaml, tiny_clip,
                                                            monkeypatch) -> None:
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     loads = []
     real = ZeroShotModel.load.__func__

@@ -18,7 +18,7 @@ from autolabel.audit.neighbours import SearchPlan, nearest
 from autolabel.audit.outliers import find_outliers, knn_distance
 from autolabel.audit.pixels import PixelRule, base_thumbnail, pixel_distance
 from autolabel.audit.summary import class_balance
-from autolabel.errors import UsageError
+from autolabel.core.errors import UsageError
 
 
 def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from autolabel.cache import EmbeddingCache
 from autolabel.cli import main
-from autolabel.decode import open_image
+from autolabel.embedding.cache import EmbeddingCache
+from autolabel.embedding.decode import open_image
 
 from .conftest import interrupt_on_batch, noise_image, slow_env
 
@@ -60,8 +60,8 @@ def test_changed_spec_reuses_every_image_embedding(tmp_path, image_folder, label
 
 
 def test_text_embeddings_are_cached(tmp_path, labels_yaml, tiny_clip) -> None:
-    from autolabel.model import ZeroShotModel
-    from autolabel.stages import text_encoder
+    from autolabel.embedding.model import ZeroShotModel
+    from autolabel.embedding.stages import text_encoder
 
     model = ZeroShotModel.load(str(tiny_clip))
     calls = []
@@ -101,7 +101,7 @@ def _many_images(root: Path, n: int) -> Path:
 
 
 def test_resume_after_interrupt_equals_clean_run(tmp_path, labels_yaml, tiny_clip, monkeypatch) -> None:
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     images = _many_images(tmp_path / "imgs", 20)
     clean = tmp_path / "clean.parquet"
@@ -195,7 +195,7 @@ def test_cache_info_and_prune(tmp_path, image_folder, labels_yaml, tiny_clip) ->
 
 def test_draft_decoding_stays_close_to_full_decoding(tmp_path) -> None:
     """JPEG draft mode (DCT scaling to ≥ 2× the model input) vs full decode, through CLIP's preprocessing."""
-    from autolabel.decode import Preprocessing
+    from autolabel.embedding.decode import Preprocessing
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     from common import photo_like

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from autolabel.classify import Classifier, ensemble
-from autolabel.spec import parse_spec
+from autolabel.classifier.classify import Classifier, ensemble
+from autolabel.core.spec import parse_spec
 
 
 def test_ensemble_matches_straightforward_computation() -> None:

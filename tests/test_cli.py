@@ -85,7 +85,7 @@ def test_import_review_reads_autolabel_import_review_options(table: Path) -> Non
 
 
 def test_cache_commands_read_the_shared_cache_dir_and_their_own_options(tmp_path: Path) -> None:
-    from autolabel.cache import EmbeddingCache
+    from autolabel.embedding.cache import EmbeddingCache
 
     EmbeddingCache(tmp_path / "c").close()
     info = invoke(["cache", "info"], {"AUTOLABEL_CACHE_DIR": str(tmp_path / "c")})
@@ -112,11 +112,11 @@ def test_help_names_each_options_variable() -> None:
 
 
 def test_interrupting_a_command_without_a_cache_promises_no_resume(table: Path, monkeypatch) -> None:
-    import autolabel.evaluate
+    import autolabel.task.single
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(autolabel.evaluate, "evaluate", interrupted)
+    monkeypatch.setattr(autolabel.task.single, "evaluate", interrupted)
     result = invoke(["eval", str(table), "--truth", "truth", "--labels", str(table.parent / "spec.yaml")], {})
     assert result.exit_code == 130 and result.stderr == "interrupted: no partial output was written\n"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from autolabel.decode import DecodeError, Preprocessing, open_image, read_bytes, to_rgb
+from autolabel.embedding.decode import DecodeError, Preprocessing, open_image, read_bytes, to_rgb
 
 from .conftest import noise_image
 

@@ -14,8 +14,10 @@ from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from autolabel.cli import main
-from autolabel.errors import SourceError, UsageError
-from autolabel.evaluate import (
+from autolabel.core.errors import SourceError, UsageError
+from autolabel.core.spec import load_spec
+from autolabel.table.results import Results, load_results
+from autolabel.task.single import (
     Truth,
     calibrate,
     diff,
@@ -25,8 +27,6 @@ from autolabel.evaluate import (
     spec_with_thresholds,
     wilson_interval,
 )
-from autolabel.results import Results, load_results
-from autolabel.spec import load_spec
 
 from .conftest import finishes
 
@@ -426,7 +426,7 @@ def test_write_spec_with_an_unreachable_target_writes_nothing_and_exits_1(tmp_pa
 
 
 def test_write_spec_far_from_the_model_names_it_absolutely(tmp_path: Path) -> None:
-    from autolabel.spec import parse_spec
+    from autolabel.core.spec import parse_spec
 
     (tmp_path / "specs" / "models" / "tiny").mkdir(parents=True)
     spec = parse_spec({"model": "models/tiny", "classes": ["cat", "dog"]}, str(tmp_path / "specs" / "spec.yaml"))

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.errors import SourceError
-from autolabel.exporters.base import folder_name, safe_names
-from autolabel.results import load_results
+from autolabel.core.errors import SourceError
+from autolabel.review.exporters.base import folder_name, safe_names
+from autolabel.table.results import load_results
 
 from .conftest import finishes, noise_image
 
@@ -271,7 +271,7 @@ def test_overwrite_never_replaces_a_file_it_did_not_write(labelled: Path, tmp_pa
 
 
 def test_an_interrupted_export_removes_what_it_wrote(labelled: Path, tmp_path: Path, monkeypatch) -> None:
-    from autolabel.exporters import base
+    from autolabel.review.exporters import base
 
     real, calls = base.ExportContext.place, {"n": 0}
 
@@ -295,7 +295,7 @@ def test_export_and_report_find_images_from_any_directory(labelled: Path, tmp_pa
     """A table records `images_root` (absolute); tables without it resolve SOURCE against their own folder."""
     import pyarrow.parquet as pq
 
-    from autolabel.writers import METADATA_KEY, read_metadata
+    from autolabel.table.writer import METADATA_KEY, read_metadata
 
     meta = read_metadata(labelled)
     root = Path(meta["source"]).parent
@@ -370,7 +370,7 @@ def test_xml_exports_stay_well_formed_with_control_characters(labelled: Path, tm
     """The spec refuses control characters in names; a table written otherwise must still give valid XML."""
     import xml.etree.ElementTree as ET
 
-    from autolabel.exporters import export as write_export
+    from autolabel.review.exporters import export as write_export
 
     results = load_results(labelled)
     results.classes = ["bad\x00name", "bell\x07", *results.classes[2:]]
@@ -415,7 +415,7 @@ def test_import_review_of_a_binary_xml_file_is_one_line(labelled: Path, tmp_path
 
 
 def test_fifo_review_exports_and_tables_are_refused_without_blocking(tmp_path: Path) -> None:
-    from autolabel.exporters import read_review
+    from autolabel.review.exporters import read_review
 
     fifo = "not a regular file (a FIFO); only regular files are read"
     for name in ("export.json", "annotations.xml", "labels.parquet"):
@@ -435,7 +435,7 @@ def test_an_export_failing_on_a_full_disk_removes_the_folder_it_created(labelled
                                                                         existing: bool) -> None:
     import errno
 
-    from autolabel.exporters import base
+    from autolabel.review.exporters import base
 
     def full(self, name, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(self.out / name))

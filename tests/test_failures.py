@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from autolabel.cache import EmbeddingCache
 from autolabel.cli import main
 from autolabel.cli.failures import describe
+from autolabel.embedding.cache import EmbeddingCache
 
 
 def invoke(*args: str):
@@ -127,12 +127,12 @@ def test_full_disk_on_a_json_file_names_it(tmp_path, image_folder, labels_yaml, 
 
 def test_a_bug_is_one_line_that_asks_for_a_report_and_v_shows_the_traceback(tmp_path, image_folder, labels_yaml,
                                                                            tiny_clip, monkeypatch) -> None:
-    import autolabel.pipeline
+    import autolabel.labelling.pipeline
 
     def broken(*args, **kwargs):
         raise TypeError("unsupported operand")
 
-    monkeypatch.setattr(autolabel.pipeline, "summarize", broken)
+    monkeypatch.setattr(autolabel.labelling.pipeline, "summarize", broken)
     args = run_args(image_folder, labels_yaml, tiny_clip, tmp_path / "labels.parquet", "--no-cache")
     result = invoke(*args)
     assert result.exit_code == 1

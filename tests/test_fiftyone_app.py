@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.exporters.base import safe_names
+from autolabel.review.exporters.base import safe_names
 
 from .apps import FIFTYONE_PYTHON, app
 from .conftest import noise_image

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autolabel.errors import UsageError
-from autolabel.fileio import (
+from autolabel.core.errors import UsageError
+from autolabel.core.fileio import (
     InputError,
     atomic_write,
     check_output_file,

@@ -54,7 +54,7 @@ spec_text = weighted((4, dumped), (1, st.lists(yaml_token, max_size=30).map("".j
 @pytest.fixture(scope="module")
 def fast_model(tiny_clip: Path):
     """The tiny CLIP, loaded once: every example that gets past validation still runs the real model."""
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     loaded = ZeroShotModel.load(str(tiny_clip))
     mp = pytest.MonkeyPatch()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autolabel.cache import default_cache_dir
+from autolabel.embedding.cache import default_cache_dir
 
 from .conftest import SESSION_CACHES
 

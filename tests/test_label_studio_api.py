@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.errors import UsageError
-from autolabel.exporters.label_studio_api import connect, storage_folders
+from autolabel.core.errors import UsageError
+from autolabel.review.exporters.label_studio_api import connect, storage_folders
 
 from .apps import free_port
 from .conftest import noise_image

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, hamming_loss, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from autolabel import labelsets
 from autolabel.cli import main
-from autolabel.errors import UsageError
-from autolabel.evaluate import Truth, resolve_truth
-from autolabel.labelcells import label_list
-from autolabel.results import Results, load_results
+from autolabel.core.errors import UsageError
+from autolabel.table.results import Results, load_results
+from autolabel.task import multi as labelsets
+from autolabel.task.cells import label_list
+from autolabel.task.single import Truth, resolve_truth
 
 CLASSES = ["outdoor", "people", "text", "night", "dog"]
 

@@ -13,10 +13,10 @@ import yaml
 from click.testing import CliRunner
 from shapes import COLORS, SHAPES, draw_shape
 
-from autolabel import adapt
-from autolabel.adapt import Adapter, fit
+from autolabel.classifier import adapt
+from autolabel.classifier.adapt import Adapter, fit
 from autolabel.cli import main
-from autolabel.writers import read_metadata
+from autolabel.table.writer import read_metadata
 
 from .conftest import TINY_SHAPES
 
@@ -289,7 +289,7 @@ def test_eval_counts_reviewed_rows_apart(tmp_path, world) -> None:
 
 
 def test_other_that_no_vocabulary_word_can_stand_for_is_said(tmp_path, world, monkeypatch) -> None:
-    from autolabel import openset
+    from autolabel.classifier import openset
 
     labels = spec(tmp_path, IN_SET, other="none of these")
     args = ["run", str(manifest(tmp_path, world["test"].head(12), "t")), "--labels", str(labels), "--out",
@@ -306,7 +306,7 @@ def test_other_that_no_vocabulary_word_can_stand_for_is_said(tmp_path, world, mo
 def test_among_settings_that_fit_the_examples_equally_the_smallest_alpha_wins() -> None:
     """Perfectly separable examples: every α classifies them all right, and a larger α only makes the log-loss
     smaller, so preferring the log-loss picked the largest α and made images between classes look certain."""
-    from autolabel import adapt
+    from autolabel.classifier import adapt
 
     rng = np.random.default_rng(0)
     centres = np.eye(3, 16)
@@ -324,7 +324,7 @@ def test_among_settings_that_fit_the_examples_equally_the_smallest_alpha_wins() 
 
 def test_mislabelled_examples_soften_the_confidences() -> None:
     """Temperature scaling on the leave-one-out logits: clean examples keep T = 1, wrong ones raise it."""
-    from autolabel import adapt
+    from autolabel.classifier import adapt
 
     rng = np.random.default_rng(1)
     centres = np.eye(3, 16)
@@ -339,8 +339,8 @@ def test_mislabelled_examples_soften_the_confidences() -> None:
 
 
 def test_a_strongly_softened_fit_says_the_examples_disagree() -> None:
-    from autolabel.adapt import Fit
-    from autolabel.examples import Learned
+    from autolabel.classifier.adapt import Fit
+    from autolabel.learn.examples import Learned
 
     def line(temperature: float) -> str:
         fit = Fit("tip-adapter", True, {"a": 4, "b": 4}, 0.5, 0.75, 1.0, 4.0, temperature=temperature)
@@ -392,8 +392,8 @@ def test_examples_from_hard_rows_only_leave_the_rows_zero_shot_is_sure_of_alone(
     a sample: no guard."""
     from dataclasses import replace
 
-    from autolabel.classify import Classifier
-    from autolabel.examples import Embedded, Example, _learned
+    from autolabel.classifier.classify import Classifier
+    from autolabel.learn.examples import Embedded, Example, _learned
 
     rng = np.random.default_rng(5)
     dim = 8
@@ -428,8 +428,8 @@ def test_examples_of_classes_the_text_barely_knows_are_not_called_hard_rows_only
     """Zero-shot right on a quarter of the examples (over 1.5× chance of 12 classes, under half) does not know the
     classes: every row is unsure then, so examples from the queue are a sample, and no guard or warning applies
     (the demo's round 2 warned that its queue-picked examples were 'not a sample of the data')."""
-    from autolabel.classify import Classifier
-    from autolabel.examples import Embedded, Example, _learned
+    from autolabel.classifier.classify import Classifier
+    from autolabel.learn.examples import Embedded, Example, _learned
 
     rng = np.random.default_rng(7)
     k, dim = 12, 24

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from autolabel.classifier.lint import LintWarning, lint_spec, normalise, pair_separation
 from autolabel.cli import main
-from autolabel.lint import LintWarning, lint_spec, normalise, pair_separation
-from autolabel.spec import parse_spec
+from autolabel.core.spec import parse_spec
 
 from .conftest import TINY_SHAPES
 
@@ -109,7 +109,7 @@ def test_shipped_tiny_specs_pass_strict(tmp_path: Path, name: str) -> None:
 
 
 def test_the_separation_matrix_equals_pair_separation_for_every_pair() -> None:
-    from autolabel.lint import separation_matrix
+    from autolabel.classifier.lint import separation_matrix
 
     rng = np.random.default_rng(3)
     vectors = [rng.normal(size=(n, 6)) for n in (1, 3, 2, 4)]
@@ -131,7 +131,7 @@ def clustered_vectors(seed: int, classes: int, dim: int = 6) -> list[np.ndarray]
 @pytest.mark.parametrize("keep", [None, 1, 7, 10_000])
 def test_confusable_pairs_block_by_block_equal_every_pair_by_hand(monkeypatch: pytest.MonkeyPatch,
                                                                   keep: int | None) -> None:
-    import autolabel.lint as lint_module
+    import autolabel.classifier.lint as lint_module
 
     monkeypatch.setattr(lint_module, "TILE_CLASSES", 5)  # 29 classes: 6 blocks, so 21 tiles and their seams
     monkeypatch.setattr(lint_module, "TILE_PROMPTS", 9)
@@ -163,7 +163,7 @@ def test_each_kind_is_bounded_and_counted() -> None:
     rng = np.random.default_rng(0)
     vectors = {p: [1.0, 0.0] + rng.normal(scale=1e-3, size=2).tolist()
                for c in spec.classes for p in spec.prompts_for(c)}
-    from autolabel.lint import lint
+    from autolabel.classifier.lint import lint
 
     found = lint(spec, FakeModel(), fake_encoder(vectors), limit=4)
     assert [sum(w.kind == k for w in found.warnings) for k in ("duplicate", "too_long", "confusable")] == [4, 4, 4]
@@ -206,7 +206,7 @@ def test_lint_prints_the_worst_pairs_and_a_count_not_every_pair(tmp_path: Path, 
 @pytest.mark.parametrize("verbose", [False, True])
 def test_run_prints_a_handful_of_pairs_and_one_count(tmp_path: Path, image_folder: Path, tiny_clip: Path,
                                                      verbose: bool) -> None:
-    from autolabel.lint import SHOWN
+    from autolabel.classifier.lint import SHOWN
 
     spec = lookalike_spec(tmp_path, 60)
     result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(spec), "--out",

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.errors import ModelError, UsageError
-from autolabel.model import ZeroShotModel, pick_device, pick_dtype
+from autolabel.core.errors import ModelError, UsageError
+from autolabel.embedding.model import ZeroShotModel, pick_device, pick_dtype
 
 from .conftest import noise_image
 

@@ -15,11 +15,11 @@ import yaml
 from click.testing import CliRunner
 
 import autolabel
-from autolabel.classify import Classifier, MultiLabel
+from autolabel.classifier.classify import Classifier, MultiLabel
 from autolabel.cli import main
-from autolabel.errors import SpecError
-from autolabel.spec import parse_spec
-from autolabel.writers import OUTPUT_SCHEMA
+from autolabel.core.errors import SpecError
+from autolabel.core.spec import parse_spec
+from autolabel.table.writer import OUTPUT_SCHEMA
 
 from .conftest import COLOR_PAIRS_SPEC, TINY_SHAPES, label_shape_pairs, noise_image
 
@@ -256,8 +256,8 @@ def test_examples_with_label_lists_adapt_the_scores_and_keep_the_human_lists(tmp
 
 
 def test_report_galleries_take_each_class_score_also_after_error_rows(shape_pairs: Path) -> None:
-    from autolabel.report import class_rows
-    from autolabel.results import load_results
+    from autolabel.review.report import class_rows
+    from autolabel.table.results import load_results
 
     results = load_results(shape_pairs)
     frame = results.frame

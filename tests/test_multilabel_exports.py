@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.exporters import import_review, write_table
-from autolabel.exporters.base import safe_names
-from autolabel.results import load_results
+from autolabel.review.exporters import import_review, write_table
+from autolabel.review.exporters.base import safe_names
+from autolabel.table.results import load_results
 
 from .test_exporters import load_hf_imagefolder
 

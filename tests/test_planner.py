@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autolabel.planner import kmeans, margins, plan, typicality
+from autolabel.learn.planner import kmeans, margins, plan, typicality
 
 
 def unit(x: np.ndarray) -> np.ndarray:

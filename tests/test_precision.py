@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from autolabel import precision
 from autolabel.cli import main
+from autolabel.core import precision
 
 from .conftest import ROOT, TINY_SHAPES
 
@@ -160,8 +160,8 @@ def test_a_hub_that_takes_connections_but_never_answers_is_unreachable(monkeypat
 
     from huggingface_hub import constants
 
-    from autolabel.checkpoint import check_hub_reachable
-    from autolabel.errors import ModelError
+    from autolabel.core.errors import ModelError
+    from autolabel.embedding.checkpoint import check_hub_reachable
 
     with socket.socket() as silent:  # listening, never accepting: connections succeed, nothing answers
         silent.bind(("127.0.0.1", 0))
@@ -178,8 +178,8 @@ def test_a_connect_timeout_to_the_hub_is_the_same_clean_line(monkeypatch) -> Non
 
     from huggingface_hub import constants
 
-    from autolabel.checkpoint import check_hub_reachable
-    from autolabel.errors import ModelError
+    from autolabel.core.errors import ModelError
+    from autolabel.embedding.checkpoint import check_hub_reachable
 
     def timed_out(*args, **kwargs):
         raise TimeoutError("timed out")  # socket.timeout
@@ -204,7 +204,7 @@ def test_int8_without_onnx_runtime_says_how_to_install_it(image_folder: Path, la
 
 def test_int8_matches_fp32_labels_and_its_export_is_made_once(shapes: Path, tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnxruntime")
-    from autolabel import int8
+    from autolabel.embedding import int8
 
     fp32 = run(shapes, tmp_path / "fp32.parquet", "--precision", "fp32", "--no-cache")
     quant = run(shapes, tmp_path / "int8.parquet", "--precision", "int8")
@@ -221,7 +221,7 @@ def test_int8_matches_fp32_labels_and_its_export_is_made_once(shapes: Path, tmp_
 def test_an_int8_export_below_the_parity_floor_is_refused(tiny_clip: Path, image_folder: Path, labels_yaml: Path,
                                                           tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip("onnxruntime")
-    from autolabel import int8
+    from autolabel.embedding import int8
 
     monkeypatch.setattr(int8, "PARITY_FLOOR", 1.01)  # no export reaches it
     result = CliRunner().invoke(main, ["run", str(image_folder), "--labels", str(labels_yaml), "--out",
@@ -233,8 +233,8 @@ def test_an_int8_export_below_the_parity_floor_is_refused(tiny_clip: Path, image
 
 
 def test_int8_is_refused_on_ray_before_anything_runs() -> None:
-    from autolabel.config import RunConfig
-    from autolabel.errors import UsageError
+    from autolabel.core.config import RunConfig
+    from autolabel.core.errors import UsageError
 
     with pytest.raises(UsageError, match=r"^--precision int8 runs with the local engine \(ONNX Runtime\)"):
         RunConfig.from_options("photos/", "labels.yaml", "out.parquet", precision="int8", engine="ray")

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.examples import read_table
+from autolabel.learn.examples import read_table
 
 from .test_learn import COMBOS, NONSENSE, draw, label, manifest, spec
 

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.evaluate import Truth
-from autolabel.report import build_report, histogram_svg, short_path
-from autolabel.results import Results
+from autolabel.review.report import build_report, histogram_svg, short_path
+from autolabel.table.results import Results
+from autolabel.task.single import Truth
 
 from .conftest import noise_image
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from autolabel.cli import main
-from autolabel.writers import OUTPUT_SCHEMA, read_metadata
+from autolabel.table.writer import OUTPUT_SCHEMA, read_metadata
 
 from .conftest import interrupt_on_batch, noise_image
 

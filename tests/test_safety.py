@@ -176,7 +176,7 @@ def test_the_review_data_in_the_report_holds_no_markup(tmp_path: Path, image_fol
 
 
 def test_example_globs_do_not_follow_folder_links(tmp_path: Path) -> None:
-    from autolabel.examples import walk_glob
+    from autolabel.learn.examples import walk_glob
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     for rel in ("x.png", "a/y.png", "a/b/z.png", "a/.hidden.png"):
@@ -213,7 +213,7 @@ def test_exports_take_only_image_files_whatever_the_table_names(labelled: Path, 
 
 def test_a_folder_out_takes_one_run_at_a_time(tmp_path: Path, image_folder: Path, labels_yaml: Path,
                                              tiny_clip: Path) -> None:
-    from autolabel.output import FolderLock
+    from autolabel.labelling.output import FolderLock
 
     folder = tmp_path / "shards"
     held = FolderLock.take(folder, str(folder))  # another run, mid-way
@@ -273,8 +273,8 @@ def test_csv_cells_are_read_as_written(tmp_path: Path, tiny_clip: Path) -> None:
 
 
 def test_a_key_given_twice_in_a_spec_is_an_error(tmp_path: Path) -> None:
-    from autolabel.errors import SpecError
-    from autolabel.spec import load_spec
+    from autolabel.core.errors import SpecError
+    from autolabel.core.spec import load_spec
 
     path = tmp_path / "s.yaml"
     path.write_text("classes: [a, b]\nthreshold: 0.5\nclasses: [c, d]\n")
@@ -343,8 +343,8 @@ def test_import_review_says_when_it_replaces_earlier_reviews(labelled: Path, tmp
 
 
 def test_a_class_name_is_a_short_phrase(tmp_path: Path) -> None:
-    from autolabel.errors import SpecError
-    from autolabel.spec import load_spec
+    from autolabel.core.errors import SpecError
+    from autolabel.core.spec import load_spec
 
     path = tmp_path / "s.yaml"
     path.write_text(f"classes: [a, {'b' * 5000}]\n")
@@ -355,8 +355,8 @@ def test_a_class_name_is_a_short_phrase(tmp_path: Path) -> None:
 
 
 def test_the_other_name_follows_the_class_name_rules(tmp_path: Path) -> None:
-    from autolabel.errors import SpecError
-    from autolabel.spec import load_spec
+    from autolabel.core.errors import SpecError
+    from autolabel.core.spec import load_spec
 
     path = tmp_path / "s.yaml"
     path.write_text('other: "x\\ty"\nclasses: [a, b]\n')
@@ -399,8 +399,8 @@ def test_a_file_url_out_is_checked_like_a_path(labelled: Path, image_folder: Pat
                                     'path,label,confidence,status,"reviewed_label"',
                                     "path,label,confidence,status, reviewed_label"])
 def test_reviews_in_a_csv_table_are_found_however_it_is_written(tmp_path: Path, header: str) -> None:
-    from autolabel.errors import UsageError
-    from autolabel.output import refuse_replacing
+    from autolabel.core.errors import UsageError
+    from autolabel.labelling.output import refuse_replacing
 
     table = tmp_path / "t.csv"
     table.write_text(f"{header}\na.png,cat,0.9,accepted,\nb.png,None,0.8,review,None\n")  # a class named None
@@ -410,8 +410,8 @@ def test_reviews_in_a_csv_table_are_found_however_it_is_written(tmp_path: Path, 
 
 @pytest.mark.parametrize("make", ["symlink", "folder", "fifo"])
 def test_the_folder_lock_is_a_plain_file_of_ours(tmp_path: Path, make: str) -> None:
-    from autolabel.errors import UsageError
-    from autolabel.output import FolderLock
+    from autolabel.core.errors import UsageError
+    from autolabel.labelling.output import FolderLock
 
     folder, elsewhere = tmp_path / "out", tmp_path / "elsewhere.txt"
     folder.mkdir()
@@ -426,7 +426,7 @@ def test_a_lock_taken_on_a_file_that_was_removed_meanwhile_is_taken_again(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
-    from autolabel.output import FolderLock
+    from autolabel.labelling.output import FolderLock
 
     first = FolderLock.take(tmp_path, str(tmp_path))
     real_flock, calls = fcntl.flock, []
@@ -446,8 +446,8 @@ def test_a_lock_taken_on_a_file_that_was_removed_meanwhile_is_taken_again(tmp_pa
 def test_the_example_walker_skips_system_folders_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from autolabel import examples
-    from autolabel.errors import SpecError
+    from autolabel.core.errors import SpecError
+    from autolabel.learn import examples
 
     for rel in ("sys/a.png", "system/b.png"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -574,7 +574,7 @@ def test_a_different_job_refusal_counts_the_reviews_overwrite_would_drop(tmp_pat
 
 def test_import_review_waits_for_no_run_on_a_shard_folder(tmp_path: Path, image_folder: Path, labels_yaml: Path,
                                                           tiny_clip: Path) -> None:
-    from autolabel.output import FolderLock
+    from autolabel.labelling.output import FolderLock
 
     folder = tmp_path / "shards"
     assert run(str(image_folder), "-l", str(labels_yaml), "-m", str(tiny_clip), "-o", f"{folder}/").exit_code == 0

@@ -60,10 +60,10 @@ def serve(world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def _served(world: dict, state: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    from autolabel.cache import EmbeddingCache
+    from autolabel.core.spec import load_spec
+    from autolabel.embedding.cache import EmbeddingCache
     from autolabel.serve.backend import Backend
     from autolabel.serve.server import Server
-    from autolabel.spec import load_spec
 
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
@@ -82,7 +82,7 @@ _MODELS: list = []
 
 
 def _model():  # the model loads once for the module
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     if not _MODELS:
         _MODELS.append(ZeroShotModel.load(str(MODEL)))
@@ -257,8 +257,8 @@ def test_serve_refuses_a_busy_port_before_loading_the_model(world: dict) -> None
 
 def test_a_multi_label_spec_predicts_every_class_over_its_threshold_and_learns_label_sets(
         world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.core.spec import load_spec
     from autolabel.serve.backend import Backend
-    from autolabel.spec import load_spec
 
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
     spec = tmp_path / "multi.yaml"
@@ -284,7 +284,7 @@ def test_a_multi_label_spec_predicts_every_class_over_its_threshold_and_learns_l
 def test_task_image_urls_map_to_the_document_root_the_server_or_the_storage(tmp_path: Path) -> None:
     import base64
 
-    from autolabel.decode import DecodeError
+    from autolabel.embedding.decode import DecodeError
     from autolabel.serve.images import TaskImages
 
     on_disk = TaskImages("http://ls:8080", "key", tmp_path)
@@ -317,8 +317,8 @@ def test_start_training_sends_every_annotation_and_they_replace_what_was_kept(se
 
 
 def _backend(world: dict, state: Path, monkeypatch: pytest.MonkeyPatch, warnings: list[str] | None = None):
+    from autolabel.core.spec import load_spec
     from autolabel.serve.backend import Backend
-    from autolabel.spec import load_spec
 
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(world["root"] / "files"))
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
@@ -335,8 +335,8 @@ def _annotated(world: dict, ids: list[int], first_id: int) -> list[dict]:
 
 def test_start_training_catches_up_on_annotations_made_while_the_backend_was_down(
         world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autolabel.errors import SourceError
-    from autolabel.exporters import label_studio_api
+    from autolabel.core.errors import SourceError
+    from autolabel.review.exporters import label_studio_api
 
     warnings: list[str] = []
     backend = _backend(world, tmp_path, monkeypatch, warnings)
@@ -371,9 +371,9 @@ def test_an_edited_image_is_embedded_again(world: dict, tmp_path: Path, monkeypa
     import os
     import shutil
 
-    from autolabel.cache import EmbeddingCache
+    from autolabel.core.spec import load_spec
+    from autolabel.embedding.cache import EmbeddingCache
     from autolabel.serve.backend import Backend
-    from autolabel.spec import load_spec
 
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
     backend = Backend(load_spec(world["spec"]), _model(), EmbeddingCache(tmp_path / "cache"), tmp_path / "serve")
@@ -395,7 +395,7 @@ def test_an_edited_image_is_embedded_again(world: dict, tmp_path: Path, monkeypa
 
 def test_a_long_prediction_of_one_project_does_not_hold_up_another_projects(
         world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autolabel.decode import DecodeError
+    from autolabel.embedding.decode import DecodeError
     from autolabel.serve.images import TaskImages
 
     backend = _backend(world, tmp_path, monkeypatch)
@@ -446,8 +446,8 @@ def test_bad_examples_are_refused_before_torch_is_imported(world: dict, tmp_path
 
 def test_config_messages_name_the_export_flag_and_the_compared_value_or_alias(
         world: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autolabel.core.spec import load_spec
     from autolabel.serve.labelconfig import ConfigError, parse
-    from autolabel.spec import load_spec
 
     spec = load_spec(world["spec"])
     with pytest.raises(ConfigError, match="autolabel export --to label-studio"):

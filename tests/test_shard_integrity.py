@@ -63,7 +63,7 @@ def manifest(folder: Path) -> dict:
 
 def same_as_fresh(folder: Path, source: Path, labels: Path, model: Path, tmp_path: Path) -> None:
     """The folder reads (pandas and autolabel) exactly as a fresh run of `source`, manifest included."""
-    from autolabel.results import load_results
+    from autolabel.table.results import load_results
 
     fresh = tmp_path / "fresh"
     shutil.rmtree(fresh, ignore_errors=True)
@@ -297,11 +297,11 @@ def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_pat
     """The Ray engine's path without a cluster: workers get a shard's records and write its part themselves."""
     from itertools import groupby
 
-    from autolabel.engines.base import Batch
-    from autolabel.output import ShardSink
-    from autolabel.records import Counts
-    from autolabel.sources import ImageRecord
-    from autolabel.writers import OUTPUT_SCHEMA
+    from autolabel.core.records import Counts
+    from autolabel.labelling.engines.base import Batch
+    from autolabel.labelling.output import ShardSink
+    from autolabel.labelling.sources import ImageRecord
+    from autolabel.table.writer import OUTPUT_SCHEMA
 
     for i in range(5):
         (tmp_path / f"{i}.png").write_bytes(b"x" * (i + 1))

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.results import load_results
+from autolabel.table.results import load_results
 
 from .conftest import noise_image, slow_env
 

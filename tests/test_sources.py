@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from autolabel.errors import SourceError
-from autolabel.sources import open_source, walk_folder
+from autolabel.core.errors import SourceError
+from autolabel.labelling.sources import open_source, walk_folder
 
 from .conftest import finishes, noise_image
 

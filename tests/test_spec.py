@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from autolabel.cli import main
-from autolabel.errors import SpecError
-from autolabel.prompts import template_sets
-from autolabel.spec import load_spec, parse_spec
+from autolabel.core.errors import SpecError
+from autolabel.core.prompts import template_sets
+from autolabel.core.spec import load_spec, parse_spec
 
 from .conftest import finishes
 

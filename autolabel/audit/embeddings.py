@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.cache import EmbeddingCache
-from autolabel.engines.local import default_workers, prepared_batches
-from autolabel.progress import Reporter
-from autolabel.sources import ImageRecord
-from autolabel.stages import Embed, Prepare, embedding_spaces, text_encoder
+from autolabel.core.progress import Reporter
+from autolabel.embedding.cache import EmbeddingCache
+from autolabel.embedding.stages import Embed, Prepare, embedding_spaces, text_encoder
+from autolabel.labelling.engines.local import default_workers, prepared_batches
+from autolabel.labelling.sources import ImageRecord
 
 
 @dataclass(frozen=True)

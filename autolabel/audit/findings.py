@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from autolabel.errors import SourceError, UsageError
-from autolabel.fileio import atomic_write
+from autolabel.core.errors import SourceError, UsageError
+from autolabel.core.fileio import atomic_write
 
 KINDS = ("duplicate", "leakage", "label_issue", "outlier", "summary")
 METADATA_KEY = b"autolabel_audit"

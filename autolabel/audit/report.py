@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from autolabel.report import Section
+from autolabel.review.report import Section
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autolabel import storage
 from autolabel.audit.duplicates import DuplicateRule, candidate_pairs, confirmed_edges, duplicate_findings, exact_edges
 from autolabel.audit.embeddings import Embedded, cached_embeddings, cached_text_encoder
 from autolabel.audit.findings import KINDS, Finding, findings_format, is_findings, write_findings
@@ -18,13 +17,14 @@ from autolabel.audit.neighbours import Neighbours, nearest
 from autolabel.audit.outliers import find_outliers, knn_distance
 from autolabel.audit.pixels import BASE_PX, PixelRule, base_thumbnail
 from autolabel.audit.summary import Balance, balance_findings, class_balance
-from autolabel.errors import SourceError, UsageError
-from autolabel.fileio import check_output_file
-from autolabel.progress import Reporter
-from autolabel.results import Results, load_results
+from autolabel.core import storage
+from autolabel.core.errors import SourceError, UsageError
+from autolabel.core.fileio import check_output_file
+from autolabel.core.progress import Reporter
+from autolabel.table.results import Results, load_results
 
 if TYPE_CHECKING:
-    from autolabel.cache import EmbeddingCache
+    from autolabel.embedding.cache import EmbeddingCache
 
 NEIGHBOURS = 16  # per image: duplicate candidates are among these, outlier distances use the first k
 PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -108,7 +108,7 @@ def load_run_model(results: Results, model: str | None, device: str, reporter: R
     """The model that labelled the table (or `model`, --model), at the run's precision; warns when it differs.
 
     A `LazyModel` over `cache`: the weights (and torch) load only when an image or prompt is not cached."""
-    from autolabel.session import LazyModel
+    from autolabel.embedding.session import LazyModel
 
     recorded = results.metadata.get("model") or {}
     name = model or recorded.get("id") or (results.spec.model_location() if results.spec else None)
@@ -124,7 +124,7 @@ def load_run_model(results: Results, model: str | None, device: str, reporter: R
 
 
 def _thumbnailer(locations: Sequence[str], draft: bool) -> Callable[[int], np.ndarray | None]:
-    from autolabel.decode import DecodeError, open_image, read_bytes
+    from autolabel.embedding.decode import DecodeError, open_image, read_bytes
 
     def thumbnail(row: int) -> np.ndarray | None:
         try:
@@ -161,7 +161,7 @@ def _text(value: Any) -> str | None:
 
 def plan_audit(config: AuditConfig) -> _Plan:
     """Every check that needs no model: options, FINDINGS' location, LABELS, truth, split column."""
-    from autolabel.evaluate import resolve_truth
+    from autolabel.task.single import resolve_truth
 
     _check(config)
     results = load_results(config.labels, config.spec)
@@ -186,7 +186,7 @@ def plan_audit(config: AuditConfig) -> _Plan:
 
 def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: Any = None) -> AuditResult:
     """Audit a labels table and write FINDINGS; `model` may be passed in (loaded, or a fake) to skip loading."""
-    from autolabel.cache import EmbeddingCache, default_cache_dir
+    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
 
     reporter = reporter or Reporter(quiet=config.quiet)
     plan = plan_audit(config)
@@ -261,7 +261,7 @@ def _duplicates(plan: _Plan, embedded: Embedded, neighbours: Neighbours, reps: n
 
 def _label_issues(plan: _Plan, embedded: Embedded, model: Any, encode: Callable[[Sequence[str]], np.ndarray]
                   ) -> list[Finding]:
-    from autolabel.classify import Classifier
+    from autolabel.classifier.classify import Classifier
 
     classifier = Classifier.build(plan.results.spec, encode, model.logit_scale, model.logit_bias)
     ok = np.flatnonzero(embedded.ok)

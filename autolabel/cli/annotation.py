@@ -10,10 +10,10 @@ import click
 from click.core import ParameterSource
 
 from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, F, handle_errors, main
-from autolabel.errors import UsageError
+from autolabel.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from autolabel.results import Results
+    from autolabel.table.results import Results
 
 
 def api_key_option(command: str) -> Callable[[F], F]:
@@ -69,7 +69,7 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
       autolabel export labels.parquet --to label-studio --out ls/ --status review
       autolabel export labels.parquet --to label-studio --url http://localhost:8080 --project pets --status review
     """
-    from autolabel.results import load_results
+    from autolabel.table.results import load_results
 
     ctx = click.get_current_context()
     pushing = out is None and url is not None
@@ -83,8 +83,8 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
     if pushing:
         _push(load_results(labels_table, spec), url, api_key, project, status, images_root, url_prefix, quiet)
         return
-    from autolabel.exporters import export as write_export
-    from autolabel.fileio import check_output_folder
+    from autolabel.core.fileio import check_output_folder
+    from autolabel.review.exporters import export as write_export
 
     check_output_folder(out, "--out")
     results = load_results(labels_table, spec)
@@ -97,8 +97,8 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
     for line in info["skipped"]:
         click.echo(f"skipping {line}", err=True)
     click.echo(f"exported {info['rows'] - len(info['skipped'])} images as {fmt} to {out}", err=True)
-    from autolabel.exporters.label_studio import document_root
-    from autolabel.results import find_images_root
+    from autolabel.review.exporters.label_studio import document_root
+    from autolabel.table.results import find_images_root
 
     folder = find_images_root(results, images_root)
     if fmt == "label-studio" and not url_prefix and document_root() is None and folder:
@@ -109,9 +109,9 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
 
 def _push(results: Results, url: str, api_key: str | None, project: str | None, status: str,
           images_root: str | None, url_prefix: str | None, quiet: bool) -> None:
-    from autolabel.exporters.label_studio import document_root
-    from autolabel.exporters.label_studio_api import PushConfig, push
-    from autolabel.progress import Reporter
+    from autolabel.core.progress import Reporter
+    from autolabel.review.exporters.label_studio import document_root
+    from autolabel.review.exporters.label_studio_api import PushConfig, push
 
     reporter = Reporter(quiet=quiet)
     config = PushConfig(url=url, api_key=api_key, project=project, status=status, images_root=images_root,
@@ -147,9 +147,9 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     fetch a Label Studio project's reviews with --from-label-studio URL --project ID_OR_TITLE. In each task the
     latest annotation that was not cancelled wins. Then e.g. `autolabel eval LABELS --truth reviewed_label`.
     """
-    from autolabel.exporters import merge_review, read_review, write_table
-    from autolabel.fileio import check_output_file, check_output_folder
-    from autolabel.results import load_results
+    from autolabel.core.fileio import check_output_file, check_output_folder
+    from autolabel.review.exporters import merge_review, read_review, write_table
+    from autolabel.table.results import load_results
 
     if (exported is None) == (server is None):
         raise UsageError("give either EXPORTED_RESULTS (an export file) or --from-label-studio URL")
@@ -157,8 +157,8 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
         raise UsageError("--from-label-studio needs --project (the project's id or title)")
     lock = None
     if Path(into).is_dir():  # a shard folder: each part is rewritten in place, never while a run writes it
-        from autolabel.output import FolderLock
-        from autolabel.shardfolder import finished_manifest
+        from autolabel.labelling.output import FolderLock
+        from autolabel.table.shards import finished_manifest
 
         check_output_folder(into, "--into")
         finished_manifest(into)  # no lock file is left in a folder that is not a finished run's
@@ -168,7 +168,7 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     try:
         results = load_results(into, spec)
         if server is not None:
-            from autolabel.exporters.label_studio_api import pull_reviews
+            from autolabel.review.exporters.label_studio_api import pull_reviews
 
             counts = merge_review(results, "label-studio",
                                   pull_reviews(server, api_key, project, results.multi_label))

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from autolabel import __version__
-from autolabel.errors import AutolabelError
-from autolabel.fileio import check_output_file, json_with, write_text
+from autolabel.core.errors import AutolabelError
+from autolabel.core.fileio import check_output_file, json_with, write_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -28,8 +28,8 @@ INTERRUPTED = {
 
 def run_interrupted(params: dict[str, Any]) -> str:
     """What an interrupted `run` left behind, for its options."""
-    from autolabel import storage
-    from autolabel.output import is_folder_output
+    from autolabel.core import storage
+    from autolabel.labelling.output import is_folder_output
 
     cached = not params.get("no_cache") and params.get("engine", "local") == "local"
     out = storage.local_path(str(params.get("out") or ""))
@@ -156,13 +156,13 @@ def write_json(data: dict, target: str | None) -> None:
 
 def output_console(json_target: str | None):  # -> rich Console
     """Where a command's table goes: stdout, its main output; stderr when `--json -` makes the JSON the output."""
-    from autolabel.progress import stderr_console, stdout_console
+    from autolabel.core.progress import stderr_console, stdout_console
 
     return stderr_console() if json_target == "-" else stdout_console()
 
 
 def stderr():  # -> rich Console
-    from autolabel.progress import stderr_console
+    from autolabel.core.progress import stderr_console
 
     return stderr_console()
 

@@ -110,11 +110,11 @@ def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, 
       autolabel lint labels.yaml --model google/siglip-base-patch16-224 --strict
       autolabel lint big.yaml --limit 20
     """
-    from autolabel.cache import EmbeddingCache, default_cache_dir
-    from autolabel.errors import TooManyErrors
-    from autolabel.lint import lint as lint_spec
-    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
-    from autolabel.spec import load_spec
+    from autolabel.classifier.lint import lint as lint_spec
+    from autolabel.core.errors import TooManyErrors
+    from autolabel.core.spec import load_spec
+    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
+    from autolabel.embedding.model import DEFAULT_MODEL, ZeroShotModel
 
     spec = load_spec(spec_path)
     loaded = ZeroShotModel.load(model or spec.model_location() or DEFAULT_MODEL, device=device)

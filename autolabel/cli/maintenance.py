@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from autolabel.cli.app import CONTEXT, handle_errors, main
-from autolabel.errors import UsageError
+from autolabel.core.errors import UsageError
 
 
 @main.command(context_settings=CONTEXT)
@@ -19,7 +19,7 @@ def prompts(name: str | None) -> None:
 
     Use a set in a label spec with `templates: NAME`.
     """
-    from autolabel.prompts import example_specs, template_sets
+    from autolabel.core.prompts import example_specs, template_sets
 
     sets = template_sets()
     if name:
@@ -73,7 +73,7 @@ def cache() -> None:
 
 def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
     """The cache in that folder; an inspection never creates one (a mistyped --cache-dir is said, not made)."""
-    from autolabel.cache import CACHE_FILE, EmbeddingCache, default_cache_dir
+    from autolabel.embedding.cache import CACHE_FILE, EmbeddingCache, default_cache_dir
 
     folder = Path(cache_dir or default_cache_dir()).expanduser()
     if not os.path.lexists(folder) or (folder.is_dir() and not os.path.lexists(folder / CACHE_FILE)):

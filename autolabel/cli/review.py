@@ -19,8 +19,8 @@ from autolabel.cli.app import (
     table_model_options,
     write_json,
 )
-from autolabel.errors import UsageError
-from autolabel.fileio import SPEC_MARK, autolabel_report, calibrated_spec, check_output_file, same_file, write_text
+from autolabel.core.errors import UsageError
+from autolabel.core.fileio import SPEC_MARK, autolabel_report, calibrated_spec, check_output_file, same_file, write_text
 
 
 @main.command("eval", context_settings=CONTEXT)
@@ -42,10 +42,10 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
       autolabel eval labels.parquet --truth folder --json metrics.json
       autolabel eval reviewed.parquet --truth reviewed_label
     """
-    from autolabel import labelsets
-    from autolabel.evaluate import evaluate, resolve_truth
-    from autolabel.progress import show_evaluation
-    from autolabel.results import load_results
+    from autolabel.core.progress import show_evaluation
+    from autolabel.table.results import load_results
+    from autolabel.task import multi as labelsets
+    from autolabel.task.single import evaluate, resolve_truth
 
     check_json_target(json_out, labels_table, spec, truth, keys=("n", "truth"))
     results = load_results(labels_table, spec)
@@ -86,11 +86,11 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     """
     import yaml
 
-    from autolabel import labelsets
-    from autolabel.evaluate import calibrate as choose
-    from autolabel.evaluate import resolve_truth, spec_with_thresholds
-    from autolabel.progress import show_calibration
-    from autolabel.results import load_results
+    from autolabel.core.progress import show_calibration
+    from autolabel.table.results import load_results
+    from autolabel.task import multi as labelsets
+    from autolabel.task.single import calibrate as choose
+    from autolabel.task.single import resolve_truth, spec_with_thresholds
 
     check_json_target(json_out, labels_table, spec, truth, keys=("target_precision", "global"))
     if write_spec:
@@ -136,11 +136,11 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
     Example:
       autolabel diff last-week.parquet today.parquet --max-flip-rate 0.02 --json diff.json
     """
-    from autolabel import labelsets
-    from autolabel.evaluate import diff as compare
-    from autolabel.evaluate import flip_gate
-    from autolabel.progress import show_diff
-    from autolabel.results import load_results
+    from autolabel.core.progress import show_diff
+    from autolabel.table.results import load_results
+    from autolabel.task import multi as labelsets
+    from autolabel.task.single import diff as compare
+    from autolabel.task.single import flip_gate
 
     if max_flip_rate is not None and not 0.0 <= max_flip_rate <= 1.0:
         raise UsageError(f"--max-flip-rate must be between 0 and 1, got {max_flip_rate}")
@@ -177,9 +177,9 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
       autolabel report labels.parquet --out report.html --truth truth
       autolabel report labels.parquet --out report.html --queue queue.csv
     """
-    from autolabel.evaluate import resolve_truth
-    from autolabel.report import build_report
-    from autolabel.results import find_images_root, images_missing, load_results
+    from autolabel.review.report import build_report
+    from autolabel.table.results import find_images_root, images_missing, load_results
+    from autolabel.task.single import resolve_truth
 
     check_output_file(out, "--out", (labels_table, spec, truth, audit_table, queue_file), autolabel_report)
     results = load_results(labels_table, spec)
@@ -191,13 +191,13 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     if audit_table:
         from autolabel.audit.findings import load_findings
         from autolabel.audit.report import audit_section
-        from autolabel.report import thumbnail
+        from autolabel.review.report import thumbnail
 
         sections.append(audit_section(load_findings(audit_table),
                                       lambda p: thumbnail(results.location(p, root), 96)))
     planned = []
     if queue_file:
-        from autolabel.review_queue import planned_paths
+        from autolabel.review.queue import planned_paths
 
         planned = planned_paths(results, queue_file)
     document = build_report(results, root, resolve_truth(results, truth) if truth else None, sections=sections,
@@ -237,7 +237,7 @@ def queue(labels_table: str, budget: int, out: str, examples: tuple[str, ...], s
     """
     from collections import Counter
 
-    from autolabel.review_queue import QueueConfig, build_queue
+    from autolabel.review.queue import QueueConfig, build_queue
 
     result = build_queue(QueueConfig(labels=labels_table, out=out, budget=budget, examples=examples, spec=spec,
                                      model=model, device=device, cache_dir=cache_dir, quiet=quiet))

@@ -83,8 +83,8 @@ def run(source: str, labels: str, out: str, **options: Any) -> None:
     """
     import signal
 
-    from autolabel.config import RunConfig
-    from autolabel.pipeline import run as run_pipeline
+    from autolabel.core.config import RunConfig
+    from autolabel.labelling.pipeline import run as run_pipeline
 
     def terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a scheduler's SIGTERM ends the run as cleanly as Ctrl-C

@@ -57,7 +57,7 @@ def serve(spec: str, **options: Any) -> None:
     try:
         server = Server(None, host, port, console)  # type: ignore[arg-type]  # listen first: a busy port fails now
     except OSError as exc:
-        from autolabel.errors import UsageError
+        from autolabel.core.errors import UsageError
 
         raise UsageError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); pass another "
                          "--port or --host") from None
@@ -80,9 +80,9 @@ def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
     thread pools both started could abort in their teardown: exit 134); then the model and the backend."""
     from pathlib import Path
 
-    from autolabel.cache import EmbeddingCache, default_cache_dir
-    from autolabel.examples import collect
-    from autolabel.spec import load_spec
+    from autolabel.core.spec import load_spec
+    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
+    from autolabel.learn.examples import collect
 
     spec = load_spec(spec_path)
     warn = lambda message: console(f"warning: {message}")  # noqa: E731
@@ -90,7 +90,7 @@ def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
     folder = Path(options["cache_dir"] or default_cache_dir()).expanduser()
     cache = EmbeddingCache(folder, warn)
 
-    from autolabel.model import DEFAULT_MODEL, ZeroShotModel
+    from autolabel.embedding.model import DEFAULT_MODEL, ZeroShotModel
     from autolabel.serve.backend import Backend
 
     name = options["model"] or spec.model_location() or DEFAULT_MODEL

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from autolabel.fileio import InputError, read_json_object, write_text
+from autolabel.core.fileio import InputError, read_json_object, write_text
 from autolabel.serve.labelconfig import ChoicesTarget
 
 

@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from autolabel import storage
-from autolabel.cache import EmbeddingCache
-from autolabel.classify import Classifier, Prediction
-from autolabel.decode import DecodeError
-from autolabel.errors import AutolabelError
-from autolabel.examples import Example, learn
+from autolabel.classifier.classify import Classifier, Prediction
+from autolabel.core import storage
+from autolabel.core.errors import AutolabelError
+from autolabel.core.spec import LabelSpec
+from autolabel.embedding.cache import EmbeddingCache
+from autolabel.embedding.decode import DecodeError
+from autolabel.embedding.stages import Item, Model
+from autolabel.labelling.sources import ImageRecord, printable_path
+from autolabel.learn.examples import Example, learn
 from autolabel.serve.annotations import Annotation, PayloadError, Store, project_key, read_annotation
 from autolabel.serve.images import TaskImages, from_environment
 from autolabel.serve.labelconfig import ChoicesTarget, ConfigError, parse
-from autolabel.sources import ImageRecord, printable_path
-from autolabel.spec import LabelSpec
-from autolabel.stages import Item, Model
 
 BATCH = 32
 FETCHERS = 8  # images prepared at once (reads from Label Studio wait on the network)
@@ -63,7 +63,7 @@ class Backend:
     def __init__(self, spec: LabelSpec, model: Model, cache: EmbeddingCache | None, state_dir: Path | None,
                  seed: Sequence[Example] = (), warn: Callable[[str], None] = lambda message: None,
                  info: Callable[[str], None] = lambda message: None) -> None:
-        from autolabel.pipeline import stages_for
+        from autolabel.labelling.pipeline import stages_for
 
         self.spec, self.model, self.state_dir, self.seed = spec, model, state_dir, tuple(seed)
         self.warn, self.info = warn, info
@@ -162,7 +162,7 @@ class Backend:
     def _catch_up(self, project: Project, target: ChoicesTarget) -> None:
         """Replace the project's kept annotations with every annotation Label Studio holds; when it cannot be
         reached, what was kept stays (one line says so)."""
-        from autolabel.exporters import label_studio_api
+        from autolabel.review.exporters import label_studio_api
 
         project_id = int(project.store.key.split(".")[0])
         try:
@@ -289,7 +289,7 @@ class Backend:
         is labelled or skipped, so that labelling down the list follows one plan even when predictions are
         retrieved again between labels (a fresh plan's head after every label chose worse: 88% vs 100% after 16
         labels on make_images --hard)."""
-        from autolabel.planner import plan
+        from autolabel.learn.planner import plan
 
         key = (version, len(project.pool))
         if project.order is not None and project.order[0] == key:

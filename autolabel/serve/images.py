@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from autolabel import storage
-from autolabel.decode import DecodeError, read_bytes
-from autolabel.exporters.label_studio import LOCAL_FILES
-from autolabel.fileio import MAX_INPUT_BYTES
+from autolabel.core import storage
+from autolabel.core.fileio import MAX_INPUT_BYTES
+from autolabel.embedding.decode import DecodeError, read_bytes
+from autolabel.review.exporters.label_studio import LOCAL_FILES
 
 TIMEOUT = 30.0  # seconds for one image request
 URL_ENV, KEY_ENV = "LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY"  # as `export --url` reads them
@@ -72,8 +72,8 @@ class TaskImages:
         return read_bytes(location)
 
     def _server_bytes(self, url: str) -> bytes:
-        from autolabel.errors import AutolabelError
-        from autolabel.exporters.label_studio_api import connect
+        from autolabel.core.errors import AutolabelError
+        from autolabel.review.exporters.label_studio_api import connect
 
         with self._lock:
             if self._client is None:

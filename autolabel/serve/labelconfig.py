@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from autolabel.spec import LabelSpec
+from autolabel.core.spec import LabelSpec
 
 
 class ConfigError(ValueError):

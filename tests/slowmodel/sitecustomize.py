@@ -10,7 +10,7 @@ import time
 _DELAY = float(os.environ.get("AUTOLABEL_TEST_SLOW_ENCODE", "0") or 0)
 
 if _DELAY > 0:
-    from autolabel.model import ZeroShotModel
+    from autolabel.embedding.model import ZeroShotModel
 
     _real = ZeroShotModel.encode_images
 

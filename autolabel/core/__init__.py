@@ -1,0 +1,1 @@
+"""The vocabulary every layer shares: errors, records, configs, the label spec, prompts, files, what people see."""

@@ -1,0 +1,1 @@
+"""The run side: plan, stages, engines and sinks of `autolabel run`."""

@@ -1,0 +1,1 @@
+"""The review side: report, review queue, exports to annotation tools and reviews taken back."""

@@ -1,0 +1,390 @@
+"""A self-contained HTML review report: summary, galleries, review queue, errors, histograms, confusion."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from autolabel.embedding.decode import DecodeError, open_image, read_bytes
+from autolabel.review import review_ui
+from autolabel.table.results import Results
+from autolabel.task import multi as labelsets
+from autolabel.task.cells import label_list
+from autolabel.task.single import Truth, evaluate
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """Caps that keep the file small and the page fast at any table size."""
+
+    gallery_total: int = 600  # thumbnails over all class galleries
+    gallery_per_class: int = 24
+    review_thumbs: int = 300  # rows of the review queue shown with their image
+    review_rows: int = 2000  # rows of the review queue
+    error_rows: int = 1000
+    misclassified_thumbs: int = 60
+    thumb_px: int = 96
+
+
+def thumbnail(location: Path, px: int) -> str | None:
+    """A small JPEG data URI, or None if the image cannot be read."""
+    try:
+        image = open_image(read_bytes(str(location)), draft_size=px * 2)
+    except DecodeError:
+        return None
+    image.thumbnail((px, px))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def histogram_svg(values: np.ndarray, threshold: float | None = None, bins: int = 20) -> str:
+    """A confidence histogram with axes: x from 0 to 1, y in images per bin (log scale when one bin dominates),
+    each bar titled with its range and count, and the class threshold as a dashed line."""
+    counts, _ = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    width, height, left, bottom, top_pad = 240, 80, 30, 14, 6
+    plot_w, plot_h = width - left - 4, height - bottom - top_pad
+    top = max(1, int(counts.max()))
+    nonzero = counts[counts > 0]
+    log = len(nonzero) > 1 and top > 10 * float(np.median(nonzero))
+
+    def y(count: float) -> float:
+        share = math.log10(1 + count) / math.log10(1 + top) if log else count / top
+        return plot_h * share
+
+    bar = plot_w / bins
+    parts = [f'<svg class="hist" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="confidence histogram of {int(counts.sum())} images{", log scale" if log else ""}">']
+    for i, count in enumerate(counts):
+        if count:
+            h = max(1.0, y(count))
+            parts.append(f'<rect x="{left + i * bar:.1f}" y="{top_pad + plot_h - h:.1f}" width="{bar - 1:.1f}" '
+                         f'height="{h:.1f}"><title>{i / bins:.2f}–{(i + 1) / bins:.2f}: {count} images</title></rect>')
+    base = top_pad + plot_h
+    parts.append(f'<path class="axis" d="M{left},{top_pad} V{base} H{left + plot_w}"/>')
+    for tick in (0.0, 0.5, 1.0):
+        x = left + tick * plot_w
+        parts.append(f'<path class="axis" d="M{x:.1f},{base} v3"/><text x="{x:.1f}" y="{height - 2}" '
+                     f'text-anchor="middle">{tick:g}</text>')
+    parts.append(f'<text x="{left - 3}" y="{top_pad + 7}" text-anchor="end">{top}</text>'
+                 f'<text x="{left - 3}" y="{base}" text-anchor="end">0</text>')
+    if log:
+        parts.append(f'<text x="{left + 3}" y="{top_pad + 7}">log scale</text>')
+    if threshold is not None and 0.0 <= threshold <= 1.0:
+        x = left + threshold * plot_w
+        parts.append(f'<path class="threshold" d="M{x:.1f},{top_pad} V{base}"><title>threshold {threshold:g}'
+                     '</title></path>')
+    return "".join(parts) + "</svg>"
+
+
+def short_path(path: str, limit: int = 40) -> str:
+    """A path longer than `limit` characters cut in the middle (`head…tail`), at separators where it can be,
+    keeping the file name whole where it fits."""
+    if len(path) <= limit:
+        return path
+    budget = limit - 1
+    tokens = re.split(r"(?<=[/_.\-])", path)
+    room = max(budget * 2 // 3, min(len(path.rsplit("/", 1)[-1]), budget - 8))
+    tail = ""
+    for token in reversed(tokens):
+        if len(tail) + len(token) > room:
+            break
+        tail = token + tail
+    if len(tail) < room // 2:  # one long name: cut inside it rather than show almost nothing
+        tail = path[-room:]
+    head = ""
+    for token in tokens:
+        if len(head) + len(token) > budget - len(tail):
+            break
+        head += token
+    return (head or path[: budget - len(tail)]) + "…" + tail
+
+
+def _breakable(text: str) -> str:
+    """Escaped text with line-break opportunities after path separators, so captions wrap between words."""
+    return re.sub(r"([/_.\-])", r"\1<wbr>", _e(text))
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}header{background:#233;color:#fff;padding:12px 20px}
+nav a{color:#cde;margin-right:14px}main{padding:0 20px 40px}h2{border-bottom:1px solid #ccc;padding-top:16px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}.grid{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:112px;font-size:11px;overflow:hidden}figure img{width:96px;height:96px;object-fit:contain;
+background:#eee;display:block}figure .none{width:96px;height:96px;background:#eee;display:flex;align-items:center;
+justify-content:center;color:#999}figcaption{overflow-wrap:anywhere}.hist rect{fill:#48a}
+.hist text{font-size:9px;fill:#555}.hist .axis{stroke:#888;fill:none}.hist .threshold{stroke:#c33;stroke-dasharray:3 2}
+.muted{color:#777}
+.pager button{margin:0 4px}td.cm{min-width:28px}.bar{fill:#48a}
+"""
+
+SCRIPT = review_ui.SCRIPT + "document.body.setAttribute('data-ready', '1');\n"
+
+
+def _absolute(location: Path | str) -> str:
+    text = str(location)
+    return text if "://" in text else str(Path(text).absolute())
+
+
+@dataclass(frozen=True)
+class Section:
+    """An extra part of the report made elsewhere (e.g. the audit's): anchor id, nav title, finished HTML."""
+
+    id: str
+    title: str
+    html: str
+
+
+class _Thumbs:
+    """Thumbnails made in parallel, each image at most once."""
+
+    def __init__(self, results: Results, root: Path, px: int) -> None:
+        self.results, self.root, self.px = results, root, px
+        self.wanted: dict[str, None] = {}
+        self.made: dict[str, str | None] = {}
+
+    def want(self, path: str) -> str:
+        self.wanted[path] = None
+        return path
+
+    def build(self) -> None:
+        def one(path: str) -> tuple[str, str | None]:
+            return path, thumbnail(self.results.location(path, self.root), self.px)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            self.made = dict(pool.map(one, list(self.wanted)))
+
+    def figure(self, path: str, detail: str) -> str:
+        """A thumbnail with its path (shortened in the middle, whole in the tooltip) and a detail line."""
+        uri = self.made.get(path)
+        img = f'<img loading="lazy" src="{uri}" alt="{_e(path)}">' if uri else '<div class="none">no image</div>'
+        return (f'<figure title="{_e(path)} · {_e(detail)}">{img}<figcaption>{_breakable(short_path(path))}'
+                f'<br>{_e(detail)}</figcaption></figure>')
+
+
+def class_rows(results: Results, ok: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+    """Per class, its rows with a `score` column, best first, and the scores its histogram shows.
+
+    Single-label: the rows labelled with it, their confidence. Multi-label: the rows whose `labels` hold it, with
+    its own score; the histogram shows its score on every image (where its threshold cuts is visible).
+    """
+    if not results.multi_label:
+        rows = {c: ok[ok["label"] == c] for c in results.classes}
+        rows = {c: r.assign(score=r["confidence"]).sort_values("score", ascending=False) for c, r in rows.items()}
+        return rows, {c: r["score"].to_numpy(dtype=float) for c, r in rows.items()}
+    scores = labelsets.score_matrix(results, list(ok.index))  # ok keeps the positions of the full table
+    rows = {}
+    for j, c in enumerate(results.classes):
+        mask = np.asarray([c in labels for labels in ok["labels"]], dtype=bool)
+        rows[c] = ok[mask].assign(score=scores[mask, j]).sort_values("score", ascending=False)
+    return rows, {c: scores[:, j] for j, c in enumerate(results.classes)}
+
+
+def _wrong_sets(frame: pd.DataFrame, truth: Truth) -> list[tuple[str, str]]:
+    """Multi-label rows whose label set differs from the truth, most confident first: (path, caption)."""
+    wrong = []
+    for i, (path, labels, status, conf) in enumerate(frame[["path", "labels", "status", "confidence"]]
+                                                     .itertuples(index=False)):
+        given = label_list(truth.labels[i]) if not isinstance(truth.labels[i], list) else truth.labels[i]
+        if status not in ("error", "reviewed") and given is not None and set(given) != set(labels):
+            wrong.append((-float(conf), str(path), f"{path} · truth [{', '.join(given)}] → [{', '.join(labels)}]"))
+    return [(p, caption) for _, p, caption in sorted(wrong)]
+
+
+def _label_counts(ok: pd.DataFrame) -> str:
+    """Multi-label: how many images got 0, 1, 2, … labels, as a table with bars."""
+    counts = pd.Series([len(v) for v in ok["labels"]], dtype=int).value_counts().sort_index()
+    top = max(1, int(counts.max())) if len(counts) else 1
+    rows = "".join(f"<tr><td>{k}</td><td>{v}</td><td><svg width='200' height='10'><rect class='bar' width="
+                   f"'{200 * v / top:.1f}' height='10'/></svg></td></tr>" for k, v in counts.items())
+    return ("<h3>Labels per image</h3><table id='label-counts'><tr><th>labels</th><th>images</th><th></th></tr>"
+            + rows + "</table>")
+
+
+def review_queue(frame: pd.DataFrame, reviewed: pd.Series, planned: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """The rows to review, with a `reason`: `planned` (table path, reason: `autolabel queue`'s order) first, then
+    every other row in review, lowest margin first; rows people reviewed (and error rows) are never in it."""
+    waiting = ~reviewed & (frame["status"] != "error")
+    review = frame[waiting & (frame["status"] == "review")].sort_values(["margin", "path"], kind="stable")
+    position = {p: i for i, p in enumerate(frame["path"].astype(str))}
+    first = [(position[p], why) for p, why in dict(planned).items() if p in position and waiting.iloc[position[p]]]
+    head = frame.iloc[[i for i, _ in first]].assign(reason=[why for _, why in first])
+    rest = review.drop(index=[i for i, _ in first], errors="ignore").assign(reason="")
+    return pd.concat([head, rest])
+
+
+def reviewed_rows(results: Results) -> pd.Series:
+    """Rows a person labelled: a `reviewed_label` (import-review, the editor's corrections) or status reviewed."""
+    frame = results.frame.reset_index(drop=True)
+    given = frame["reviewed_label"] if "reviewed_label" in frame else pd.Series([None] * len(frame))
+    has = [label_list(v) is not None if results.multi_label and not isinstance(v, list | np.ndarray)
+           else (len(v) > 0 if isinstance(v, list | np.ndarray) else isinstance(v, str) and bool(v.strip()))
+           for v in given]
+    return pd.Series(has, index=frame.index, dtype=bool) | (frame["status"] == "reviewed")
+
+
+def _reviewed_per_class(results: Results, reviewed: pd.Series) -> dict[str, int]:
+    """Reviews per class: the person's label(s), else (a run's `reviewed` row) the label the row carries."""
+    frame = results.frame.reset_index(drop=True)
+    counts = dict.fromkeys(results.classes, 0)
+    for i in np.flatnonzero(reviewed.to_numpy()):
+        given = frame["reviewed_label"].iloc[i] if "reviewed_label" in frame else None
+        names = label_list(given) if results.multi_label else ([given] if isinstance(given, str) and given else None)
+        if names is None:
+            names = list(frame["labels"].iloc[i]) if results.multi_label else [frame["label"].iloc[i]]
+        for name in names:
+            if name in counts:
+                counts[name] += 1
+    return counts
+
+
+def build_report(results: Results, root: Path, truth: Truth | None = None,
+                 limits: ReportLimits | None = None, sections: Sequence[Section] = (),
+                 planned: Sequence[tuple[str, str]] = ()) -> str:
+    """The whole HTML document as a string; `planned`: (table path, reason) from `autolabel queue`, in its order."""
+    limits = limits or ReportLimits()
+    frame = results.frame.reset_index(drop=True)
+    reviewed = reviewed_rows(results)
+    ok = frame[frame["status"] != "error"]
+    thumbs = _Thumbs(results, root, limits.thumb_px)
+    classes = results.classes
+    per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
+    multi = results.multi_label
+    by_class, histograms = class_rows(results, ok)  # multi-label: an image is in each of its labels' gallery
+    galleries = []
+    for c in classes[: limits.gallery_total]:
+        rows = by_class[c]
+        picks = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(per_class, len(rows))).astype(int))] \
+            if len(rows) else rows
+        galleries.append((c, len(rows), [(thumbs.want(p), f"{conf:.2f}")
+                                          for p, conf in zip(picks["path"], picks["score"], strict=True)]))
+    review = review_queue(frame, reviewed, planned)
+    # Multi-label rows show their label list as a JSON array: kept as is by the editor, it reads back as a list.
+    shown = review["labels"].map(lambda v: json.dumps(list(v), ensure_ascii=False)) if multi else review["label"]
+    queue = review.assign(label=shown)[["path", "label", "confidence", "margin", "top_labels", "reason"]].head(
+        limits.review_rows)
+    for p in queue["path"].head(limits.review_thumbs):
+        thumbs.want(p)
+    errors = frame[frame["status"] == "error"]
+    metrics, misclassified = None, []
+    if truth is not None and multi:
+        metrics = labelsets.evaluate(results, truth)
+        misclassified = [(thumbs.want(p), caption) for p, caption in _wrong_sets(frame, truth)
+                         [: limits.misclassified_thumbs]]
+    elif truth is not None:
+        metrics = evaluate(results, truth)
+        truth_col = np.asarray(truth.labels, dtype=object)
+        wrong = [i for i in range(len(frame)) if frame.at[i, "status"] != "error" and truth_col[i] is not None
+                 and truth_col[i] in set(classes) and truth_col[i] != frame.at[i, "label"]]
+        for i in sorted(wrong, key=lambda i: -frame.at[i, "confidence"])[: limits.misclassified_thumbs]:
+            misclassified.append((thumbs.want(frame.at[i, "path"]),
+                                  f"truth {truth_col[i]} → {frame.at[i, 'label']} {frame.at[i, 'confidence']:.2f}"))
+    thumbs.build()
+
+    counts = frame["status"].where(~reviewed | (frame["status"] == "error"), "reviewed").value_counts()
+    per_class_reviewed = _reviewed_per_class(results, reviewed)
+    model = results.metadata.get("model", {})
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
+             f"{_e(results.path.name)}</title><style>{CSS}{review_ui.CSS}</style></head><body>"]
+    parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
+                 f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
+                 f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
+                 + (("<a href='#per-class'>per class</a>" if multi else "<a href='#confusion'>confusion</a>")
+                    + "<a href='#misclassified'>misclassified</a>" if metrics else "")
+                 + "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
+                 + "</nav></header><main>")
+    parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
+    for status in ("accepted", "review", "reviewed", "error"):
+        parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
+    parts.append("</table>")
+    if multi:
+        parts.append(_label_counts(ok))
+    if metrics and multi:
+        acc = metrics["accepted"]
+        parts.append(f"<p>Against {_e(metrics['truth'])}: micro F1 {metrics['micro_f1']:.3f} (precision "
+                     f"{metrics['micro_precision']:.3f}, recall {metrics['micro_recall']:.3f}), subset accuracy "
+                     f"{metrics['subset_accuracy']:.3f} on {metrics['n']} rows, coverage {acc['coverage']:.3f}, "
+                     f"accepted label precision {(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows "
+                     "excluded.</p>")
+    elif metrics:
+        acc = metrics["accepted"]
+        parts.append(f"<p>Against {_e(metrics['truth'])}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} rows, "
+                     f"macro F1 {metrics['macro_f1']:.3f}, coverage {acc['coverage']:.3f}, accepted precision "
+                     f"{(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows excluded.</p>")
+    parts.append("<table id='classes'><tr><th>class</th><th>images</th><th>accepted</th><th>review</th>"
+                 "<th>reviewed</th><th>threshold</th>"
+                 f"<th>{'score histogram (every image)' if multi else 'confidence histogram'}</th></tr>")
+    thresholds = results.thresholds
+    for c in classes:
+        rows = by_class[c]
+        parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
+                     f"<td>{int((rows.status == 'review').sum())}</td><td>{per_class_reviewed[c]}</td>"
+                     f"<td>{thresholds.get(c, '')}</td>"
+                     f"<td>{histogram_svg(histograms[c], thresholds.get(c))}</td></tr>")
+    parts.append("</table></section>")
+    parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
+                 "per class, spread from the most to the least confident.</p>")
+    if len(classes) > limits.gallery_total:
+        parts.append(f"<p class='muted'>Galleries shown for the first {limits.gallery_total} classes.</p>")
+    for c, n, figs in galleries:
+        parts.append(f"<h3>{_e(c)} <span class='muted'>({n})</span></h3><div class='grid'>"
+                     + "".join(thumbs.figure(p, cap) for p, cap in figs) + "</div>")
+    parts.append("</section>")
+    other = (results.metadata.get("other") or {}).get("name")
+    rows = [review_ui.QueueRow(p, _absolute(results.location(p, root)), lab, float(conf), float(m),
+                               review_ui.candidates(list(tops), classes, other), thumbs.made.get(p), why)
+            for p, lab, conf, m, tops, why in queue.itertuples(index=False)]
+    report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
+    if multi:
+        parts.append("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of "
+                     "the class closest to its threshold, so the least certain rows come first; a row's label is "
+                     "its list of labels (1–9 add or remove a label, Enter keeps the list and moves on).</p>")
+    parts.append(review_ui.section(rows, classes, len(review), report_id, multi,
+                                   int((review["reason"] != "").sum())))
+    parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
+    for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
+        parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")
+    parts.append("</table>")
+    if len(errors) > limits.error_rows:
+        parts.append(f"<p class='muted'>… and {len(errors) - limits.error_rows} more.</p>")
+    parts.append("</section>")
+    if metrics and multi:
+        parts.append("<section id='per-class'><h2>Per class</h2><table><tr><th>class</th><th>precision</th>"
+                     "<th>recall</th><th>F1</th><th>support</th></tr>")
+        for c, row in metrics["per_class"].items():
+            parts.append(f"<tr><td>{_e(c)}</td><td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td>"
+                         f"<td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>")
+        parts.append("</table></section>")
+    elif metrics:
+        matrix = metrics["confusion"]["matrix"]
+        top = max(1, max(max(r) for r in matrix) if matrix else 1)
+        parts.append("<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
+                     "predicted.</p><table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>")
+        for c, row in zip(classes, matrix, strict=True):
+            cells = "".join(f"<td class='cm' style='background:rgba(68,136,170,{v / top:.2f})'>{v}</td>" for v in row)
+            parts.append(f"<tr><th>{_e(c)}</th>{cells}</tr>")
+        parts.append("</table></section>")
+    if metrics:
+        parts.append(f"<section id='misclassified'><h2>Misclassified ({len(misclassified)} shown)</h2>"
+                     "<div class='grid'>" + "".join(thumbs.figure(p, cap) for p, cap in misclassified)
+                     + "</div></section>")
+    parts.extend(x.html for x in sections)
+    parts.append(f"</main><script>{SCRIPT}</script></body></html>")
+    return "".join(parts)

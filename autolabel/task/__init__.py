@@ -1,0 +1,1 @@
+"""Single- vs multi-label: the task object, its label cells and metrics."""
