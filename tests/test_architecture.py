@@ -57,8 +57,9 @@ def test_no_module_imports_itself_back_through_others() -> None:
 
 def test_engines_and_stages_never_import_the_runner_or_the_cli() -> None:
     edges = graph()
-    for name in ("autolabel.labelling.engines.local", "autolabel.labelling.engines.ray", "autolabel.labelling.engines.base", "autolabel.embedding.stages",
-                 "autolabel.labelling.output", "autolabel.core.config"):
+    for name in ("autolabel.labelling.engines.local", "autolabel.labelling.engines.ray",
+                 "autolabel.labelling.engines.base", "autolabel.embedding.stages", "autolabel.labelling.output",
+                 "autolabel.core.config"):
         assert not {m for m in edges[name] if m in ("autolabel.labelling.pipeline", "autolabel.api")
                     or m.startswith("autolabel.cli")}, name
 
@@ -73,5 +74,6 @@ def test_records_are_the_ground_floor_and_output_imports_downward() -> None:
     no longer reaches up into engines or stages for them."""
     edges = graph()
     assert edges["autolabel.core.records"] <= {"autolabel.core.storage"}
-    assert not {m for m in edges["autolabel.labelling.output"] if m.startswith(("autolabel.labelling.engines", "autolabel.embedding.stages"))}
+    assert not {m for m in edges["autolabel.labelling.output"]
+                if m.startswith(("autolabel.labelling.engines", "autolabel.embedding.stages"))}
     assert "autolabel.learn.examples" not in edges["autolabel.embedding.stages"]
