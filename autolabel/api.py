@@ -146,7 +146,7 @@ class Labeler:
 
         from autolabel.labelling.engines.local import LocalEngine
         from autolabel.labelling.sources import ImageRecord
-        from autolabel.table.writer import output_schema
+        from autolabel.table.schema import output_schema
 
         if isinstance(images, (bytes, bytearray)):
             raise UsageError("images: expected paths or PIL images, got bytes (decode a path to str)")

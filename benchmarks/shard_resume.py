@@ -22,7 +22,7 @@ from pathlib import Path
 from autolabel.core.records import Counts, Shard
 from autolabel.labelling.output import ShardSink
 from autolabel.labelling.sources import ImageRecord, folder_entries
-from autolabel.table.writer import OUTPUT_SCHEMA
+from autolabel.table.schema import OUTPUT_SCHEMA
 
 
 def main() -> None:

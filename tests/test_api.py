@@ -14,7 +14,7 @@ from PIL import Image
 
 import autolabel
 from autolabel.cli import main
-from autolabel.table.writer import OUTPUT_SCHEMA
+from autolabel.table.schema import OUTPUT_SCHEMA
 
 
 def test_label_equals_the_cli_run_and_writes_nothing_to_stderr(tmp_path, image_folder, labels_yaml, tiny_clip,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import autolabel
@@ -77,3 +78,17 @@ def test_records_are_the_ground_floor_and_output_imports_downward() -> None:
     assert not {m for m in edges["autolabel.labelling.output"]
                 if m.startswith(("autolabel.labelling.engines", "autolabel.embedding.stages"))}
     assert "autolabel.learn.examples" not in edges["autolabel.embedding.stages"]
+
+
+TABLE_IO = re.compile(r"pq\.|pd\.read_|\.to_csv\(|\.to_parquet\(|pyarrow\.csv|pacsv|pcsv|pyarrow\.json|read_schema")
+
+
+def test_only_the_table_package_reads_or_writes_table_files() -> None:
+    """Parquet, CSV and JSONL tables are read and written through autolabel/table/ alone, and the names of the
+    on-disk format (the CSV sidecar's suffix, a shard folder's manifest, lock and parts) are spelled once."""
+    sources = {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in PACKAGE.rglob("*.py")}
+    assert sorted(name for name, text in sources.items()
+                  if not name.startswith("table/") and TABLE_IO.search(text)) == []
+    for literal, home in (('".autolabel.json"', "table/format.py"), ('"_autolabel.json"', "core/fileio.py"),
+                          ('"_autolabel.lock"', "core/fileio.py"), ('"part-', "core/fileio.py")):
+        assert [name for name, text in sources.items() if literal in text] == [home], literal

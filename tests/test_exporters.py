@@ -295,7 +295,8 @@ def test_export_and_report_find_images_from_any_directory(labelled: Path, tmp_pa
     """A table records `images_root` (absolute); tables without it resolve SOURCE against their own folder."""
     import pyarrow.parquet as pq
 
-    from autolabel.table.writer import METADATA_KEY, read_metadata
+    from autolabel.table.files import read_metadata
+    from autolabel.table.format import METADATA_KEY
 
     meta = read_metadata(labelled)
     root = Path(meta["source"]).parent

@@ -16,7 +16,7 @@ from shapes import COLORS, SHAPES, draw_shape
 from autolabel.classifier import adapt
 from autolabel.classifier.adapt import Adapter, fit
 from autolabel.cli import main
-from autolabel.table.writer import read_metadata
+from autolabel.table.files import read_metadata
 
 from .conftest import TINY_SHAPES
 

@@ -19,7 +19,7 @@ from autolabel.classifier.classify import Classifier, MultiLabel
 from autolabel.cli import main
 from autolabel.core.errors import SpecError
 from autolabel.core.spec import parse_spec
-from autolabel.table.writer import OUTPUT_SCHEMA
+from autolabel.table.schema import OUTPUT_SCHEMA
 
 from .conftest import COLOR_PAIRS_SPEC, TINY_SHAPES, label_shape_pairs, noise_image
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from autolabel.cli import main
-from autolabel.table.writer import OUTPUT_SCHEMA, read_metadata
+from autolabel.table.files import read_metadata
+from autolabel.table.schema import OUTPUT_SCHEMA
 
 from .conftest import interrupt_on_batch, noise_image
 

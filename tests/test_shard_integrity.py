@@ -301,7 +301,7 @@ def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_pat
     from autolabel.labelling.engines.base import Batch
     from autolabel.labelling.output import ShardSink
     from autolabel.labelling.sources import ImageRecord
-    from autolabel.table.writer import OUTPUT_SCHEMA
+    from autolabel.table.schema import OUTPUT_SCHEMA
 
     for i in range(5):
         (tmp_path / f"{i}.png").write_bytes(b"x" * (i + 1))

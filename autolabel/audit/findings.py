@@ -10,11 +10,9 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from autolabel.core.errors import SourceError, UsageError
-from autolabel.core.fileio import atomic_write
+from autolabel.table.files import read_file, write_arrow
 
 KINDS = ("duplicate", "leakage", "label_issue", "outlier", "summary")
 METADATA_KEY = b"autolabel_audit"
@@ -63,12 +61,8 @@ def to_table(findings: Sequence[Finding], metadata: dict[str, Any] | None = None
 def write_findings(findings: Sequence[Finding], out: str | Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write FINDINGS atomically (temp file + rename); CSV leaves empty cells for nulls."""
     out = Path(out)
-    table = to_table(findings, metadata)
-    with atomic_write(out) as tmp:
-        if findings_format(out) == "parquet":
-            pq.write_table(table, tmp, compression="zstd")
-        else:
-            pacsv.write_csv(table, tmp)
+    findings_format(out)
+    write_arrow(to_table(findings, metadata), out)
     return out
 
 
@@ -78,8 +72,8 @@ def load_findings(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise SourceError(f"{path}: no such findings table; write one with `autolabel audit LABELS --out {path}`")
     try:
-        frame = pq.read_table(path).to_pandas() if findings_format(path) == "parquet" else pd.read_csv(
-            path, keep_default_na=False, na_values=[""], dtype={"path": str, "other_path": str})
+        findings_format(path)
+        frame = read_file(path, text=("path", "other_path")).frame
     except UsageError:
         raise
     except Exception as exc:

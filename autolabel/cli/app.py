@@ -16,6 +16,7 @@ import click
 from autolabel import __version__
 from autolabel.core.errors import AutolabelError
 from autolabel.core.fileio import check_output_file, json_with, write_text
+from autolabel.table.format import SIDECAR_SUFFIX
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -30,10 +31,11 @@ def run_interrupted(params: dict[str, Any]) -> str:
     """What an interrupted `run` left behind, for its options."""
     from autolabel.core import storage
     from autolabel.labelling.output import is_folder_output
+    from autolabel.table.shards import has_parts
 
     cached = not params.get("no_cache") and params.get("engine", "local") == "local"
     out = storage.local_path(str(params.get("out") or ""))
-    shards = is_folder_output(out) and not storage.is_url(out) and any(Path(out).expanduser().glob("part-*.parquet"))
+    shards = is_folder_output(out) and not storage.is_url(out) and has_parts(Path(out).expanduser())
     if shards:
         kept = f"the finished shards in {out} are kept"
         how = "from them and from the embedding cache" if cached else "from them"
@@ -170,7 +172,7 @@ def stderr():  # -> rich Console
 LABELS_TABLE = click.argument("labels_table", metavar="LABELS", type=click.Path())
 SPEC_OPTION = click.option("--labels", "spec", type=click.Path(dir_okay=False), default=None,
                            help="Label spec, for tables that do not record their classes (a CSV without its "
-                                "LABELS.autolabel.json sidecar).")
+                                f"LABELS{SIDECAR_SUFFIX} sidecar).")
 
 
 def table_model_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -21,9 +21,12 @@ MAX_TEXT_BYTES = 64 << 20  # a label spec or review export
 MAX_TABLE_BYTES = 64 << 30  # a manifest or labels table
 
 # What marks a shard folder (`run --out DIR/`): its manifest, the lock of a run writing it, or a part file.
+# Defined here, below the table package, for the guard that keeps every other output out of such a folder;
+# the rest of the code takes them from autolabel.table.format.
 SHARD_MANIFEST = "_autolabel.json"
 SHARD_LOCK = "_autolabel.lock"
-SHARD_PART = re.compile(r"^part-(\d{5,})\.parquet$")
+SHARD_PART_PREFIX, SHARD_PART_SUFFIX = "part-", ".parquet"
+SHARD_PART = re.compile(rf"^{re.escape(SHARD_PART_PREFIX)}(\d{{5,}}){re.escape(SHARD_PART_SUFFIX)}$")
 
 
 class InputError(OSError):
@@ -261,7 +264,7 @@ def refuse_inside_shards(target: Path, path: str | os.PathLike[str], option: str
     for folder in target.absolute().parents:
         if os.path.isdir(folder) and os.path.realpath(folder) != own_real and is_shard_folder(folder):
             raise UsageError(f"{option} {path}: would write inside {folder}, a shard folder of `autolabel run` "
-                             "(only its parts and _autolabel.json belong there, so that it reads as one table); "
+                             f"(only its parts and {SHARD_MANIFEST} belong there, so that it reads as one table); "
                              "choose another location")
 
 

@@ -15,7 +15,7 @@ from autolabel.core.records import Counts, identity
 from autolabel.embedding.cache import EmbeddingCache, content_hash
 from autolabel.embedding.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.labelling.sources import ImageRecord, printable_path
-from autolabel.table.writer import output_schema
+from autolabel.table.schema import output_schema
 
 STATUSES = ("accepted", "review", "reviewed", "error")
 

@@ -1,10 +1,9 @@
-"""Where results go: one table file, or a folder of shards (part-NNNNN.parquet + _autolabel.json) a re-run resumes."""
+"""Where results go: one table file, or a folder of shards (parts and a manifest) that a re-run resumes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -16,14 +15,16 @@ import pyarrow as pa
 
 from autolabel.core import storage
 from autolabel.core.errors import UsageError
-from autolabel.core.fileio import SHARD_LOCK as LOCK
-from autolabel.core.fileio import SHARD_MANIFEST as MANIFEST
-from autolabel.core.fileio import SHARD_PART as PART
-from autolabel.core.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
+from autolabel.core.fileio import check_output_file, remove_stale_temps
 from autolabel.core.records import Batch, Counts, Shard
 from autolabel.labelling.sources import ImageRecord
-from autolabel.table.shards import SHARD_KEY, in_folder, part_name, read_manifest
-from autolabel.table.writer import METADATA_KEY, TableWriter, output_format
+from autolabel.table.files import TableFacts, read_metadata, reviewed_rows, table_facts
+from autolabel.table.format import SHARD_KEY, in_folder, output_format, part_name
+from autolabel.table.format import SHARD_LOCK as LOCK
+from autolabel.table.format import SHARD_MANIFEST as MANIFEST
+from autolabel.table.format import SHARD_PART as PART
+from autolabel.table.shards import refuse_foreign_entries, write_manifest
+from autolabel.table.writer import TableWriter
 
 CHANGED = "its images changed in SOURCE: added, removed, renamed, reordered or modified"
 
@@ -121,26 +122,6 @@ class PartWriter:
             raise
 
 
-def refuse_foreign_entries(folder: Path, given: str) -> None:
-    """A shard folder holds autolabel's parts and nothing pandas would read beside them: a file of the user's
-    there (pyarrow reads every file whose name does not start with '.' or '_') would be read as rows by
-    `pd.read_parquet(DIR)`, and a part that is not a regular file (a FIFO) would block the run."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:  # missing (created later) or unlistable: the lock and the writes say so
-        return
-    for name in names:
-        if name.startswith((".", "_")):
-            continue
-        if not PART.match(name):
-            raise UsageError(f"--out {given}: holds {name}, which autolabel did not write; a folder of shards holds "
-                             "only its parts (pd.read_parquet reads every file in it): move it out, or choose an "
-                             "empty folder")
-        if not stat.S_ISREG(os.lstat(folder / name).st_mode):
-            raise UsageError(f"--out {given}: {name} is not a regular file, so autolabel did not write it; remove "
-                             "it, or choose an empty folder")
-
-
 class FileSink:
     """One .parquet/.csv table, written to a temp file and renamed into place at the end."""
 
@@ -182,9 +163,6 @@ class FileSink:
             self.writer.abort()
 
 
-LABEL_COLUMNS = {"path", "label", "confidence", "status"}
-
-
 def refuse_replacing(path: Path, out: str) -> None:
     """Refuse (UsageError) to replace a file that is not a labels table, or one that holds human reviews.
 
@@ -194,50 +172,16 @@ def refuse_replacing(path: Path, out: str) -> None:
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return
-        ours, reviewed = _table_facts(path, output_format(out))
+        facts = table_facts(path, output_format(out))
     except (OSError, pa.ArrowException, ValueError, UnicodeDecodeError):
-        ours, reviewed = False, 0
-    if not ours:
+        facts = TableFacts(ours=False, reviewed=0)
+    if not facts.ours:
         raise UsageError(f"--out {out}: exists and is not a labels table autolabel wrote; choose another --out "
                          "(or pass --overwrite to replace it)")
-    if reviewed:
-        raise UsageError(f"--out {out}: holds {reviewed} human review(s) (reviewed_label) that this run would "
+    if facts.reviewed:
+        raise UsageError(f"--out {out}: holds {facts.reviewed} human review(s) (reviewed_label) that this run would "
                          "replace; write to another --out and pass this table to --examples to keep them, or "
                          "pass --overwrite to drop them")
-
-
-def _reviews_in_part(path: Path) -> int:
-    """Rows of a Parquet table (or part) with a human review (0 when it has none or cannot be read)."""
-    import pyarrow.parquet as pq
-
-    try:
-        if "reviewed_label" not in pq.read_schema(path).names:
-            return 0
-        column = pq.read_table(path, columns=["reviewed_label"]).column(0)
-    except (OSError, pa.ArrowException):
-        return 0
-    return len(column) - column.null_count
-
-
-def _table_facts(path: Path, fmt: str) -> tuple[bool, int]:
-    """(whether the file is a labels table autolabel wrote, how many rows carry a reviewed_label)."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    if fmt == "parquet":
-        schema = pq.read_schema(path)
-        names = set(schema.names)
-        ours = bool(schema.metadata and METADATA_KEY in schema.metadata) and names >= LABEL_COLUMNS
-        return ours, _reviews_in_part(path) if ours else 0
-    import csv
-
-    with path.open(encoding="utf-8-sig", newline="") as handle:  # a regular file: refuse_replacing checked
-        header = [name.strip() for name in next(csv.reader([handle.readline(1 << 20)]), [])]
-    if "reviewed_label" in header:  # reviews are what must never be lost, whatever the rest looks like
-        cells = pd.read_csv(path, usecols=lambda name: name.strip() == "reviewed_label", dtype=str,
-                            keep_default_na=False, encoding="utf-8-sig").iloc[:, 0]
-        return set(header) >= LABEL_COLUMNS, int((cells.str.strip() != "").sum())
-    return set(header) >= LABEL_COLUMNS, 0
 
 
 class ShardSink:
@@ -299,7 +243,7 @@ class ShardSink:
                 self.stale.add(index)
                 continue
             if not storage.is_url(self.folder):
-                self.reviews[index] = _reviews_in_part(Path(self.folder).expanduser() / name)
+                self.reviews[index] = reviewed_rows(Path(self.folder).expanduser() / name)
             if shard.get("index") != index or shard.get("first_row") != index * self.shard_size:
                 self._may_replace(index, "it is not the shard its name says: a part copied or swapped in")
                 self.stale.add(index)
@@ -331,7 +275,7 @@ class ShardSink:
         """Human reviews in every part of the folder (local folders; 0 for object stores)."""
         if storage.is_url(self.folder):
             return 0
-        return sum(_reviews_in_part(Path(self.folder).expanduser() / part_name(index))
+        return sum(reviewed_rows(Path(self.folder).expanduser() / part_name(index))
                    for index, _ in self._existing_parts())
 
     def _may_replace(self, index: int, why: str) -> None:
@@ -353,8 +297,6 @@ class ShardSink:
             self.stale.add(index)
 
     def _existing_parts(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        from autolabel.table.writer import read_metadata
-
         for name in sorted(self._listing()):
             match = PART.match(name)
             if match:
@@ -495,21 +437,7 @@ class ShardSink:
             if index > last:  # an earlier run of this job saw a longer source
                 self._may_replace(index, "SOURCE is shorter now")
                 self._remove(part_name(index))
-        manifest = {"autolabel": metadata, "shard_size": self.shard_size, "key": self.key,
-                    "rows": sum(s.rows for s in shards.values()), "complete": True,
-                    "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows, "digest": s.digest,
-                                "counts": s.counts.to_dict()} for _, s in sorted(shards.items())]}
-        text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
-        target = in_folder(self.folder, MANIFEST)
-        if storage.is_url(target):
-            local = temp_beside(Path(os.environ.get("TMPDIR", "/tmp")) / MANIFEST)
-            try:
-                local.write_text(text, encoding="utf-8")
-                storage.upload(str(local), target)
-            finally:
-                local.unlink(missing_ok=True)
-        else:
-            write_text(Path(target).expanduser(), text)
+        write_manifest(self.folder, metadata, self.shard_size, self.key, [s for _, s in sorted(shards.items())])
         self._release()
         return self.folder + "/"
 
@@ -569,35 +497,8 @@ class FolderLock:
         os.close(self.fd)
 
 
-def rewrite_shards(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:
-    """Write an updated table (e.g. with review columns) back over a shard folder, part by part, atomically."""
-    import pyarrow.parquet as pq
-
-    from autolabel.core.fileio import atomic_write
-
-    offset = 0
-    shards = read_manifest(folder).get("shards", [])
-    # New columns get one type from the whole table: a part whose values are all null (no review there)
-    # must not be typed `null` while another is list<string>, or the parts no longer read as one table.
-    known = pq.read_schema(folder / shards[0]["file"]).names if shards else []
-    added = [c for c in frame.columns if c not in known]
-    inferred = pa.Table.from_pandas(frame[added], preserve_index=False).schema
-    for shard in shards:
-        target = folder / shard["file"]
-        original = pq.read_schema(target)
-        part = frame.iloc[offset: offset + shard["rows"]]
-        offset += shard["rows"]
-        part_meta = json.loads(original.metadata[METADATA_KEY])
-        part_meta.update({k: v for k, v in metadata.items() if k != SHARD_KEY})
-        schema = pa.schema([original.field(c) if c in original.names else inferred.field(c) for c in part.columns])
-        table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
-        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(part_meta, default=str).encode()})
-        with atomic_write(target) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-
-
 def _model_identity(model: dict[str, Any]) -> str:
     return f"{model.get('fingerprint')}:{model.get('precision')}"
 
 
-__all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output", "read_manifest", "METADATA_KEY"]
+__all__ = ["FileSink", "ShardSink", "PartWriter", "is_folder_output"]

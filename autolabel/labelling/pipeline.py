@@ -41,7 +41,7 @@ from autolabel.labelling.engines.base import Batch, Engine
 from autolabel.labelling.output import FileSink, ShardSink, is_folder_output
 from autolabel.labelling.sources import ImageRecord, Source, open_source
 from autolabel.learn.examples import SOFTENED, Example, Learned, collect, learn
-from autolabel.table.writer import full_schema
+from autolabel.table.schema import full_schema
 
 
 @dataclass(frozen=True)

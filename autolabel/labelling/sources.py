@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,10 +14,10 @@ import pyarrow as pa
 
 from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
-from autolabel.core.fileio import InputError, open_regular
+from autolabel.table.files import read_rows
+from autolabel.table.format import MANIFEST_SUFFIXES
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")
 PATH_COLUMNS = ("path", "image", "file_name", "filepath")
 _SLICE_ROWS = 4096  # manifest rows turned into Python objects at a time
 
@@ -141,50 +140,6 @@ def _folder(root: Path) -> Source:
                   counter=lambda: sum(1 for _ in folder_entries(root)), renamed=renamed)
 
 
-def open_table(path: Path | str, suffix: str, what: str = "manifest", strings: Sequence[str] = ()) -> Any:
-    """A manifest as an Arrow table, or for Parquet an opened ParquetFile (streamed batch by batch).
-
-    A local manifest must be a regular file (opened without blocking: pyarrow would wait on a FIFO forever).
-    CSV columns named in `strings` are read as written: no type guessing (`001` stays `001`, `NA` stays `NA`).
-    """
-    try:
-        handle = storage.open_url(str(path)) if storage.is_url(str(path)) else open_regular(path)
-        if suffix == ".parquet":
-            return _parquet(handle)
-        with handle:
-            return _parse_table(handle, suffix, strings)
-    except InputError as exc:
-        if exc.errno == errno.ENOENT:
-            raise SourceError(f"{path}: {what} not found") from None
-        raise SourceError(f"{path}: cannot read {what}: {exc.strerror}") from None
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SourceError(f"{path}: cannot read {suffix[1:]} {what} ({first})") from None
-
-
-def _parquet(source: Any) -> Any:
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(source)
-
-
-def _parse_table(source: Any, suffix: str, strings: Sequence[str] = ()) -> pa.Table:
-    if suffix in (".csv", ".tsv"):
-        import pyarrow.csv as pcsv
-
-        delimiter = "\t" if suffix == ".tsv" else ","
-        # one thread: pyarrow's worker threads reading through a Python file object can abort the process at exit
-        return pcsv.read_csv(source, read_options=pcsv.ReadOptions(use_threads=False),
-                             parse_options=pcsv.ParseOptions(delimiter=delimiter),
-                             convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(strings, pa.string())))
-    if suffix == ".jsonl":
-        import pyarrow.json as pjson
-
-        return pjson.read_json(source, read_options=pjson.ReadOptions(use_threads=False))
-    lines = source.read().decode("utf-8").splitlines()
-    return pa.table({"path": [ln.strip() for ln in lines if ln.strip()]})
-
-
 def pick_path_column(names: list[str], wanted: str | None, where: str) -> str:
     """The manifest's path column: `wanted`, else the first of PATH_COLUMNS present."""
     if wanted is not None:
@@ -220,13 +175,6 @@ def _remote_folder(url: str) -> Source:
     return Source(description=f"folder {url}", records=records(), identity=base, images_root=base)
 
 
-def _batches(table: Any) -> Iterator[pa.RecordBatch]:
-    if isinstance(table, pa.Table):
-        yield from table.to_batches(max_chunksize=_SLICE_ROWS)
-    else:  # a ParquetFile: read a few thousand rows at a time
-        yield from table.iter_batches(batch_size=_SLICE_ROWS, use_threads=False)
-
-
 def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None:
     """Refuse, before any image is read, a path column that is not unique or cannot be read as text."""
     if schema.names.count(column) > 1:
@@ -241,9 +189,8 @@ def _check_path_column(schema: pa.Schema, column: str, path: Path | str) -> None
 
 def _manifest(path: Path | str, path_column: str | None) -> Source:
     suffix = Path(str(path)).suffix.lower()
-    table = open_table(path, suffix, strings=(*PATH_COLUMNS, *([path_column] if path_column else [])))
-    schema = table.schema if isinstance(table, pa.Table) else table.schema_arrow
-    count = table.num_rows if isinstance(table, pa.Table) else table.metadata.num_rows
+    table = read_rows(path, suffix, strings=(*PATH_COLUMNS, *([path_column] if path_column else [])))
+    schema, count = table.schema, table.count
     column = pick_path_column(schema.names, path_column, str(path))
     _check_path_column(schema, column, path)
     at = schema.get_field_index(column)
@@ -254,7 +201,7 @@ def _manifest(path: Path | str, path_column: str | None) -> Source:
 
     def records() -> Iterator[ImageRecord]:
         row = 0
-        for batch in _batches(table):
+        for batch in table.batches(_SLICE_ROWS):
             paths = batch.column(at)
             if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
                 paths = paths.cast(pa.string())

@@ -19,6 +19,7 @@ from autolabel.core.errors import SpecError, UsageError
 from autolabel.core.records import identity
 from autolabel.core.spec import LabelSpec
 from autolabel.labelling.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
+from autolabel.table.format import METADATA_NAME, SHARD_MANIFEST
 
 SOFTENED = 4.0  # a fitted temperature this high means the examples contradict each other: say so
 LABEL_COLUMNS = ("reviewed_label", "label")  # the default --examples-column: the first present
@@ -67,7 +68,7 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
     folder: a CSV table `run` wrote records nothing). `option` names the table in errors ("" for an argument).
     `multi_label`: each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
     """
-    from autolabel.labelling.sources import open_table
+    from autolabel.table.files import read_rows
     from autolabel.task.cells import label_list
 
     suffix = Path(path).suffix.lower()
@@ -82,14 +83,12 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
             table, manifest = read_folder(path)
         except SourceError as exc:
             raise SourceError(f"{option} {exc}".lstrip()) from None
-        recorded = (manifest.get("autolabel") or {}).get("images_root")
+        recorded = (manifest.get(METADATA_NAME) or {}).get("images_root")
     elif suffix not in (".parquet", ".csv", ".tsv", ".jsonl"):
         raise UsageError(f"{option} {path}: a table of reviewed examples ends in .parquet, .csv or .jsonl".lstrip())
     else:
-        table = open_table(path, suffix, "examples table",
-                           (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else [])))
-    if not hasattr(table, "column_names"):
-        table = table.read(use_threads=False)  # see sources._parse_table: no pyarrow threads on a file object
+        table = read_rows(path, suffix, "examples table",
+                          (*PATH_COLUMNS, *LABEL_COLUMNS, *([column] if column else []))).read()
     names = table.column_names
     where = f"{option} {path}".lstrip()
     path_column = next((c for c in PATH_COLUMNS if c in names), None)
@@ -122,7 +121,9 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
 def _check_table_folder(path: str, option: str) -> None:
     """A folder given as a table must be a shard folder (`run --out DIR/`): a folder of images is refused, saying how
     images are given as examples."""
-    if (Path(path) / "_autolabel.json").is_file() or any(Path(path).glob("part-*.parquet")):
+    from autolabel.table.shards import has_parts
+
+    if (Path(path) / SHARD_MANIFEST).is_file() or has_parts(Path(path)):
         return
     raise UsageError(f"{option} {path}: not a finished run's folder, nor a table of reviewed images; "
                      f"{option or 'it'} takes a table "
@@ -133,14 +134,11 @@ def _check_table_folder(path: str, option: str) -> None:
 
 def _recorded_root(path: str) -> str | None:
     """The images folder a Parquet labels table `run` wrote records in its metadata."""
-    import json
-
-    import pyarrow.parquet as pq
+    from autolabel.table.files import read_metadata
 
     try:
         if Path(path).suffix.lower() == ".parquet" and not storage.is_url(path):
-            raw = (pq.read_schema(path).metadata or {}).get(b"autolabel")
-            meta = json.loads(raw) if raw else {}
+            meta = read_metadata(path)
         else:
             return None
     except Exception:  # not a table of ours: its own folder it is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -68,14 +69,10 @@ class QueueResult:
 
 def is_queue_file(path: Path) -> bool:
     """Whether an existing file is a queue this command wrote (so --out may replace it)."""
-    try:
-        if path.suffix.lower() == ".csv":
-            with open(path, encoding="utf-8", errors="replace") as f:
-                header = f.readline().strip().split(",")
-        else:
-            import pyarrow.parquet as pq
+    from autolabel.table.files import column_names
 
-            header = pq.read_schema(path).names
+    try:
+        header = column_names(path)
     except Exception:
         return False
     return list(header[:len(QUEUE_COLUMNS)]) == list(QUEUE_COLUMNS)
@@ -147,15 +144,14 @@ def _review_value(value: Any, multi_label: bool) -> Any:
 def skipped_rows(tables: Sequence[str], keys: dict[str, int], root: str | None = None) -> frozenset[int]:
     """Rows of earlier queues (tables with a `rank` column) left empty above the last one a person filled in.
     Relative paths resolve against the queue's folder, then `root` (the table's images folder)."""
-    import pandas as pd
+    from autolabel.table.files import read_file
 
     out: set[int] = set()
     for table in tables:
         if Path(table).suffix.lower() not in (".csv", ".parquet") or not Path(table).is_file():
             continue
         try:
-            frame = (pd.read_parquet(table) if table.lower().endswith(".parquet")
-                     else pd.read_csv(table, keep_default_na=False, na_values=[""], dtype={"path": str}))
+            frame = read_file(table).frame
         except Exception:  # examples.read_table reports tables it cannot read
             continue
         if not {"rank", "reviewed_label", "path"} <= set(frame.columns):
@@ -272,24 +268,10 @@ def queue_frame(results: Results, queue: QueuePlan) -> Any:
 
 def write_queue(frame: Any, out: str) -> Path:
     """Write the queue atomically: Parquet, or CSV (a multi-label `labels` cell as a JSON array)."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from autolabel.core.fileio import atomic_write
+    from autolabel.table.files import write_frame
 
     path = Path(out)
-    with atomic_write(path) as tmp:
-        if path.suffix.lower() == ".parquet":
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = table.cast(table.schema.set(1, pa.field("reviewed_label", pa.string())))
-            pq.write_table(table.replace_schema_metadata(None), tmp, compression="zstd")
-        else:
-            frame = frame.copy()
-            if "labels" in frame:
-                frame["labels"] = [json.dumps(v, ensure_ascii=False) for v in frame["labels"]]
-            frame.to_csv(tmp, index=False)
+    write_frame(frame, path, text_columns=("reviewed_label",), json_columns=("labels",))
     return path
 
 
@@ -314,17 +296,15 @@ def build_queue(config: QueueConfig, *, reporter: Reporter | None = None, model:
 
 def planned_paths(results: Results, queue_file: str) -> list[tuple[str, str]]:
     """A queue's rows as (table path, reason) in rank order, for the report; rows not in the table are left out."""
-    import pandas as pd
-
     from autolabel.core.records import identity
+    from autolabel.table.files import read_file
 
     path = Path(queue_file)
     try:
-        frame = (pd.read_parquet(path) if path.suffix.lower() == ".parquet"
-                 else pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"path": str}))
-    except FileNotFoundError:
-        raise SourceError(f"--queue {queue_file}: no such file; write it with `autolabel queue`") from None
+        frame = read_file(path).frame
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOENT:  # a queue is read as a regular file only
+            raise SourceError(f"--queue {queue_file}: no such file; write it with `autolabel queue`") from None
         raise SourceError(f"--queue {queue_file}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
     missing = [c for c in ("path", "rank", "reason") if c not in frame.columns]
     if missing:

@@ -1,4 +1,4 @@
-"""Read a labels table written by `autolabel run` (Parquet, or CSV with its label spec) back into memory."""
+"""A labels table `autolabel run` wrote (a Parquet or CSV file, or a shard folder): opened, read back, rewritten."""
 
 from __future__ import annotations
 
@@ -10,16 +10,77 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
-from autolabel.core.fileio import InputError, open_regular
-from autolabel.labelling.sources import MANIFEST_SUFFIXES
-from autolabel.table.writer import METADATA_KEY, OUTPUT_SCHEMA, SIDECAR_SUFFIX, read_sidecar
+from autolabel.core.fileio import InputError
+from autolabel.table.files import read_file, read_sidecar, rewrite_file
+from autolabel.table.format import (
+    FOLDER,
+    LIST_COLUMNS,
+    MANIFEST_SUFFIXES,
+    METADATA_KEY,
+    METADATA_NAME,
+    OUTPUT_FORMATS,
+    SIDECAR_SUFFIX,
+)
+from autolabel.table.schema import OUTPUT_SCHEMA
+from autolabel.table.shards import read_folder, rewrite_folder
 from autolabel.task.cells import label_list
 
-LIST_COLUMNS = ("top_labels", "top_scores")
+
+@dataclass(frozen=True)
+class Layout:
+    """How a labels table lies on disk: `kind` parquet or csv (one file), or FOLDER (a finished run's shards)."""
+
+    kind: str
+    schema: pa.Schema | None = None  # a Parquet file's own schema: the column types and metadata a rewrite keeps
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A labels table as stored: its rows, its run metadata (a CSV table's from its sidecar) and its layout."""
+
+    frame: pd.DataFrame
+    metadata: dict[str, Any]
+    layout: Layout
+
+
+def open_table(path: Path, spec_given: bool = False) -> Opened:
+    """A Parquet or CSV table file, or a shard folder (refused unless a finished run wrote it, every part checked
+    against its manifest). `spec_given`: a file beside a CSV table that is not its sidecar is ignored, not refused."""
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        table, manifest = read_folder(path)
+        frame, metadata, layout = table.to_pandas(), dict(manifest.get(METADATA_NAME) or {}), Layout(FOLDER)
+    else:
+        if suffix not in OUTPUT_FORMATS:
+            raise UsageError(f"{path}: a labels table ends in .parquet or .csv, or is a shard folder")
+        try:
+            read = read_file(path)
+        except InputError as exc:
+            if exc.errno == errno.ENOENT:
+                raise SourceError(f"{path}: no such labels table") from None
+            raise SourceError(f"{path}: cannot read labels table ({exc.strerror})") from None
+        except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
+            kind = "Parquet" if suffix == ".parquet" else "CSV"
+            raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
+        frame, layout = read.frame, Layout(suffix[1:], read.schema)
+        metadata = _metadata(read.schema, path) if read.schema is not None else _sidecar(path, spec_given)
+    if suffix == ".csv":
+        for column in LIST_COLUMNS:
+            if column in frame:
+                frame[column] = [_json_list(v, path, column) for v in frame[column]]
+    return Opened(frame, metadata, layout)
+
+
+def rewrite(path: Path, layout: Layout, frame: pd.DataFrame, metadata: dict[str, Any], multi_label: bool) -> None:
+    """Write an updated table back over itself atomically, in its layout, keeping every column and the run metadata
+    (a shard folder part by part, each part's own metadata kept; a CSV table's sidecar stays as it is)."""
+    if layout.kind == FOLDER:
+        rewrite_folder(path, frame, metadata)
+    else:
+        rewrite_file(path, frame, metadata, layout.schema, multi_label)
 
 
 @dataclass
@@ -32,6 +93,13 @@ class Results:
     metadata: dict[str, Any] = field(default_factory=dict)
     spec: Any = None  # LabelSpec, when known (from --labels or the Parquet metadata)
     schema: pa.Schema | None = None  # the Parquet file's own schema (None for CSV)
+
+    @property
+    def layout(self) -> Layout:
+        """How the table lies on disk (what `rewrite` keeps)."""
+        if self.schema is not None:
+            return Layout("parquet", self.schema)
+        return Layout(FOLDER) if self.path.is_dir() else Layout("csv")
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -88,46 +156,13 @@ class Results:
         return float(self.spec.min_margin) if self.spec is not None else 0.0
 
 
-def _read_shards(folder: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A shard folder a finished `autolabel run --out DIR/` wrote: its parts in order (each checked to be the
-    shard the manifest lists), and the manifest's metadata."""
-    from autolabel.table.shards import read_folder
-
-    table, manifest = read_folder(folder)
-    return table.to_pandas(), dict(manifest.get("autolabel") or {})
-
-
 def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
     """Load OUT of `autolabel run`. CSV tables need the label spec (`labels`) for their class list."""
     from autolabel.core.spec import load_spec, parse_spec
 
     path = Path(path)
-    suffix = path.suffix.lower()
-    schema = None
-    if path.is_dir():
-        frame, metadata = _read_shards(path)
-    else:
-        if suffix not in (".parquet", ".csv"):
-            raise UsageError(f"{path}: a labels table ends in .parquet or .csv, or is a shard folder")
-        try:
-            with open_regular(path) as f:
-                if suffix == ".parquet":
-                    table = pq.ParquetFile(f).read(use_threads=False)  # see shardfolder.read_folder
-                    schema, frame = table.schema, table.to_pandas()
-                else:
-                    frame = pd.read_csv(f, keep_default_na=False, na_values=[""], dtype={"path": str})
-        except InputError as exc:
-            if exc.errno == errno.ENOENT:
-                raise SourceError(f"{path}: no such labels table") from None
-            raise SourceError(f"{path}: cannot read labels table ({exc.strerror})") from None
-        except Exception as exc:  # pyarrow and pandas raise many types for files that are not tables
-            kind = "Parquet" if suffix == ".parquet" else "CSV"
-            raise SourceError(f"{path}: cannot read {kind} ({' '.join(str(exc).split())[:200]})") from None
-        metadata = _metadata(schema, path) if schema is not None else _sidecar(path, labels is not None)
-    if suffix == ".csv":
-        for column in LIST_COLUMNS:
-            if column in frame:
-                frame[column] = [_json_list(v, path, column) for v in frame[column]]
+    opened = open_table(path, labels is not None)
+    frame, metadata = opened.frame, opened.metadata
     missing = [c for c in OUTPUT_SCHEMA.names if c not in frame.columns]
     if missing:
         raise SourceError(f"{path}: not an autolabel table (missing columns: {', '.join(missing)})")
@@ -146,7 +181,8 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
         raise UsageError(f"{path}: carries no autolabel run metadata (a CSV table without its {path.name}"
                          f"{SIDECAR_SUFFIX} beside it, or a Parquet file saved again without it), so its classes "
                          "are unknown; pass the label spec with --labels")
-    results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
+    results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec,
+                      schema=opened.layout.schema)
     if results.multi_label:
         if "labels" not in frame.columns:
             raise SourceError(f"{path}: the spec is multi-label but the table has no 'labels' column; pass the "

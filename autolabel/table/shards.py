@@ -1,35 +1,64 @@
-"""A shard folder read back: a finished run's manifest, and every part checked to be the shard the manifest says."""
+"""A shard folder: its manifest written and read back, and every part checked to be the shard the manifest says."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from autolabel.core import storage
-from autolabel.core.errors import SourceError
-from autolabel.core.fileio import SHARD_LOCK, SHARD_MANIFEST, SHARD_PART, InputError, open_regular, read_json_object
+from autolabel.core.errors import SourceError, UsageError
+from autolabel.core.fileio import InputError, atomic_write, open_regular, read_json_object, temp_beside, write_text
+from autolabel.core.records import Shard
+from autolabel.table.format import (
+    METADATA_KEY,
+    METADATA_NAME,
+    SHARD_KEY,
+    SHARD_LOCK,
+    SHARD_MANIFEST,
+    SHARD_PART,
+    in_folder,
+    part_glob,
+    part_name,
+)
+from autolabel.table.schema import OUTPUT_SCHEMA
 
-SHARD_KEY = "shard"  # the part's own place in its run, in its Parquet metadata
 REDO = "re-run the same `autolabel run` command to redo it, or pass --overwrite to start over"
 
 
-def part_name(index: int) -> str:
-    """The file name of shard `index`."""
-    return f"part-{index:05d}.parquet"
+def has_parts(folder: Path) -> bool:
+    """Whether a local folder holds part files (or files named like them)."""
+    return any(folder.glob(part_glob()))
 
 
-def in_folder(folder: str, name: str) -> str:
-    """The location of `name` in a local or object-store folder."""
-    return f"{folder.rstrip('/')}/{name}" if storage.is_url(folder) else str(Path(folder) / name)
+def refuse_foreign_entries(folder: Path, given: str) -> None:
+    """A shard folder holds autolabel's parts and nothing pandas would read beside them: a file of the user's
+    there (pyarrow reads every file whose name does not start with '.' or '_') would be read as rows by
+    `pd.read_parquet(DIR)`, and a part that is not a regular file (a FIFO) would block the run."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # missing (created later) or unlistable: the lock and the writes say so
+        return
+    for name in names:
+        if name.startswith((".", "_")):
+            continue
+        if not SHARD_PART.match(name):
+            raise UsageError(f"--out {given}: holds {name}, which autolabel did not write; a folder of shards holds "
+                             "only its parts (pd.read_parquet reads every file in it): move it out, or choose an "
+                             "empty folder")
+        if not stat.S_ISREG(os.lstat(folder / name).st_mode):
+            raise UsageError(f"--out {given}: {name} is not a regular file, so autolabel did not write it; remove "
+                             "it, or choose an empty folder")
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The `_autolabel.json` of a shard folder ({} when the run has not finished)."""
+    """The manifest (SHARD_MANIFEST) of a shard folder ({} when the run has not finished)."""
     target = in_folder(str(folder), SHARD_MANIFEST)
     try:
         if storage.is_url(target):
@@ -72,7 +101,7 @@ def finished_manifest(folder: str | Path) -> dict[str, Any]:
     if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards) or \
             [s.get("file") for s in shards] != [part_name(i) for i in range(len(shards))]:
         raise SourceError(f"{folder}: {SHARD_MANIFEST} is not a manifest autolabel wrote (it must list "
-                          f"part-00000.parquet, part-00001.parquet, … in order); {REDO}")
+                          f"{part_name(0)}, {part_name(1)}, … in order); {REDO}")
     listed = {s["file"] for s in shards}
     stray = sorted(n for n in names if SHARD_PART.match(n) and n not in listed)
     if stray:
@@ -95,7 +124,7 @@ def part_problem(meta: dict[str, Any], entry: dict[str, Any], manifest: dict[str
         return "its rows are not the ones listed"
     if own.get("digest") != entry.get("digest"):
         return "it labelled other images"
-    model = (manifest.get("autolabel") or {}).get("model") or {}
+    model = (manifest.get(METADATA_NAME) or {}).get("model") or {}
     if (meta.get("model") or {}).get("fingerprint") != model.get("fingerprint"):
         return "another model labelled it"
     return None
@@ -104,8 +133,6 @@ def part_problem(meta: dict[str, Any], entry: dict[str, Any], manifest: dict[str
 def read_folder(folder: str | Path) -> tuple[pa.Table, dict[str, Any]]:
     """A finished run's table (its parts in order, each checked against the manifest) and the manifest."""
     import pyarrow.parquet as pq
-
-    from autolabel.table.writer import METADATA_KEY
 
     manifest = finished_manifest(folder)
     tables = []
@@ -128,7 +155,51 @@ def read_folder(folder: str | Path) -> tuple[pa.Table, dict[str, Any]]:
                               f"copied from another run or folder, or swapped); {REDO}")
         tables.append(table.replace_schema_metadata(None))
     if not tables:
-        from autolabel.table.writer import OUTPUT_SCHEMA
-
         return OUTPUT_SCHEMA.empty_table(), manifest
     return pa.concat_tables(tables, promote_options="default"), manifest
+
+
+def write_manifest(folder: str, metadata: dict[str, Any], shard_size: int, key: str, shards: Iterable[Shard]) -> None:
+    """Write the folder's SHARD_MANIFEST (the run metadata and every shard: file, rows, digest, counts), atomically:
+    the last file a run writes, so a folder without it is a run in progress."""
+    shards = list(shards)
+    manifest = {METADATA_NAME: metadata, "shard_size": shard_size, "key": key,
+                "rows": sum(s.rows for s in shards), "complete": True,
+                "shards": [{"file": s.file, "first_row": s.first_row, "rows": s.rows, "digest": s.digest,
+                            "counts": s.counts.to_dict()} for s in shards]}
+    text = json.dumps(manifest, indent=1, ensure_ascii=False, default=str) + "\n"
+    target = in_folder(folder, SHARD_MANIFEST)
+    if storage.is_url(target):
+        local = temp_beside(Path(os.environ.get("TMPDIR", "/tmp")) / SHARD_MANIFEST)
+        try:
+            local.write_text(text, encoding="utf-8")
+            storage.upload(str(local), target)
+        finally:
+            local.unlink(missing_ok=True)
+    else:
+        write_text(Path(target).expanduser(), text)
+
+
+def rewrite_folder(folder: Path, frame: Any, metadata: dict[str, Any]) -> None:
+    """Write an updated table (e.g. with review columns) back over a shard folder, part by part, atomically."""
+    import pyarrow.parquet as pq
+
+    offset = 0
+    shards = read_manifest(folder).get("shards", [])
+    # New columns get one type from the whole table: a part whose values are all null (no review there)
+    # must not be typed `null` while another is list<string>, or the parts no longer read as one table.
+    known = pq.read_schema(folder / shards[0]["file"]).names if shards else []
+    added = [c for c in frame.columns if c not in known]
+    inferred = pa.Table.from_pandas(frame[added], preserve_index=False).schema
+    for shard in shards:
+        target = folder / shard["file"]
+        original = pq.read_schema(target)
+        part = frame.iloc[offset: offset + shard["rows"]]
+        offset += shard["rows"]
+        part_meta = json.loads(original.metadata[METADATA_KEY])
+        part_meta.update({k: v for k, v in metadata.items() if k != SHARD_KEY})
+        schema = pa.schema([original.field(c) if c in original.names else inferred.field(c) for c in part.columns])
+        table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+        table = table.replace_schema_metadata({METADATA_KEY: json.dumps(part_meta, default=str).encode()})
+        with atomic_write(target) as tmp:
+            pq.write_table(table, tmp, compression="zstd")

@@ -1,4 +1,4 @@
-"""Parquet/CSV output: the contract schema, streamed to a temp file, renamed into place atomically."""
+"""A Parquet/CSV table streamed to a temp file, batch by batch, then renamed into place atomically with its metadata."""
 
 from __future__ import annotations
 
@@ -16,51 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autolabel.core.errors import UsageError
 from autolabel.core.fileio import remove_stale_temps, temp_beside
-
-METADATA_KEY = b"autolabel"
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("label", pa.string()),
-        ("confidence", pa.float64()),
-        ("margin", pa.float64()),
-        ("status", pa.string()),
-        ("top_labels", pa.list_(pa.string())),
-        ("top_scores", pa.list_(pa.float64())),
-        ("error", pa.string()),
-    ]
-)
-OUTPUT_FORMATS = (".parquet", ".csv")
-LABELS_FIELD = pa.field("labels", pa.list_(pa.string()))  # multi-label: every class over its threshold
-
-
-def output_schema(multi_label: bool = False) -> pa.Schema:
-    """The contract columns: OUTPUT_SCHEMA, then `labels` for a multi-label spec (before pass-through columns)."""
-    return OUTPUT_SCHEMA.append(LABELS_FIELD) if multi_label else OUTPUT_SCHEMA
-
-
-def output_format(out: str | Path) -> str:
-    """`parquet` or `csv` from the suffix; anything else is a usage error."""
-    suffix = Path(out).suffix.lower()
-    if suffix not in OUTPUT_FORMATS:
-        raise UsageError(f"--out {out}: must end in .parquet or .csv (or in / for a folder of shards)")
-    return suffix[1:]
-
-
-def full_schema(extra: pa.Schema, multi_label: bool = False) -> pa.Schema:
-    """Contract columns, then pass-through columns (renamed `input_<name>` where they clash)."""
-    contract = output_schema(multi_label)
-    fields = list(contract)
-    taken = set(contract.names)
-    for f in extra:
-        name = f.name
-        while name in taken:
-            name = f"input_{name}"
-        taken.add(name)
-        fields.append(pa.field(name, f.type))
-    return pa.schema(fields)
+from autolabel.table.files import replace_csv
+from autolabel.table.format import METADATA_KEY, output_format
 
 
 class TableWriter:
@@ -158,7 +116,7 @@ class TableWriter:
                 self.tmp.unlink(missing_ok=True)
         else:
             self._csv_file.close()
-            _replace_csv(self.tmp, self.out, metadata)
+            replace_csv(self.tmp, self.out, metadata)
         return self.out
 
     def abort(self) -> None:
@@ -175,58 +133,6 @@ class TableWriter:
                 shutil.rmtree(self.out.parent, ignore_errors=True)
 
 
-SIDECAR_SUFFIX = ".autolabel.json"
-
-
-def sidecar_path(table: str | Path) -> Path:
-    """Where a CSV table keeps its run metadata (CSV has no place for it): labels.csv → labels.csv.autolabel.json."""
-    table = Path(table)
-    return table.with_name(table.name + SIDECAR_SUFFIX)
-
-
-def _ours(sidecar: Path) -> bool:
-    """True when the sidecar's place is free or holds a sidecar autolabel wrote (a file of the user's is kept)."""
-    if not sidecar.exists() and not sidecar.is_symlink():
-        return True
-    try:
-        data = json.loads(sidecar.read_bytes()) if sidecar.is_file() and sidecar.stat().st_size < (64 << 20) else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get(METADATA_KEY.decode()), dict)
-
-
-def _replace_csv(tmp: Path, out: Path, metadata: dict[str, Any]) -> None:
-    """Put the CSV at OUT and its metadata beside it. The old sidecar goes first: a crash in between leaves a table
-    without one (readers then ask for --labels), never a table with another run's metadata."""
-    from autolabel.core.fileio import write_text
-
-    sidecar = sidecar_path(out)
-    ours = _ours(sidecar)
-    if ours:
-        sidecar.unlink(missing_ok=True)
-    os.replace(tmp, out)
-    if ours:
-        write_text(sidecar, json.dumps({METADATA_KEY.decode(): metadata, "table": out.name}, default=str,
-                                       ensure_ascii=False) + "\n")
-
-
-def read_sidecar(table: str | Path) -> dict[str, Any]:
-    """The run metadata beside a CSV table ({} when it has none); UsageError when the file there is not one."""
-    from autolabel.core.fileio import InputError, read_json_object
-
-    sidecar = sidecar_path(table)
-    if not sidecar.exists():
-        return {}
-    try:
-        data = read_json_object(sidecar, "the table's metadata sidecar").get(METADATA_KEY.decode())
-    except InputError as exc:
-        raise UsageError(f"{sidecar}: {exc.strerror}; move it away, or pass the label spec with --labels") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{sidecar}: not the metadata autolabel writes beside a CSV table (no '"
-                         f"{METADATA_KEY.decode()}' object); move it away, or pass the label spec with --labels")
-    return data
-
-
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
@@ -236,9 +142,3 @@ def _csv_cell(value: Any) -> Any:
         return repr(value)
     return value
 
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The `autolabel` run metadata of a Parquet output ({} when absent)."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(METADATA_KEY)
-    return json.loads(raw) if raw else {}

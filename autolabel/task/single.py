@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from autolabel.core.errors import SourceError, TooManyErrors, UsageError
-from autolabel.core.fileio import InputError, open_regular
+from autolabel.core.fileio import InputError
 from autolabel.table.results import Results
 from autolabel.task.cells import label_list
 
@@ -56,11 +56,10 @@ def resolve_truth(results: Results, spec: str) -> Truth:
 
 def _read_truth(path: Path) -> pd.DataFrame:
     """A truth file (regular files only: a FIFO or device is refused, never waited on)."""
+    from autolabel.table.files import read_file
+
     try:
-        with open_regular(path) as f:
-            if path.suffix.lower() == ".parquet":
-                return pd.read_parquet(f)
-            return pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""])  # a class may be named "NA"
+        return read_file(path, all_text=True).frame  # every CSV cell as written: a class may be named "NA"
     except InputError as exc:
         raise SourceError(f"--truth {path}: cannot read it ({exc.strerror})") from None
     except Exception as exc:  # pandas and pyarrow raise many types for files that are not tables

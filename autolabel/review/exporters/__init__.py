@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,6 @@ import pandas as pd
 
 from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
-from autolabel.core.fileio import atomic_write
 from autolabel.review.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
 from autolabel.review.exporters.base import (
     LINKS,
@@ -23,7 +21,7 @@ from autolabel.review.exporters.base import (
     remove_created,
     write_marker,
 )
-from autolabel.table.results import Results, find_images_root, images_missing
+from autolabel.table.results import Results, find_images_root, images_missing, rewrite
 from autolabel.task.cells import label_list
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
@@ -165,34 +163,4 @@ def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[st
 
 def write_table(results: Results) -> None:
     """Write the (updated) table back over itself atomically, keeping every column and the run metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from autolabel.table.writer import METADATA_KEY
-
-    if results.path.is_dir():
-        from autolabel.labelling.output import rewrite_shards
-
-        rewrite_shards(results.path, results.frame, results.metadata)
-        return
-    with atomic_write(results.path) as tmp:
-        if results.schema is not None:
-            original = results.schema
-            added = {"reviewed_by_human": pa.bool_(),
-                     "reviewed_label": pa.list_(pa.string()) if results.multi_label else pa.string()}
-            fields = [original.field(c) if c in original.names else pa.field(c, added.get(c, pa.string()))
-                      for c in results.frame.columns]
-            table = pa.Table.from_pandas(results.frame, schema=pa.schema(fields), preserve_index=False)
-            meta = dict(original.metadata or {})
-            meta.pop(b"pandas", None)
-            if results.metadata:
-                meta[METADATA_KEY] = json.dumps(results.metadata, default=str).encode()
-            pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-        else:
-            frame = results.frame.copy()
-            for column in ("top_labels", "top_scores", *(("labels",) if results.multi_label else ())):
-                frame[column] = [json.dumps(list(v), ensure_ascii=False) for v in frame[column]]
-            if results.multi_label and "reviewed_label" in frame:  # CSV: a JSON array, empty when not reviewed
-                frame["reviewed_label"] = [None if v is None else json.dumps(list(v), ensure_ascii=False)
-                                           for v in frame["reviewed_label"]]
-            frame.to_csv(tmp, index=False)
+    rewrite(results.path, results.layout, results.frame, results.metadata, results.multi_label)
