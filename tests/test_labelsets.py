@@ -18,7 +18,8 @@ from autolabel.core.errors import UsageError
 from autolabel.table.results import Results, load_results
 from autolabel.task import multi as labelsets
 from autolabel.task.cells import label_list
-from autolabel.task.single import Truth, resolve_truth
+from autolabel.task.metrics import Truth
+from autolabel.task.single import resolve_truth
 
 CLASSES = ["outdoor", "people", "text", "night", "dog"]
 

@@ -17,7 +17,7 @@ from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.fileio import InputError, open_regular
 from autolabel.labelling.sources import MANIFEST_SUFFIXES
 from autolabel.table.writer import METADATA_KEY, OUTPUT_SCHEMA, SIDECAR_SUFFIX, read_sidecar
-from autolabel.task.cells import label_list
+from autolabel.task import Task, task_of
 
 LIST_COLUMNS = ("top_labels", "top_scores")
 
@@ -74,11 +74,9 @@ class Results:
         return Path(path) if Path(path).is_absolute() else root / path
 
     @property
-    def multi_label(self) -> bool:
-        """Whether the run decided every class on its own (a `labels` column)."""
-        if self.spec is not None:
-            return bool(self.spec.multi_label)
-        return bool(self.metadata.get("multi_label"))
+    def task(self) -> Task:
+        """What the run labelled: one name per image, or a set (a `labels` column)."""
+        return task_of(self.metadata, self.spec)
 
     @property
     def min_margin(self) -> float:
@@ -147,11 +145,7 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
                          f"{SIDECAR_SUFFIX} beside it, or a Parquet file saved again without it), so its classes "
                          "are unknown; pass the label spec with --labels")
     results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec, schema=schema)
-    if results.multi_label:
-        if "labels" not in frame.columns:
-            raise SourceError(f"{path}: the spec is multi-label but the table has no 'labels' column; pass the "
-                              "label spec it was labelled with (--labels)")
-        frame["labels"] = [label_list(v) or [] for v in frame["labels"]]
+    results.task.read_columns(frame, path)
     frame["status"] = frame["status"].astype(str)
     return results
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from autolabel.core.errors import UsageError
 from autolabel.core.fileio import remove_stale_temps, temp_beside
+from autolabel.task import SINGLE, Task
 
 METADATA_KEY = b"autolabel"
 OUTPUT_SCHEMA = pa.schema(
@@ -33,12 +34,11 @@ OUTPUT_SCHEMA = pa.schema(
     ]
 )
 OUTPUT_FORMATS = (".parquet", ".csv")
-LABELS_FIELD = pa.field("labels", pa.list_(pa.string()))  # multi-label: every class over its threshold
 
 
-def output_schema(multi_label: bool = False) -> pa.Schema:
-    """The contract columns: OUTPUT_SCHEMA, then `labels` for a multi-label spec (before pass-through columns)."""
-    return OUTPUT_SCHEMA.append(LABELS_FIELD) if multi_label else OUTPUT_SCHEMA
+def output_schema(task: Task = SINGLE) -> pa.Schema:
+    """The contract columns: OUTPUT_SCHEMA, then the task's (multi-label: `labels`), before pass-through columns."""
+    return pa.schema([*OUTPUT_SCHEMA, *task.fields])
 
 
 def output_format(out: str | Path) -> str:
@@ -49,9 +49,9 @@ def output_format(out: str | Path) -> str:
     return suffix[1:]
 
 
-def full_schema(extra: pa.Schema, multi_label: bool = False) -> pa.Schema:
+def full_schema(extra: pa.Schema, task: Task = SINGLE) -> pa.Schema:
     """Contract columns, then pass-through columns (renamed `input_<name>` where they clash)."""
-    contract = output_schema(multi_label)
+    contract = output_schema(task)
     fields = list(contract)
     taken = set(contract.names)
     for f in extra:
