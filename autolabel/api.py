@@ -133,8 +133,9 @@ class Labeler:
         """The run's stages for this model and spec (text encoded once, then kept)."""
         if self._stages is None:
             from autolabel.labelling.pipeline import stages_for
+            from autolabel.task import task_for
 
-            top_k = self.classify_config.top_k_for(self.spec.multi_label, len(self.spec.classes))
+            top_k = self.classify_config.top_k_for(task_for(self.spec).default_top_k(len(self.spec.classes)))
             self._stages, self.learned = stages_for(
                 self.spec, self.model, self.cache, self.examples, draft=self.session.draft,
                 top_k=top_k, warn=self._reporter().warn, encode=self.session.encode)
@@ -173,7 +174,7 @@ class Labeler:
                              str(self.model.device) == "cpu")
         reporter = self._reporter()
         reporter.start(len(records))
-        schema = output_schema(self.spec.multi_label)
+        schema = output_schema(stages.decide.classifier.task)
         columns: dict[str, list[Any]] = {name: [] for name in schema.names}
         try:
             for batch in engine.batches(records):

@@ -17,16 +17,9 @@ from autolabel.cli import main
 from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.spec import load_spec
 from autolabel.table.results import Results, load_results
-from autolabel.task.single import (
-    Truth,
-    calibrate,
-    diff,
-    evaluate,
-    resolve_truth,
-    shortest_between,
-    spec_with_thresholds,
-    wilson_interval,
-)
+from autolabel.table.truth import resolve_truth
+from autolabel.task.metrics import Truth, shortest_between, spec_with_thresholds, wilson_interval
+from autolabel.task.single import calibrate, diff, evaluate
 
 from .conftest import finishes
 

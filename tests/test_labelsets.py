@@ -16,9 +16,10 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from autolabel.cli import main
 from autolabel.core.errors import UsageError
 from autolabel.table.results import Results, load_results
+from autolabel.table.truth import resolve_truth
 from autolabel.task import multi as labelsets
 from autolabel.task.cells import label_list
-from autolabel.task.single import Truth, resolve_truth
+from autolabel.task.metrics import Truth
 
 CLASSES = ["outdoor", "people", "text", "night", "dog"]
 

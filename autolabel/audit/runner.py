@@ -161,7 +161,7 @@ def _text(value: Any) -> str | None:
 
 def plan_audit(config: AuditConfig) -> _Plan:
     """Every check that needs no model: options, FINDINGS' location, LABELS, truth, split column."""
-    from autolabel.task.single import resolve_truth
+    from autolabel.table.truth import resolve_truth
 
     _check(config)
     results = load_results(config.labels, config.spec)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
-from autolabel.classifier.adapt import Adapter
+from autolabel.classifier.adapt import Adapter, Fit, fit, fit_multi_label
 from autolabel.core.spec import DEFAULT_REVIEW_BAND, LabelSpec
+from autolabel.task import Task, resolve
 
 TextEncoder = Callable[[Sequence[str]], np.ndarray]
 
@@ -95,6 +97,11 @@ class MultiLabel:
             ))
         return out
 
+    def describe(self) -> dict[str, Any]:
+        """How the run scored its classes, for the metadata and the summary."""
+        return {"multi_label": True, "review_band": self.band,
+                "scores": "model sigmoid" if self.pairwise_sigmoid else "mean-field softmax"}
+
 
 @dataclass(frozen=True)
 class Classifier:
@@ -140,6 +147,15 @@ class Classifier:
         )
 
     @property
+    def task(self) -> Task:
+        """The task its decisions are for: one label per image, or every class on its own (`multi_label`)."""
+        return resolve(self.multi_label is not None)
+
+    def scoring(self) -> dict[str, Any]:
+        """How a multi-label classifier scores its classes (MultiLabel.describe), for the run metadata; {} else."""
+        return self.multi_label.describe() if self.multi_label is not None else {}
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The labels the logits are over: the classes, then `other`."""
         return self.class_names + ((self.other,) if self.other is not None else ())
@@ -174,6 +190,24 @@ class Classifier:
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
+
+    def scores(self, image_embeddings: np.ndarray) -> np.ndarray:
+        """Per column, the score decisions rest on: the softmax probability, or (multi-label) each class's own."""
+        if self.multi_label is None:
+            return self.probabilities(image_embeddings)
+        return 1.0 / (1.0 + np.exp(-self.multi_label.log_odds(self.logits(image_embeddings))))
+
+    def fit_examples(self, image_embeddings: np.ndarray, labels: Sequence[Sequence[str]]) -> Fit:
+        """Fit an adapter to reviewed examples (`labels`: each example's names; multi-label: a multi-hot one)."""
+        columns = list(self.columns)
+        zero_shot = self.zero_shot_logits(image_embeddings)
+        if self.multi_label is not None:
+            label_sets = [[columns.index(name) for name in names] for names in labels]
+            return fit_multi_label(image_embeddings, label_sets, zero_shot, self.scale, columns,
+                                   self.multi_label.log_odds, self.thresholds)
+        indices = np.asarray([columns.index(names[0]) for names in labels])
+        other = len(self.class_names) if self.other is not None else None
+        return fit(image_embeddings, indices, zero_shot, self.scale, columns, other)
 
     def decide(self, probabilities: np.ndarray) -> list[Prediction]:
         """Top-k (real classes only), margin and accepted/review status for each row of probabilities."""

@@ -171,9 +171,9 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
             from autolabel.review.exporters.label_studio_api import pull_reviews
 
             counts = merge_review(results, "label-studio",
-                                  pull_reviews(server, api_key, project, results.multi_label))
+                                  pull_reviews(server, api_key, project, results.task))
         else:
-            counts = merge_review(results, *read_review(Path(exported), results.multi_label))
+            counts = merge_review(results, *read_review(Path(exported), results.task))
         write_table(results)
     finally:
         if lock is not None:

@@ -44,19 +44,18 @@ def eval_command(labels_table: str, truth: str, spec: str | None, json_out: str 
     """
     from autolabel.core.progress import show_evaluation
     from autolabel.table.results import load_results
-    from autolabel.task import multi as labelsets
-    from autolabel.task.single import evaluate, resolve_truth
+    from autolabel.table.truth import resolve_truth
 
     check_json_target(json_out, labels_table, spec, truth, keys=("n", "truth"))
     results = load_results(labels_table, spec)
-    metrics = (labelsets.evaluate if results.multi_label else evaluate)(results, resolve_truth(results, truth))
-    if metrics["n"] == 0:  # nothing measured is not a result: say why instead of printing 0% accuracy
-        ex = metrics["excluded"]
-        raise UsageError(f"--truth {truth}: no row of {labels_table} can be scored ({ex.get('error', 0)} error rows, "
-                         f"{ex.get('reviewed', 0)} reviewed by people, {ex.get('no_truth', 0)} without truth, "
-                         f"{ex.get('unknown_truth', 0)} with a truth outside the spec); check the truth column or file")
+    metrics = results.task.evaluate(results, resolve_truth(results, truth))
+    if metrics.n == 0:  # nothing measured is not a result: say why instead of printing 0% accuracy
+        ex = metrics.excluded
+        raise UsageError(f"--truth {truth}: no row of {labels_table} can be scored ({ex.error} error rows, "
+                         f"{ex.reviewed} reviewed by people, {ex.no_truth} without truth, "
+                         f"{ex.unknown_truth} with a truth outside the spec); check the truth column or file")
     show_evaluation(output_console(json_out), metrics)
-    write_json(metrics, json_out)
+    write_json(metrics.as_json(), json_out)
 
 
 @main.command(context_settings=CONTEXT)
@@ -88,9 +87,8 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
 
     from autolabel.core.progress import show_calibration
     from autolabel.table.results import load_results
-    from autolabel.task import multi as labelsets
-    from autolabel.task.single import calibrate as choose
-    from autolabel.task.single import resolve_truth, spec_with_thresholds
+    from autolabel.table.truth import resolve_truth
+    from autolabel.task.metrics import spec_with_thresholds
 
     check_json_target(json_out, labels_table, spec, truth, keys=("target_precision", "global"))
     if write_spec:
@@ -99,13 +97,12 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
     if write_spec and results.spec is not None and same_file(write_spec, results.spec.source):
         raise UsageError(f"--write-spec {write_spec}: is the label spec of {labels_table}; write the calibrated "
                          "spec to another file")
-    result = (labelsets.calibrate if results.multi_label else choose)(results, resolve_truth(results, truth),
-                                                                     target_precision, per_class, min_class_rows)
+    result = results.task.calibrate(results, resolve_truth(results, truth), target_precision, per_class,
+                                    min_class_rows)
     show_calibration(output_console(json_out), result)
-    reached = (result.get("global") or {}).get("reachable", True)
-    if write_spec and not reached:
-        write_json(result, json_out)
-        best = (result.get("global") or {}).get("best_precision")
+    if write_spec and not result.overall.reachable:
+        write_json(result.as_json(), json_out)
+        best = result.overall.best_precision
         click.echo(f"error: the target precision {target_precision:g} is not reachable on this sample (best "
                    f"{'n/a' if best is None else f'{best:.1%}'}); {write_spec} was not written — label more rows, "
                    "or lower --target-precision", err=True)
@@ -117,7 +114,7 @@ def calibrate(labels_table: str, truth: str, spec: str | None, target_precision:
         body = yaml.safe_dump(spec_with_thresholds(raw, result), sort_keys=False, allow_unicode=True)
         write_text(write_spec, f"{SPEC_MARK} (target precision {target_precision:g}, {labels_table})\n{body}")
         click.echo(f"wrote {write_spec}", err=True)
-    write_json(result, json_out)
+    write_json(result.as_json(), json_out)
 
 
 @main.command(context_settings=CONTEXT)
@@ -138,17 +135,15 @@ def diff(old: str, new: str, spec: str | None, max_flip_rate: float | None, json
     """
     from autolabel.core.progress import show_diff
     from autolabel.table.results import load_results
-    from autolabel.task import multi as labelsets
-    from autolabel.task.single import diff as compare
-    from autolabel.task.single import flip_gate
+    from autolabel.task.metrics import flip_gate
 
     if max_flip_rate is not None and not 0.0 <= max_flip_rate <= 1.0:
         raise UsageError(f"--max-flip-rate must be between 0 and 1, got {max_flip_rate}")
     check_json_target(json_out, old, new, spec, keys=("matched", "flip_rate"))
     before, after = load_results(old, spec), load_results(new, spec)
-    result = (labelsets.diff if before.multi_label or after.multi_label else compare)(before, after)
+    result = before.task.joined(after.task).diff(before, after)  # by label set when either is multi-label
     show_diff(output_console(json_out), result)
-    write_json(result, json_out)
+    write_json(result.as_json(), json_out)
     if max_flip_rate is not None:
         flip_gate(result, max_flip_rate)
 
@@ -179,7 +174,7 @@ def report(labels_table: str, out: str, images_root: str | None, truth: str | No
     """
     from autolabel.review.report import build_report
     from autolabel.table.results import find_images_root, images_missing, load_results
-    from autolabel.task.single import resolve_truth
+    from autolabel.table.truth import resolve_truth
 
     check_output_file(out, "--out", (labels_table, spec, truth, audit_table, queue_file), autolabel_report)
     results = load_results(labels_table, spec)

@@ -53,11 +53,9 @@ class ClassifyConfig:
         if self.top_k is not None and self.top_k < 1:
             raise UsageError(f"--top-k must be at least 1, got {self.top_k}")
 
-    def top_k_for(self, multi_label: bool, classes: int) -> int:
-        """--top-k, else its default for the spec: 3 single-label, every class multi-label."""
-        if self.top_k is not None:
-            return self.top_k
-        return classes if multi_label else 3
+    def top_k_for(self, default: int) -> int:
+        """--top-k, else the default of the spec's task (3 single-label, every class multi-label)."""
+        return self.top_k if self.top_k is not None else default
 
 
 @dataclass(frozen=True)

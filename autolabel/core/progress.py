@@ -185,89 +185,60 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-def show_evaluation(console: Console, metrics: dict[str, Any]) -> None:
-    """Per-class table and headline numbers of `autolabel eval`."""
-    table = Table(title=f"per class (truth: {metrics['truth']})", title_justify="left")
+def show_evaluation(console: Console, metrics: Any) -> None:
+    """Per-class table and headline numbers of `autolabel eval` (`metrics`: the task's evaluation)."""
+    table = Table(title=f"per class (truth: {metrics.truth})", title_justify="left")
     for name in ("class", "precision", "recall", "f1", "support"):
         table.add_column(name, justify="left" if name == "class" else "right")
-    for name, row in metrics["per_class"].items():
-        table.add_row(name, _pct(row["precision"]), _pct(row["recall"]), _pct(row["f1"]), str(row["support"]))
+    for name, row in metrics.per_class.items():
+        table.add_row(name, _pct(row.precision), _pct(row.recall), _pct(row.f1), str(row.support))
     console.print(table)
-    acc = metrics["accepted"]
-    ex = metrics["excluded"]
-    if metrics.get("multi_label"):
-        console.print(
-            f"n {metrics['n']}  subset accuracy {_pct(metrics['subset_accuracy'])}  "
-            f"micro F1 {_pct(metrics['micro_f1'])} (P {_pct(metrics['micro_precision'])}, "
-            f"R {_pct(metrics['micro_recall'])})  macro F1 {_pct(metrics['macro_f1'])}  "
-            f"Hamming loss {metrics['hamming_loss']:.4f}\n"
-            f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, label precision {_pct(acc['precision'])}, "
-            f"complete and exact label sets {_pct(acc.get('subset_accuracy'))}), "
-            f"review share {_pct(metrics['review_share'])}\n"
-            f"excluded {ex['total']}: {ex['error']} error rows, {ex['reviewed']} reviewed, {ex['no_truth']} without "
-            f"truth, {ex['unknown_truth']} with a truth outside the spec",
-            markup=False,
-        )
-        return
-    console.print(
-        f"n {metrics['n']}  accuracy {_pct(metrics['accuracy'])}  "
-        f"top-{metrics['top_k']} {_pct(metrics['top_k_accuracy'])}"
-        f"  macro F1 {_pct(metrics['macro_f1'])}  weighted F1 {_pct(metrics['weighted_f1'])}\n"
-        f"accepted {acc['n']} (coverage {_pct(acc['coverage'])}, precision {_pct(acc['precision'])}), "
-        f"review share {_pct(metrics['review_share'])}\n"
-        f"excluded {ex['total']}: {ex['error']} error rows, {ex.get('reviewed', 0)} reviewed by people, "
-        f"{ex['no_truth']} without truth, "
-        f"{ex['unknown_truth']} with a truth outside the spec",
-        markup=False,
-    )
-    if metrics["most_confused"]:
-        pairs = ", ".join(f"{p['truth']}→{p['predicted']} ({p['count']})" for p in metrics["most_confused"][:5])
-        console.print(f"most confused: {pairs}", markup=False)
+    for paragraph in metrics.summary():
+        console.print(paragraph, markup=False)
 
 
-def show_calibration(console: Console, result: dict[str, Any]) -> None:
-    """The chosen thresholds with coverage and precision intervals."""
-    scope = "labels" if result.get("multi_label") else "accepted rows"
-    table = Table(title=f"thresholds for ≥ {_pct(result['target_precision'])} precision on {scope} "
-                        f"({result['interval_method']})", title_justify="left")
-    share = "recall" if result.get("multi_label") else "coverage"  # multi-label: share of true labels kept
-    for name in ("scope", "threshold", "precision", "95% interval", share, "accepted", "rows", "note"):
+def show_calibration(console: Console, result: Any) -> None:
+    """The chosen thresholds with coverage (multi-label: recall) and precision intervals (`result`: the task's
+    calibration)."""
+    table = Table(title=f"thresholds for ≥ {_pct(result.target_precision)} precision on {result.scope} "
+                        f"({result.interval_method})", title_justify="left")
+    for name in ("scope", "threshold", "precision", "95% interval", result.share_name, "accepted", "rows", "note"):
         table.add_column(name, justify="left" if name in ("scope", "note") else "right")
 
-    def add(scope: str, r: dict[str, Any]) -> None:
-        if r.get("threshold") is None:
-            why = r.get("reason") or f"target not reachable (best {_pct(r.get('best_precision'))})"
-            table.add_row(scope, "—", "", "", "", "", str(r["rows"]), why)
+    def add(scope: str, r: Any) -> None:
+        if r.threshold is None:
+            why = r.reason or f"target not reachable (best {_pct(r.best_precision)})"
+            table.add_row(scope, "—", "", "", "", "", str(r.rows), why)
             return
-        lo, hi = r["precision_ci95"]
-        table.add_row(scope, repr(r["threshold"]), _pct(r["precision"]), f"{_pct(lo)}–{_pct(hi)}",
-                      _pct(r[share]), str(r["accepted"]), str(r["rows"]), "")
+        lo, hi = r.precision_ci95
+        table.add_row(scope, repr(r.threshold), _pct(r.precision), f"{_pct(lo)}–{_pct(hi)}",
+                      _pct(result.share(r)), str(r.accepted), str(r.rows), "")
 
-    add("global", result["global"])
-    for name, r in (result.get("per_class") or {}).items():
+    add("global", result.overall)
+    for name, r in (result.per_class or {}).items():
         add(name, r)
     console.print(table)
 
 
-def show_diff(console: Console, result: dict[str, Any]) -> None:
-    """Flip rate, flips per class and status changes of `autolabel diff`."""
+def show_diff(console: Console, result: Any) -> None:
+    """Flip rate, flips per class and status changes of `autolabel diff` (`result`: the task's diff)."""
     console.print(
-        f"matched {result['matched']} rows (only old {result['only_old']}, only new {result['only_new']}); "
-        f"flips {result['flips']} of {result['compared']} = {_pct(result['flip_rate'])}; "
-        f"newly errored {result['newly_errored']}, recovered {result['recovered']}",
+        f"matched {result.matched} rows (only old {result.only_old}, only new {result.only_new}); "
+        f"flips {result.flips} of {result.compared} = {_pct(result.flip_rate)}; "
+        f"newly errored {result.newly_errored}, recovered {result.recovered}",
         markup=False,
     )
     table = Table(title="class distribution", title_justify="left")
-    for name in ("class", "old", "new", "change", "rows changed" if result.get("multi_label") else "flipped away"):
+    for name in ("class", "old", "new", "change", result.flips_column):
         table.add_column(name, justify="left" if name == "class" else "right")
-    for name, row in result["distribution"].items():
-        flips = result["flips_by_class"].get(name, {}).get("total", 0)
-        table.add_row(name, str(row["old"]), str(row["new"]), f"{row['change']:+d}", str(flips))
+    for name, row in result.distribution.items():
+        flips = result.flips_by_class[name].total if name in result.flips_by_class else 0
+        table.add_row(name, str(row.old), str(row.new), f"{row.change:+d}", str(flips))
     console.print(table)
-    reviewed = result.get("reviewed") or {}
-    if reviewed.get("old") or reviewed.get("new"):
-        console.print(f"reviewed by people (not counted as flips): {reviewed['old']} old, {reviewed['new']} new, "
-                      f"{reviewed['overruled']} of them overrule the old label", markup=False)
-    if result["status_changes"]:
-        console.print("status changes: " + ", ".join(f"{k} {v}" for k, v in result["status_changes"].items()),
+    reviewed = result.reviewed
+    if reviewed.old or reviewed.new:
+        console.print(f"reviewed by people (not counted as flips): {reviewed.old} old, {reviewed.new} new, "
+                      f"{reviewed.overruled} of them overrule the old label", markup=False)
+    if result.status_changes:
+        console.print("status changes: " + ", ".join(f"{k} {v}" for k, v in result.status_changes.items()),
                       markup=False)

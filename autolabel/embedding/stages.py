@@ -16,6 +16,7 @@ from autolabel.embedding.cache import EmbeddingCache, content_hash
 from autolabel.embedding.decode import DecodeError, ModelInputs, Preprocessing, open_image, read_bytes, stack
 from autolabel.labelling.sources import ImageRecord, printable_path
 from autolabel.table.schema import output_schema
+from autolabel.task import SINGLE, Task
 
 STATUSES = ("accepted", "review", "reviewed", "error")
 
@@ -165,11 +166,11 @@ def text_encoder(model: Model, cache: EmbeddingCache | None, space: str):  # -> 
     return encode
 
 
-def prediction_row(pred: Prediction | None, error: str | None, multi_label: bool = False) -> dict[str, Any]:
+def prediction_row(pred: Prediction | None, error: str | None, task: Task = SINGLE) -> dict[str, Any]:
     """The contract's result columns for one image (nulls and empty lists on error)."""
     return {
         "label": pred.label if pred else None,
-        **({"labels": pred.labels if pred else []} if multi_label else {}),
+        **task.extra({"labels": pred.labels if pred else []}),
         "confidence": pred.confidence if pred else None,
         "margin": pred.margin if pred else None,
         "status": pred.status if pred else "error",
@@ -215,11 +216,11 @@ class Decide:
                 human = self.reviewed.get(identity(items[i].record.location))
                 if human is not None:
                     predictions[i] = reviewed_prediction(pred, human)
-        multi = self.classifier.multi_label is not None  # adds the `labels` column
-        columns: dict[str, list[Any]] = {name: [] for name in (*output_schema(multi).names, *self.extra_names)}
+        task = self.classifier.task
+        columns: dict[str, list[Any]] = {name: [] for name in (*output_schema(task).names, *self.extra_names)}
         for i, item in enumerate(items):
             columns["path"].append(item.record.path)
-            for name, value in prediction_row(predictions.get(i), item.error, multi).items():
+            for name, value in prediction_row(predictions.get(i), item.error, task).items():
                 columns[name].append(value)
             for name, value in zip(self.extra_names, item.record.extra, strict=True):
                 columns[name].append(value)

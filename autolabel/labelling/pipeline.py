@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from autolabel import __version__
 from autolabel.classifier import openset
-from autolabel.classifier.classify import Classifier, MultiLabel
+from autolabel.classifier.classify import Classifier
 from autolabel.core import storage
 from autolabel.core.config import RunConfig
 from autolabel.core.errors import SourceError, TooManyErrors, UsageError
@@ -42,6 +42,7 @@ from autolabel.labelling.output import FileSink, ShardSink, is_folder_output
 from autolabel.labelling.sources import ImageRecord, Source, open_source
 from autolabel.learn.examples import SOFTENED, Example, Learned, collect, learn
 from autolabel.table.schema import full_schema
+from autolabel.task import task_for
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,13 @@ class RunSummary:
     min_margin: float
     learned: dict[str, Any] = field(default_factory=dict)
     ray_actors: int | None = None
-    multi_label: dict[str, Any] = field(default_factory=dict)  # multi_label_metadata(); {} single-label
+    scoring: dict[str, Any] = field(default_factory=dict)  # Classifier.scoring(): multi-label only
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as `--summary-json` writes it."""
         data = asdict(self)
         actors = data.pop("ray_actors")
-        return {**data.pop("multi_label"), **data,
+        return {**data.pop("scoring"), **data,
                 **({"ray": {"actors_used": actors}} if actors is not None else {})}
 
 
@@ -142,7 +143,7 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                         *((e, "an --examples table") for e in config.examples)):
         if not storage.is_url(out) and same_file(out, given):
             raise UsageError(f"--out {out} is {what}; choose another output file so nothing you wrote is replaced")
-    schema = full_schema(source.extra_schema, spec.multi_label)
+    schema = full_schema(source.extra_schema, task_for(spec))
     examples = tuple(collect(spec, config.examples, config.examples_column,
                              reporter.warn if reporter else lambda message: None, source.images_root))
     settings = job_settings(spec, source, config, examples)
@@ -195,14 +196,15 @@ def peek(records: Iterable[ImageRecord]) -> tuple[ImageRecord | None, Iterator[I
 def job_settings(spec: LabelSpec, source: Source, config: RunConfig,
                  examples: tuple[Example, ...] = ()) -> dict[str, str]:
     """A digest per setting that decides a row's content (the model's weights are checked once loaded)."""
+    task = task_for(spec)
     settings = {
         "other": spec.other.name if spec.other else None, "examples": [(e.location, e.label) for e in examples],
         "prompts": {c.name: spec.prompts_for(c) for c in spec.classes}, "thresholds": spec.thresholds(),
-        "min_margin": spec.min_margin, "top_k": config.classify.top_k_for(spec.multi_label, len(spec.classes)),
+        "min_margin": spec.min_margin, "top_k": config.classify.top_k_for(task.default_top_k(len(spec.classes))),
         "model": config.model.model or spec.model,
         "precision": config.model.precision, "draft": not config.decode.full_decode, "source": source.identity,
         "path_column": config.path_column, "shard_size": config.output.shard_size,
-        **({"multi_label": True, "review_band": spec.review_band} if spec.multi_label else {}),
+        **task.settings(spec),
     }
     return {name: _digest(value) for name, value in settings.items()}
 
@@ -230,7 +232,7 @@ def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) 
     found = lint(job.spec, model, encode)  # bounded: the worst pairs and a count, whatever the spec's size
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
     stages, learned = stages_for(job.spec, model, job.cache, job.examples, draft=draft,
-                                 top_k=config.classify.top_k_for(job.spec.multi_label, len(job.spec.classes)),
+                                 top_k=config.classify.top_k_for(task_for(job.spec).default_top_k(len(job.spec.classes))),
                                  extra_names=extra_names, warn=reporter.warn, encode=encode)
     if learned.fit is not None and learned.fit.used:  # the examples separate what the prompts could not
         found = found.without("confusable")
@@ -300,16 +302,8 @@ def run_metadata(job: Job, learned: Learned, model: Model, config: RunConfig) ->
         "min_margin": spec.min_margin,
         "top_k": classifier.top_k,
         "learned": learned.describe(),
-        **multi_label_metadata(classifier.multi_label),
+        **classifier.scoring(),
     }
-
-
-def multi_label_metadata(rule: MultiLabel | None) -> dict[str, Any]:
-    """How a multi-label run scored its classes (see classify.MultiLabel); {} for single-label runs."""
-    if rule is None:
-        return {}
-    return {"multi_label": True, "review_band": rule.band,
-            "scores": "model sigmoid" if rule.pairwise_sigmoid else "mean-field softmax"}
 
 
 def start_progress(reporter: Reporter, source: Source) -> None:
@@ -342,7 +336,7 @@ def summarize(job: Job, counts: Counts, seconds: float, model: Model, learned: L
         thresholds=dict(zip(job.spec.label_names, learned.classifier.thresholds.tolist(), strict=True)),
         min_margin=job.spec.min_margin, learned=learned.describe(),
         ray_actors=len(counts.actors) if counts.actors else None,
-        multi_label=multi_label_metadata(learned.classifier.multi_label),
+        scoring=learned.classifier.scoring(),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from autolabel.classifier.adapt import Fit, fit, fit_multi_label
+from autolabel.classifier.adapt import Fit
 from autolabel.classifier.classify import Classifier
 from autolabel.core import storage
 from autolabel.core.errors import SpecError, UsageError
@@ -20,6 +20,8 @@ from autolabel.core.records import identity
 from autolabel.core.spec import LabelSpec
 from autolabel.labelling.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
 from autolabel.table.format import METADATA_NAME, SHARD_MANIFEST
+from autolabel.task import SINGLE, Task, task_for
+from autolabel.task.cells import clean
 
 SOFTENED = 4.0  # a fitted temperature this high means the examples contradict each other: say so
 LABEL_COLUMNS = ("reviewed_label", "label")  # the default --examples-column: the first present
@@ -52,24 +54,16 @@ class Embedded:
     skipped: tuple[str, ...]  # "ORIGIN: reason" of examples that could not be read
 
 
-def _clean(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def read_table(path: str, column: str | None, multi_label: bool = False, option: str = "--examples",
+def read_table(path: str, column: str | None, task: Task = SINGLE, option: str = "--examples",
                root: str | None = None) -> list[Example]:
     """A Parquet/CSV/JSONL table (or a shard folder) with a path column and a label column (empty labels skipped).
 
     Relative paths resolve against the images folder the table records (a table `run` wrote, reviewed or not),
     else the table's own folder; one that names no file there is tried against `root` (the current SOURCE's
     folder: a CSV table `run` wrote records nothing). `option` names the table in errors ("" for an argument).
-    `multi_label`: each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
+    Multi-label (`task`): each label is a list (Parquet list, a JSON array in CSV, or a plain name), kept as a tuple.
     """
     from autolabel.table.files import read_rows
-    from autolabel.task.cells import label_list
 
     suffix = Path(path).suffix.lower()
     folder = not storage.is_url(path) and Path(path).is_dir()
@@ -103,12 +97,8 @@ def read_table(path: str, column: str | None, multi_label: bool = False, option:
     out = []
     for i, (given, label) in enumerate(zip(table.column(path_column).to_pylist(),
                                            table.column(label_column).to_pylist(), strict=True)):
-        if multi_label:
-            names = label_list(label)
-            label = None if names is None else tuple(names)
-        else:
-            label = _clean(label)
-        given = _clean(given)
+        label = task.label(label)
+        given = clean(given)
         if label is not None and given is not None:
             location = resolve_location(given, base)
             if root and not storage.is_url(location) and not os.path.lexists(location):
@@ -210,7 +200,8 @@ def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
 
     One image named twice keeps the last label given (tables in order, then the spec), with a warning.
     """
-    examples = [e for table in tables for e in read_table(table, column, spec.multi_label, root=root)]
+    task = task_for(spec)
+    examples = [e for table in tables for e in read_table(table, column, task, root=root)]
     examples += from_spec(spec, warn)
     allowed = spec.label_names
     unknown = sorted({name for e in examples for name in e.names} - set(allowed))
@@ -223,12 +214,10 @@ def collect(spec: LabelSpec, tables: Sequence[str], column: str | None,
     conflicts = 0
     for example in examples:
         key = identity(example.location)
-        if spec.multi_label and isinstance(example.label, str):  # a spec's per-class examples add up
-            before = kept[key].names if key in kept else ()
-            example = Example(example.location, tuple(dict.fromkeys([*before, example.label])), example.origin)
-        elif key in kept and kept[key].label != example.label:
-            conflicts += 1
-        kept[key] = example
+        # multi-label: a spec's per-class examples (one name each) add up
+        label, conflict = task.combine(kept[key].label if key in kept else None, example.label)
+        conflicts += conflict
+        kept[key] = replace(example, label=label)
     if conflicts:
         warn(f"{conflicts} example image(s) were given two different labels; the last one given is used")
     return list(kept.values())
@@ -303,8 +292,7 @@ def guard(classifier: Classifier, embeddings: np.ndarray, fitted: Fit) -> bool:
 
     if fitted.adapter is None or len(embeddings) < GUARD_MIN_EXAMPLES:
         return False
-    informed = (fitted.loo_zero_shot >= 0.5 if classifier.multi_label is not None
-                else fitted.loo_zero_shot > max(UNINFORMED / len(classifier.columns), 0.5))
+    informed = classifier.task.knows(fitted.loo_zero_shot, len(classifier.columns), UNINFORMED)
     return informed and not any(p.status == "accepted" for p in classifier.classify(embeddings))
 
 
@@ -323,16 +311,7 @@ def learn(examples: Sequence[Example], classifier: Classifier, prepare: Callable
         raise UsageError(f"none of the {len(examples)} examples could be read (first: {embedded.skipped[0]}); check "
                          "that their paths name the images (relative paths resolve against the folder the table "
                          "records, the table's folder, or SOURCE's folder)")
-    columns = list(classifier.columns)
-    if classifier.multi_label is not None:
-        label_sets = [[columns.index(name) for name in e.names] for e in embedded.examples]
-        fitted = fit_multi_label(embedded.embeddings, label_sets, classifier.zero_shot_logits(
-            embedded.embeddings), classifier.scale, columns, classifier.multi_label.log_odds, classifier.thresholds)
-        return _learned(classifier, embedded, fitted, reviewed)
-    indices = np.asarray([columns.index(e.label) for e in embedded.examples])
-    other = len(classifier.class_names) if classifier.other is not None else None
-    fitted = fit(embedded.embeddings, indices, classifier.zero_shot_logits(embedded.embeddings),
-                       classifier.scale, columns, other)
+    fitted = classifier.fit_examples(embedded.embeddings, [e.names for e in embedded.examples])
     return _learned(classifier, embedded, fitted, reviewed)
 
 

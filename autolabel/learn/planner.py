@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from autolabel.task import Task, resolve
+
 OVERCLUSTER = 1  # k-means' k = reviewed + this × budget. 2 (the budget's rows the most representative of twice
 # as many typical images) helps a queue reviewed to its end (demo, --budget 24: 95.4% → 100%) but costs the
 # first rows of a longer one their rare classes (hard world, first 12 of --budget 24: 98.1% → 90.1%)
@@ -155,19 +157,7 @@ def _typicality_of(x: np.ndarray, members: np.ndarray, rng: np.random.Generator,
 
 def margins(probabilities: np.ndarray, multi_label: bool, thresholds: np.ndarray | None) -> np.ndarray:
     """How sure each row is: best − second probability; multi-label: the smallest |log-odds − threshold's|."""
-    p = np.asarray(probabilities, np.float64)
-    if multi_label:
-        t = np.full(p.shape[1], 0.5) if thresholds is None else np.asarray(thresholds, np.float64)[:p.shape[1]]
-        return np.abs(_log_odds(p) - _log_odds(t)[None, :]).min(axis=1)
-    if p.shape[1] < 2:
-        return np.ones(len(p))
-    top = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
-    return top[:, 1] - top[:, 0]
-
-
-def _log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-9, 1 - 1e-9)
-    return np.log(p) - np.log1p(-p)
+    return resolve(multi_label).sureness(probabilities, thresholds)
 
 
 def _class_counts(review_labels: np.ndarray | None, reviewed: np.ndarray, k: int) -> np.ndarray:
@@ -183,16 +173,11 @@ def _class_counts(review_labels: np.ndarray | None, reviewed: np.ndarray, k: int
 
 
 def _zero_shot_informative(zero_shot: np.ndarray, review_labels: np.ndarray | None, reviewed: np.ndarray,
-                           multi_label: bool, thresholds: np.ndarray | None) -> bool:
+                           task: Task, thresholds: np.ndarray | None) -> bool:
     """Whether zero-shot is right on at least half of the reviewed rows (so its disagreement means something)."""
     if review_labels is None or not reviewed.any():
         return False
-    labels = np.asarray(review_labels)[reviewed]
-    if multi_label:
-        t = np.full(zero_shot.shape[1], 0.5) if thresholds is None else np.asarray(thresholds)[:zero_shot.shape[1]]
-        return float(np.mean((zero_shot[reviewed] >= t) == labels.astype(bool))) >= 0.5
-    known = labels >= 0
-    return bool(known.any()) and float(np.mean(zero_shot[reviewed][known].argmax(axis=1) == labels[known])) >= 0.5
+    return task.agrees(zero_shot[reviewed], np.asarray(review_labels)[reviewed], thresholds)
 
 
 def _validate(embeddings: np.ndarray, zero_shot: np.ndarray, adapted: np.ndarray | None, reviewed: np.ndarray,
@@ -234,7 +219,7 @@ def plan(embeddings: np.ndarray, zero_shot: np.ndarray, adapted: np.ndarray | No
     else:
         current = zero_shot if adapted is None else np.asarray(adapted, np.float64)
         order, reasons = _mixed_order(x, clusters, typical, candidates, reviewed, zero_shot, current, review_labels,
-                                      multi_label, thresholds, budget)
+                                      resolve(multi_label), thresholds, budget)
     priority = np.ones(n, np.float64)
     priority[order] = np.arange(len(order)) / len(order)
     return Plan(order, tuple(reasons), priority, int(clusters.max()) + 1)
@@ -353,18 +338,17 @@ def _typical_first(ranked: np.ndarray, atypical: np.ndarray) -> np.ndarray:
 
 
 def _mixed_order(x: np.ndarray, clusters: np.ndarray, typical: np.ndarray, candidates: np.ndarray, reviewed: np.ndarray,
-                 zero_shot: np.ndarray, current: np.ndarray, review_labels: np.ndarray | None, multi_label: bool,
+                 zero_shot: np.ndarray, current: np.ndarray, review_labels: np.ndarray | None, task: Task,
                  thresholds: np.ndarray | None, budget: int) -> tuple[np.ndarray, list[str]]:
     """The first `budget` rows by MIX, then every other unreviewed row by uncertainty."""
     k = current.shape[1]
-    t = (np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, np.float64)[:k])
-    predicted = current >= t[None, :] if multi_label else np.eye(k, dtype=bool)[current.argmax(axis=1)]
-    sureness = margins(current, multi_label, thresholds)
+    predicted = task.decided(current, thresholds)
+    sureness = task.sureness(current, thresholds)
     mixer = _Mixer(x, clusters, typical, candidates, reviewed, predicted, sureness,
                    _class_counts(review_labels, reviewed, k))
     ranked = {"uncertain": _typical_first(mixer.by_sureness, mixer.atypical), "disagree": np.zeros(0, np.int64)}
-    if _zero_shot_informative(zero_shot, review_labels, reviewed, multi_label, thresholds):
-        zs_predicted = zero_shot >= t[None, :] if multi_label else np.eye(k, dtype=bool)[zero_shot.argmax(axis=1)]
+    if _zero_shot_informative(zero_shot, review_labels, reviewed, task, thresholds):
+        zs_predicted = task.decided(zero_shot, thresholds)
         change = np.abs(current - zero_shot).sum(axis=1)
         differ = candidates[(zs_predicted[candidates] != predicted[candidates]).any(axis=1)]
         ranked["disagree"] = _typical_first(differ[np.lexsort((differ, -change[differ]))], mixer.atypical)

@@ -15,6 +15,7 @@ from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.progress import Reporter
 from autolabel.table.results import Results, load_results
+from autolabel.task.cells import clean
 
 if TYPE_CHECKING:
     from autolabel.embedding.cache import EmbeddingCache
@@ -118,27 +119,16 @@ def locations(results: Results) -> list[str]:
 def table_reviews(results: Results) -> dict[int, Any]:
     """Reviews the table holds: `reviewed_label` (import-review, the report's editor), else `reviewed` rows."""
     frame = results.frame
+    task = results.task
     given = frame["reviewed_label"].tolist() if "reviewed_label" in frame else [None] * len(frame)
     out: dict[int, Any] = {}
-    for row, (value, status, label) in enumerate(zip(given, frame["status"], frame["label"], strict=True)):
-        human = _review_value(value, results.multi_label)
+    for row, (value, status) in enumerate(zip(given, frame["status"], strict=True)):
+        human = task.label(value)
         if human is None and status == "reviewed":
-            human = tuple(frame["labels"].iloc[row]) if results.multi_label else label
+            human = task.row_label(frame, row)
         if human is not None:
             out[row] = human
     return out
-
-
-def _review_value(value: Any, multi_label: bool) -> Any:
-    from autolabel.task.cells import label_list
-
-    if multi_label:
-        names = label_list(value) if not isinstance(value, list | tuple | np.ndarray) else [str(v) for v in value]
-        return None if names is None else tuple(names)
-    if value is None or (isinstance(value, float) and value != value):
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def skipped_rows(tables: Sequence[str], keys: dict[str, int], root: str | None = None) -> frozenset[int]:
@@ -156,7 +146,7 @@ def skipped_rows(tables: Sequence[str], keys: dict[str, int], root: str | None =
             continue
         if not {"rank", "reviewed_label", "path"} <= set(frame.columns):
             continue
-        filled = frame["reviewed_label"].map(lambda v: _review_value(v, False) is not None).to_numpy()
+        filled = frame["reviewed_label"].map(lambda v: clean(v) is not None).to_numpy()  # any text, lists too
         if not filled.any():
             continue
         last = frame["rank"].to_numpy()[filled].max()
@@ -197,13 +187,6 @@ def collect_reviews(results: Results, config: QueueConfig, where: Sequence[str],
     return Reviews(labels, skipped), list(examples.values())
 
 
-def scores(classifier: Any, embeddings: np.ndarray) -> np.ndarray:
-    """Probabilities per column (multi-label: each class's own score in [0, 1])."""
-    if classifier.multi_label is None:
-        return classifier.probabilities(embeddings)
-    return 1.0 / (1.0 + np.exp(-classifier.multi_label.log_odds(classifier.logits(embeddings))))
-
-
 def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: EmbeddingCache,
                  reporter: Reporter) -> QueuePlan:
     """Embeddings from the cache, the classifier with and without the reviews, then the planner."""
@@ -227,18 +210,11 @@ def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: Embed
     x = embedded.vectors[embedded.ok]
     classifier = learned.classifier
     adapted = classifier.adapter is not None
-    zero_shot = scores(replace(classifier, adapter=None), x)
-    columns = list(classifier.columns)
+    zero_shot = replace(classifier, adapter=None).scores(x)
     reviewed = np.array([r in reviews.labels or r in reviews.skipped for r in rows.tolist()], bool)
-    if classifier.multi_label is not None:
-        given = np.zeros((len(rows), len(columns)), bool)
-        for i, r in enumerate(rows.tolist()):
-            for name in reviews.labels.get(r, ()):
-                given[i, columns.index(name)] = True
-    else:
-        given = np.array([columns.index(reviews.labels[r]) if r in reviews.labels else -1 for r in rows.tolist()])
-    planned = plan(x, zero_shot, scores(classifier, x) if adapted else None, reviewed, given, config.budget,
-                   classifier.multi_label is not None, classifier.thresholds, config.seed)
+    given = classifier.task.targets([reviews.labels.get(r) for r in rows.tolist()], classifier.columns)
+    planned = plan(x, zero_shot, classifier.scores(x) if adapted else None, reviewed, given, config.budget,
+                   classifier.task.multiple, classifier.thresholds, config.seed)
     head, why = planned.head(config.budget)
     return QueuePlan(tuple(int(rows[i]) for i in head), why, dict(zip(rows.tolist(), planned.priority.tolist(),
                                                                       strict=True)),
@@ -261,8 +237,8 @@ def queue_frame(results: Results, queue: QueuePlan) -> Any:
         "confidence": [float(frame["confidence"].iloc[r]) for r in rows],
         "priority": [round(queue.priority[r], 6) for r in rows],
     })
-    if results.multi_label:
-        out["labels"] = [list(frame["labels"].iloc[r]) for r in rows]
+    for added in results.task.fields:  # multi-label: `labels`
+        out[added.name] = [list(frame[added.name].iloc[r]) for r in rows]
     return out
 
 

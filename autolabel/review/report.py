@@ -6,7 +6,6 @@ import base64
 import hashlib
 import html
 import io
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -21,9 +20,7 @@ import pandas as pd
 from autolabel.embedding.decode import DecodeError, open_image, read_bytes
 from autolabel.review import review_ui
 from autolabel.table.results import Results
-from autolabel.task import multi as labelsets
-from autolabel.task.cells import label_list
-from autolabel.task.single import Truth, evaluate
+from autolabel.task.metrics import Truth
 
 
 @dataclass(frozen=True)
@@ -185,32 +182,11 @@ def class_rows(results: Results, ok: pd.DataFrame) -> tuple[dict[str, pd.DataFra
     Single-label: the rows labelled with it, their confidence. Multi-label: the rows whose `labels` hold it, with
     its own score; the histogram shows its score on every image (where its threshold cuts is visible).
     """
-    if not results.multi_label:
-        rows = {c: ok[ok["label"] == c] for c in results.classes}
-        rows = {c: r.assign(score=r["confidence"]).sort_values("score", ascending=False) for c, r in rows.items()}
-        return rows, {c: r["score"].to_numpy(dtype=float) for c, r in rows.items()}
-    scores = labelsets.score_matrix(results, list(ok.index))  # ok keeps the positions of the full table
-    rows = {}
-    for j, c in enumerate(results.classes):
-        mask = np.asarray([c in labels for labels in ok["labels"]], dtype=bool)
-        rows[c] = ok[mask].assign(score=scores[mask, j]).sort_values("score", ascending=False)
-    return rows, {c: scores[:, j] for j, c in enumerate(results.classes)}
+    return results.task.class_rows(results, ok)
 
 
-def _wrong_sets(frame: pd.DataFrame, truth: Truth) -> list[tuple[str, str]]:
-    """Multi-label rows whose label set differs from the truth, most confident first: (path, caption)."""
-    wrong = []
-    for i, (path, labels, status, conf) in enumerate(frame[["path", "labels", "status", "confidence"]]
-                                                     .itertuples(index=False)):
-        given = label_list(truth.labels[i]) if not isinstance(truth.labels[i], list) else truth.labels[i]
-        if status not in ("error", "reviewed") and given is not None and set(given) != set(labels):
-            wrong.append((-float(conf), str(path), f"{path} · truth [{', '.join(given)}] → [{', '.join(labels)}]"))
-    return [(p, caption) for _, p, caption in sorted(wrong)]
-
-
-def _label_counts(ok: pd.DataFrame) -> str:
+def _label_counts(counts: pd.Series) -> str:
     """Multi-label: how many images got 0, 1, 2, … labels, as a table with bars."""
-    counts = pd.Series([len(v) for v in ok["labels"]], dtype=int).value_counts().sort_index()
     top = max(1, int(counts.max())) if len(counts) else 1
     rows = "".join(f"<tr><td>{k}</td><td>{v}</td><td><svg width='200' height='10'><rect class='bar' width="
                    f"'{200 * v / top:.1f}' height='10'/></svg></td></tr>" for k, v in counts.items())
@@ -234,9 +210,7 @@ def reviewed_rows(results: Results) -> pd.Series:
     """Rows a person labelled: a `reviewed_label` (import-review, the editor's corrections) or status reviewed."""
     frame = results.frame.reset_index(drop=True)
     given = frame["reviewed_label"] if "reviewed_label" in frame else pd.Series([None] * len(frame))
-    has = [label_list(v) is not None if results.multi_label and not isinstance(v, list | np.ndarray)
-           else (len(v) > 0 if isinstance(v, list | np.ndarray) else isinstance(v, str) and bool(v.strip()))
-           for v in given]
+    has = [results.task.has_review(v) for v in given]
     return pd.Series(has, index=frame.index, dtype=bool) | (frame["status"] == "reviewed")
 
 
@@ -244,11 +218,12 @@ def _reviewed_per_class(results: Results, reviewed: pd.Series) -> dict[str, int]
     """Reviews per class: the person's label(s), else (a run's `reviewed` row) the label the row carries."""
     frame = results.frame.reset_index(drop=True)
     counts = dict.fromkeys(results.classes, 0)
+    task = results.task
     for i in np.flatnonzero(reviewed.to_numpy()):
         given = frame["reviewed_label"].iloc[i] if "reviewed_label" in frame else None
-        names = label_list(given) if results.multi_label else ([given] if isinstance(given, str) and given else None)
+        names = task.names(task.parse(given))
         if names is None:
-            names = list(frame["labels"].iloc[i]) if results.multi_label else [frame["label"].iloc[i]]
+            names = task.names(task.row_label(frame, i))
         for name in names:
             if name in counts:
                 counts[name] += 1
@@ -266,7 +241,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     thumbs = _Thumbs(results, root, limits.thumb_px)
     classes = results.classes
     per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
-    multi = results.multi_label
+    task = results.task
     by_class, histograms = class_rows(results, ok)  # multi-label: an image is in each of its labels' gallery
     galleries = []
     for c in classes[: limits.gallery_total]:
@@ -277,25 +252,16 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                                           for p, conf in zip(picks["path"], picks["score"], strict=True)]))
     review = review_queue(frame, reviewed, planned)
     # Multi-label rows show their label list as a JSON array: kept as is by the editor, it reads back as a list.
-    shown = review["labels"].map(lambda v: json.dumps(list(v), ensure_ascii=False)) if multi else review["label"]
-    queue = review.assign(label=shown)[["path", "label", "confidence", "margin", "top_labels", "reason"]].head(
-        limits.review_rows)
+    queue = review.assign(label=task.shown(review))[["path", "label", "confidence", "margin", "top_labels",
+                                                     "reason"]].head(limits.review_rows)
     for p in queue["path"].head(limits.review_thumbs):
         thumbs.want(p)
     errors = frame[frame["status"] == "error"]
     metrics, misclassified = None, []
-    if truth is not None and multi:
-        metrics = labelsets.evaluate(results, truth)
-        misclassified = [(thumbs.want(p), caption) for p, caption in _wrong_sets(frame, truth)
+    if truth is not None:
+        metrics = task.evaluate(results, truth)
+        misclassified = [(thumbs.want(p), caption) for p, caption in task.mismatches(frame, truth, classes)
                          [: limits.misclassified_thumbs]]
-    elif truth is not None:
-        metrics = evaluate(results, truth)
-        truth_col = np.asarray(truth.labels, dtype=object)
-        wrong = [i for i in range(len(frame)) if frame.at[i, "status"] != "error" and truth_col[i] is not None
-                 and truth_col[i] in set(classes) and truth_col[i] != frame.at[i, "label"]]
-        for i in sorted(wrong, key=lambda i: -frame.at[i, "confidence"])[: limits.misclassified_thumbs]:
-            misclassified.append((thumbs.want(frame.at[i, "path"]),
-                                  f"truth {truth_col[i]} → {frame.at[i, 'label']} {frame.at[i, 'confidence']:.2f}"))
     thumbs.build()
 
     counts = frame["status"].where(~reviewed | (frame["status"] == "error"), "reviewed").value_counts()
@@ -306,7 +272,8 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
                  f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
                  f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
-                 + (("<a href='#per-class'>per class</a>" if multi else "<a href='#confusion'>confusion</a>")
+                 + (("<a href='#per-class'>per class</a>" if metrics.confusion is None
+                     else "<a href='#confusion'>confusion</a>")
                     + "<a href='#misclassified'>misclassified</a>" if metrics else "")
                  + "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
                  + "</nav></header><main>")
@@ -314,23 +281,14 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     for status in ("accepted", "review", "reviewed", "error"):
         parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
     parts.append("</table>")
-    if multi:
-        parts.append(_label_counts(ok))
-    if metrics and multi:
-        acc = metrics["accepted"]
-        parts.append(f"<p>Against {_e(metrics['truth'])}: micro F1 {metrics['micro_f1']:.3f} (precision "
-                     f"{metrics['micro_precision']:.3f}, recall {metrics['micro_recall']:.3f}), subset accuracy "
-                     f"{metrics['subset_accuracy']:.3f} on {metrics['n']} rows, coverage {acc['coverage']:.3f}, "
-                     f"accepted label precision {(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows "
+    label_counts = task.label_counts(ok)
+    if label_counts is not None:
+        parts.append(_label_counts(label_counts))
+    if metrics:
+        parts.append(f"<p>Against {_e(metrics.truth)}: {_e(metrics.headline())}; {metrics.excluded.total} rows "
                      "excluded.</p>")
-    elif metrics:
-        acc = metrics["accepted"]
-        parts.append(f"<p>Against {_e(metrics['truth'])}: accuracy {metrics['accuracy']:.3f} on {metrics['n']} rows, "
-                     f"macro F1 {metrics['macro_f1']:.3f}, coverage {acc['coverage']:.3f}, accepted precision "
-                     f"{(acc['precision'] or 0):.3f}; {metrics['excluded']['total']} rows excluded.</p>")
     parts.append("<table id='classes'><tr><th>class</th><th>images</th><th>accepted</th><th>review</th>"
-                 "<th>reviewed</th><th>threshold</th>"
-                 f"<th>{'score histogram (every image)' if multi else 'confidence histogram'}</th></tr>")
+                 f"<th>reviewed</th><th>threshold</th><th>{task.score_caption}</th></tr>")
     thresholds = results.thresholds
     for c in classes:
         rows = by_class[c]
@@ -352,11 +310,7 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
                                review_ui.candidates(list(tops), classes, other), thumbs.made.get(p), why)
             for p, lab, conf, m, tops, why in queue.itertuples(index=False)]
     report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
-    if multi:
-        parts.append("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of "
-                     "the class closest to its threshold, so the least certain rows come first; a row's label is "
-                     "its list of labels (1–9 add or remove a label, Enter keeps the list and moves on).</p>")
-    parts.append(review_ui.section(rows, classes, len(review), report_id, multi,
+    parts.append(review_ui.section(rows, classes, len(review), report_id, task.multiple,
                                    int((review["reason"] != "").sum())))
     parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
     for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
@@ -365,15 +319,15 @@ def build_report(results: Results, root: Path, truth: Truth | None = None,
     if len(errors) > limits.error_rows:
         parts.append(f"<p class='muted'>… and {len(errors) - limits.error_rows} more.</p>")
     parts.append("</section>")
-    if metrics and multi:
+    if metrics and metrics.confusion is None:
         parts.append("<section id='per-class'><h2>Per class</h2><table><tr><th>class</th><th>precision</th>"
                      "<th>recall</th><th>F1</th><th>support</th></tr>")
-        for c, row in metrics["per_class"].items():
-            parts.append(f"<tr><td>{_e(c)}</td><td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td>"
-                         f"<td>{row['f1']:.3f}</td><td>{row['support']}</td></tr>")
+        for c, row in metrics.per_class.items():
+            parts.append(f"<tr><td>{_e(c)}</td><td>{row.precision:.3f}</td><td>{row.recall:.3f}</td>"
+                         f"<td>{row.f1:.3f}</td><td>{row.support}</td></tr>")
         parts.append("</table></section>")
     elif metrics:
-        matrix = metrics["confusion"]["matrix"]
+        matrix = metrics.confusion.matrix
         top = max(1, max(max(r) for r in matrix) if matrix else 1)
         parts.append("<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
                      "predicted.</p><table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>")

@@ -39,13 +39,18 @@ def candidates(top_labels: Sequence[str], labels: Sequence[str], other: str | No
     return tuple(picked[:limit])
 
 
+MULTI_NOTE = ("<p class='muted' id='multi-label-queue'>Multi-label: the margin is the log-odds distance of the class "
+              "closest to its threshold, so the least certain rows come first; a row's label is its list of labels "
+              "(1–9 add or remove a label, Enter keeps the list and moves on).</p>")
+
+
 def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_id: str, multi: bool = False,
             planned: int = 0) -> str:
     """The review-queue section (HTML + its data + its script).
 
     `multi`: rows carry label lists (their `label` is a JSON array); keys and clicks toggle a label in the
-    row's list, Enter keeps the list, and the CSV's reviewed_label is a JSON array. `planned`: how many rows
-    at the top come from `autolabel queue` (in its order, each with its reason).
+    row's list, Enter keeps the list, and the CSV's reviewed_label is a JSON array (a note before the section
+    says so). `planned`: how many rows at the top come from `autolabel queue` (in its order, each with its reason).
     """
     order = (f"The {planned} rows <code>autolabel queue</code> planned first, in its order (each with its reason), "
              "then the lowest margin" if planned else "Lowest margin first")
@@ -56,7 +61,8 @@ def section(rows: Sequence[QueueRow], labels: Sequence[str], total: int, report_
     payload = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
     options = "".join(f"<option value='{i}'>{html.escape(name)}</option>" for i, name in enumerate(labels))
     return (
-        f"<section id='review'><h2>Review queue ({total})</h2>"
+        (MULTI_NOTE if multi else "")
+        + f"<section id='review'><h2>Review queue ({total})</h2>"
         f"<p class='muted'>{order}; {len(rows)} of {total} here. {html.escape(KEYS_HELP)}. "
         "Click a label, or pick any label from the list. Decisions stay in this browser until you download them: "
         "<code>autolabel run … --examples corrections.csv</code> learns from them, "

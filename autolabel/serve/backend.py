@@ -207,7 +207,7 @@ class Backend:
     def _examples(self, project: Project) -> list[Annotation]:
         """Each task's latest annotation, unless skipped (single-label: with a choice)."""
         return [a for a in project.store.latest().values()
-                if not a.cancelled and (a.labels or self.spec.multi_label)]
+                if not a.cancelled and self.classifier.task.cell(a.labels) is not None]
 
     def _reader(self, images: TaskImages) -> tuple[Callable[[ImageRecord], Item], Callable[[list[Item]], int]]:
         """Prepare and embed through the memo, the cache, then the model; images read the project's way."""
@@ -270,8 +270,8 @@ class Backend:
                 except DecodeError as exc:
                     self.warn(f"annotation {a.id} (task {a.task}): cannot use its image ({exc})")
                     continue
-                examples.append(Example(location, a.labels if self.spec.multi_label else a.labels[0],
-                                        f"task {a.task}"))
+                task = self.classifier.task  # multi-label: every choice (none: no class applies)
+                examples.append(Example(location, task.label(task.cell(a.labels)), f"task {a.task}"))
             prepared, embedded = self._reader(project.images)
             try:
                 learned = learn(examples, self.classifier, prepared, embedded, self.warn)
@@ -300,18 +300,12 @@ class Backend:
             return {}
         x = np.stack([project.pool[t] for t in ids])
         columns = list(self.classifier.columns)
-        multi = self.spec.multi_label
-        labels = np.zeros((len(ids), len(columns)), bool) if multi else np.full(len(ids), -1)
-        for row, t in enumerate(ids):
-            for name in latest[t].labels if t in latest and not latest[t].cancelled else ():
-                if multi:
-                    labels[row, columns.index(name)] = True
-                else:
-                    labels[row] = columns.index(name)
-                    break
+        task = self.classifier.task
+        labels = task.targets([task.cell(latest[t].labels) if t in latest and not latest[t].cancelled else None
+                               for t in ids], columns)
         budget = max(HEAD, 2 * len(columns))
-        planned = plan(x, self._scores(self.classifier, x), None if classifier is self.classifier else
-                       self._scores(classifier, x), np.asarray([t in latest for t in ids]), labels, budget, multi,
+        planned = plan(x, self.classifier.scores(x), None if classifier is self.classifier else
+                       classifier.scores(x), np.asarray([t in latest for t in ids]), labels, budget, task.multiple,
                        self.classifier.thresholds)
         order = [ids[i] for i in planned.order]
         head = [t for t in project.head if t in project.pool and t not in latest]
@@ -322,13 +316,6 @@ class Backend:
         scores = {t: round(rank / len(order), 6) for rank, t in enumerate(order)}
         project.order = (key, scores)
         return scores
-
-    @staticmethod
-    def _scores(classifier: Classifier, x: np.ndarray) -> np.ndarray:
-        """Probabilities (multi-label: each class's own score), as the planner takes them."""
-        if classifier.multi_label is None:
-            return classifier.probabilities(x)
-        return 1.0 / (1.0 + np.exp(-classifier.multi_label.log_odds(classifier.logits(x))))
 
     def _prediction(self, target: ChoicesTarget, pred: Prediction, score: float, version: str) -> dict[str, Any]:
         names = pred.labels if pred.labels is not None else [pred.label]

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from autolabel.core.spec import LabelSpec
+from autolabel.task import task_for
 
 
 class ConfigError(ValueError):
@@ -68,8 +69,9 @@ def parse(xml: str, spec: LabelSpec) -> ChoicesTarget:
         raise ConfigError(f"the labeling config's choices do not match {spec.source}: not in the spec: "
                           f"{', '.join(unknown) or '-'}; not in the config: {', '.join(missing) or '-'}")
     multiple = choices.get("choice", "single") == "multiple"
-    if multiple != spec.multi_label:
+    task = task_for(spec)
+    if multiple != task.multiple:
         raise ConfigError(f"<Choices name=\"{choices.get('name')}\"> is choice=\"{choices.get('choice', 'single')}\" "
-                          f"but {spec.source} is {'multi' if spec.multi_label else 'single'}-label; make them agree")
+                          f"but {spec.source} is {task.name}; make them agree")
     choice_of = {wanted[k]: v for v, k in given.items()}
     return ChoicesTarget(str(choices.get("name")), target, value[1:], multiple, choice_of)

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +19,9 @@ from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.fileio import InputError, atomic_write, open_regular, read_json_object, write_text
 from autolabel.table.format import LIST_COLUMNS, MARK_COLUMNS, METADATA_KEY, METADATA_NAME, sidecar_path
 from autolabel.table.schema import review_types
+
+if TYPE_CHECKING:
+    from autolabel.task import Task
 
 
 def read_parquet(handle: BinaryIO) -> pa.Table:
@@ -205,19 +208,18 @@ def write_arrow(table: pa.Table, path: str | Path) -> None:
 
 
 def rewrite_file(path: Path, frame: Any, metadata: dict[str, Any], schema: pa.Schema | None,
-                 multi_label: bool) -> None:
+                 task: Task) -> None:
     """Write an updated table file back over itself atomically, keeping every column and the run metadata.
 
     Parquet (`schema`: the file's own) keeps its columns' types and metadata, the run metadata replaced by
     `metadata`; CSV writes list cells as JSON arrays and keeps its sidecar as it is.
     """
     if schema is None:
-        lists = [*LIST_COLUMNS, *(("labels",) if multi_label else ())]
-        if multi_label and "reviewed_label" in frame:  # CSV: a JSON array, empty when not reviewed
-            lists.append("reviewed_label")
-        write_frame(frame, path, json_columns=lists)
+        if "reviewed_label" in frame:  # multi-label: a JSON array, empty when not reviewed
+            frame = frame.assign(reviewed_label=[task.text_cell(v) for v in frame["reviewed_label"]])
+        write_frame(frame, path, json_columns=[*LIST_COLUMNS, *(f.name for f in task.fields)])
         return
-    added = review_types(multi_label)
+    added = review_types(task)
     fields = [schema.field(c) if c in schema.names else pa.field(c, added.get(c, pa.string())) for c in frame.columns]
     table = pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
     meta = dict(schema.metadata or {})

@@ -26,7 +26,7 @@ from autolabel.table.format import (
 )
 from autolabel.table.schema import OUTPUT_SCHEMA
 from autolabel.table.shards import read_folder, rewrite_folder
-from autolabel.task.cells import label_list
+from autolabel.task import Task, task_of
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,13 @@ def open_table(path: Path, spec_given: bool = False) -> Opened:
     return Opened(frame, metadata, layout)
 
 
-def rewrite(path: Path, layout: Layout, frame: pd.DataFrame, metadata: dict[str, Any], multi_label: bool) -> None:
+def rewrite(path: Path, layout: Layout, frame: pd.DataFrame, metadata: dict[str, Any], task: Task) -> None:
     """Write an updated table back over itself atomically, in its layout, keeping every column and the run metadata
     (a shard folder part by part, each part's own metadata kept; a CSV table's sidecar stays as it is)."""
     if layout.kind == FOLDER:
         rewrite_folder(path, frame, metadata)
     else:
-        rewrite_file(path, frame, metadata, layout.schema, multi_label)
+        rewrite_file(path, frame, metadata, layout.schema, task)
 
 
 @dataclass
@@ -142,11 +142,9 @@ class Results:
         return Path(path) if Path(path).is_absolute() else root / path
 
     @property
-    def multi_label(self) -> bool:
-        """Whether the run decided every class on its own (a `labels` column)."""
-        if self.spec is not None:
-            return bool(self.spec.multi_label)
-        return bool(self.metadata.get("multi_label"))
+    def task(self) -> Task:
+        """What the run labelled: one name per image, or a set (a `labels` column)."""
+        return task_of(self.metadata, self.spec)
 
     @property
     def min_margin(self) -> float:
@@ -183,11 +181,7 @@ def load_results(path: str | Path, labels: str | Path | None = None) -> Results:
                          "are unknown; pass the label spec with --labels")
     results = Results(path=path, frame=frame, classes=classes, metadata=metadata, spec=spec,
                       schema=opened.layout.schema)
-    if results.multi_label:
-        if "labels" not in frame.columns:
-            raise SourceError(f"{path}: the spec is multi-label but the table has no 'labels' column; pass the "
-                              "label spec it was labelled with (--labels)")
-        frame["labels"] = [label_list(v) or [] for v in frame["labels"]]
+    results.task.read_columns(frame, path)
     frame["status"] = frame["status"].astype(str)
     return results
 

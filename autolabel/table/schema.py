@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from autolabel.task import SINGLE, Task
+
 OUTPUT_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
@@ -16,17 +18,16 @@ OUTPUT_SCHEMA = pa.schema(
         ("error", pa.string()),
     ]
 )
-LABELS_FIELD = pa.field("labels", pa.list_(pa.string()))  # multi-label: every class over its threshold
 
 
-def output_schema(multi_label: bool = False) -> pa.Schema:
-    """The contract columns: OUTPUT_SCHEMA, then `labels` for a multi-label spec (before pass-through columns)."""
-    return OUTPUT_SCHEMA.append(LABELS_FIELD) if multi_label else OUTPUT_SCHEMA
+def output_schema(task: Task = SINGLE) -> pa.Schema:
+    """The contract columns: OUTPUT_SCHEMA, then the task's (multi-label: `labels`), before pass-through columns."""
+    return pa.schema([*OUTPUT_SCHEMA, *task.fields])
 
 
-def full_schema(extra: pa.Schema, multi_label: bool = False) -> pa.Schema:
+def full_schema(extra: pa.Schema, task: Task = SINGLE) -> pa.Schema:
     """Contract columns, then pass-through columns (renamed `input_<name>` where they clash)."""
-    contract = output_schema(multi_label)
+    contract = output_schema(task)
     fields = list(contract)
     taken = set(contract.names)
     for f in extra:
@@ -38,7 +39,7 @@ def full_schema(extra: pa.Schema, multi_label: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
-def review_types(multi_label: bool) -> dict[str, pa.DataType]:
-    """The columns import-review adds to a table: the person's label (a list on multi-label tables), and a flag."""
-    return {"reviewed_by_human": pa.bool_(),
-            "reviewed_label": pa.list_(pa.string()) if multi_label else pa.string()}
+def review_types(task: Task) -> dict[str, pa.DataType]:
+    """The columns import-review adds to a table: the person's label (the task's type: a list for multi-label), and
+    a flag."""
+    return {"reviewed_by_human": pa.bool_(), "reviewed_label": task.label_type}

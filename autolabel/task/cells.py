@@ -29,3 +29,11 @@ def label_list(value: Any) -> list[str] | None:
         return [str(value).strip()]
     names = (str(v).strip() for v in value if v is not None)
     return list(dict.fromkeys(n for n in names if n))
+
+
+def clean(value: Any) -> str | None:
+    """A single-label cell as one name: stripped text; None, NaN and "" mean "no label given" (None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None

@@ -1,138 +1,135 @@
-"""Metrics against ground truth, threshold calibration with confidence intervals, and run-to-run diffs."""
+"""The single-label task: one name per image; accuracy, confusion and calibration metrics, run-to-run diffs."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from autolabel.core.errors import SourceError, TooManyErrors, UsageError
-from autolabel.core.fileio import InputError
-from autolabel.table.results import Results
-from autolabel.task.cells import label_list
-
-MIN_CALIBRATION_ROWS = 30
-
-
-@dataclass
-class Truth:
-    """Ground truth aligned to a labels table: `labels` (str or None per row) and where it came from.
-
-    For a multi-label table each row's truth is a list of names (results.label_list), or None.
-    """
-
-    labels: list[Any]
-    source: str
-
-
-def resolve_truth(results: Results, spec: str) -> Truth:
-    """`--truth`: a column of the table, a CSV/Parquet file mapping path → label, or `folder`."""
-    frame = results.frame
-    clean = label_list if results.multi_label else _clean  # multi-label: lists, JSON arrays or one name
-    if spec == "folder":
-        parents = [p.replace("\\", "/").rsplit("/", 2)[-2] if "/" in p else None for p in frame["path"]]
-        return Truth([clean(p) for p in parents], "parent folder names")
-    if spec in frame.columns and spec not in ("path", "label"):
-        return Truth([clean(v) for v in frame[spec]], f"column '{spec}'")
-    path = Path(spec)
-    if path.suffix.lower() in (".csv", ".parquet") and path.exists():
-        table = _read_truth(path)
-        label_col = next((c for c in ("label", "truth", "reviewed_label", "labels") if c in table.columns), None)
-        if "path" not in table.columns or label_col is None:
-            raise SourceError(f"{path}: a truth file needs a 'path' column and a 'label' (or 'truth') column")
-        mapping = {str(p): clean(v) for p, v in zip(table["path"], table[label_col], strict=True)}
-        return Truth([mapping.get(str(p)) for p in frame["path"]], f"{path} ('{label_col}')")
-    columns = ", ".join(c for c in frame.columns if c not in ("path",))
-    raise UsageError(
-        f"--truth {spec}: not a column of {results.path} ({columns}), not an existing .csv/.parquet file, "
-        "and not 'folder'"
-    )
+from autolabel.core.errors import UsageError
+from autolabel.task.cells import clean
+from autolabel.task.metrics import (
+    MIN_CALIBRATION_ROWS,
+    Accepted,
+    ClassMetrics,
+    Excluded,
+    Exclusions,
+    Record,
+    ReviewedRows,
+    Shift,
+    Table,
+    Threshold,
+    Truth,
+    best_threshold,
+    class_metrics,
+    mean,
+    percent,
+    prf,
+)
 
 
-def _read_truth(path: Path) -> pd.DataFrame:
-    """A truth file (regular files only: a FIFO or device is refused, never waited on)."""
-    from autolabel.table.files import read_file
-
-    try:
-        return read_file(path, all_text=True).frame  # every CSV cell as written: a class may be named "NA"
-    except InputError as exc:
-        raise SourceError(f"--truth {path}: cannot read it ({exc.strerror})") from None
-    except Exception as exc:  # pandas and pyarrow raise many types for files that are not tables
-        raise SourceError(f"--truth {path}: not a readable table ({' '.join(str(exc).split())[:200]})") from None
-
-
-def _clean(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def _prf(tp: np.ndarray, pred: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision, recall, F1 per class; 0 where undefined (scikit-learn's zero_division=0)."""
-    precision = np.divide(tp, pred, out=np.zeros_like(tp, dtype=float), where=pred > 0)
-    recall = np.divide(tp, support, out=np.zeros_like(tp, dtype=float), where=support > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
-    return precision, recall, f1
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval (95% by default) for a binomial proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-@dataclass
-class Evaluation:
-    """The usable rows and the reasons the others were excluded."""
+@dataclass(frozen=True)
+class Usable:
+    """The rows a metric can score and the reasons the others were excluded."""
 
     index: list[int]  # positions of the usable rows in the table
     y_true: list[str]
     y_pred: list[str]
     top: list[list[str]]
     status: list[str]
-    excluded: dict[str, Any]
+    excluded: Excluded
 
 
-def usable_rows(results: Results, truth: Truth) -> Evaluation:
+def usable_rows(results: Table, truth: Truth) -> Usable:
     """Rows with a prediction and a truth among the spec's classes; every other row is counted in `excluded`."""
     known = set(results.classes)
     index, y_true, y_pred, top, status = [], [], [], [], []
-    excluded: dict[str, Any] = {"error": 0, "reviewed": 0, "no_truth": 0, "unknown_truth": 0,
-                                "unknown_truth_labels": {}}
+    excluded = Exclusions()
     frame = results.frame
     columns = zip(frame["label"], frame["top_labels"], frame["status"], truth.labels, strict=True)
     for i, (label, tops, stat, truth_label) in enumerate(columns):
-        if stat == "error" or _clean(label) is None:
-            excluded["error"] += 1
+        if stat == "error" or clean(label) is None:
+            excluded.add("error")
         elif stat == "reviewed":  # a person's label, not the machine's: counted, never scored
-            excluded["reviewed"] += 1
+            excluded.add("reviewed")
         elif truth_label is None:
-            excluded["no_truth"] += 1
+            excluded.add("no_truth")
         elif truth_label not in known:
-            excluded["unknown_truth"] += 1
-            excluded["unknown_truth_labels"][truth_label] = excluded["unknown_truth_labels"].get(truth_label, 0) + 1
+            excluded.add("unknown_truth", [truth_label])
         else:
             index.append(i)
             y_true.append(truth_label)
             y_pred.append(str(label))
             top.append(list(tops))
             status.append(stat)
-    excluded["total"] = excluded["error"] + excluded["reviewed"] + excluded["no_truth"] + excluded["unknown_truth"]
-    return Evaluation(index, y_true, y_pred, top, status, excluded)
+    return Usable(index, y_true, y_pred, top, status, excluded.done())
 
 
-def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Confusion(Record):
+    """Rows: truth; columns: predicted; both in class order."""
+
+    labels: tuple[str, ...]
+    matrix: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Confused(Record):
+    """One off-diagonal cell of the confusion matrix."""
+
+    truth: str
+    predicted: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Evaluation(Record):
+    """`autolabel eval` of a single-label table (its `--json` keys are the field names)."""
+
+    n: int
+    truth: str
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    weighted_precision: float
+    weighted_recall: float
+    weighted_f1: float
+    per_class: dict[str, ClassMetrics]
+    confusion: Confusion
+    most_confused: tuple[Confused, ...]
+    accepted: Accepted
+    review_share: float
+    excluded: Excluded
+
+    def summary(self) -> tuple[str, ...]:
+        """The headline numbers under the per-class table, one paragraph each."""
+        acc, ex = self.accepted, self.excluded
+        lines = (f"n {self.n}  accuracy {percent(self.accuracy)}  top-{self.top_k} {percent(self.top_k_accuracy)}"
+                 f"  macro F1 {percent(self.macro_f1)}  weighted F1 {percent(self.weighted_f1)}\n"
+                 f"accepted {acc.n} (coverage {percent(acc.coverage)}, precision {percent(acc.precision)}), "
+                 f"review share {percent(self.review_share)}\n"
+                 f"excluded {ex.total}: {ex.error} error rows, {ex.reviewed} reviewed by people, "
+                 f"{ex.no_truth} without truth, {ex.unknown_truth} with a truth outside the spec")
+        if not self.most_confused:
+            return (lines,)
+        pairs = ", ".join(f"{p.truth}→{p.predicted} ({p.count})" for p in self.most_confused[:5])
+        return lines, f"most confused: {pairs}"
+
+    def headline(self) -> str:
+        """The report's one sentence of numbers."""
+        return (f"accuracy {self.accuracy:.3f} on {self.n} rows, macro F1 {self.macro_f1:.3f}, coverage "
+                f"{self.accepted.coverage:.3f}, accepted precision {(self.accepted.precision or 0):.3f}")
+
+
+def evaluate(results: Table, truth: Truth) -> Evaluation:
     """Accuracy, top-k, per-class and averaged P/R/F1, confusion matrix, accepted coverage and precision."""
     rows = usable_rows(results, truth)
     classes = results.classes
@@ -145,98 +142,65 @@ def evaluate(results: Results, truth: Truth) -> dict[str, Any]:
     tp = np.diag(confusion).astype(float)
     support = confusion.sum(axis=1).astype(float)
     predicted = confusion.sum(axis=0).astype(float)
-    precision, recall, f1 = _prf(tp, predicted, support)
+    precision, recall, f1 = prf(tp, predicted, support)
     weights = support / support.sum() if support.sum() else np.zeros(k)
+    # Macro: over the classes the sample has (in truth or predicted), as scikit-learn averages by default;
+    # a class absent from both would count as 0 and drag every small reviewed sample down.
     present = (support > 0) | (predicted > 0)
     accepted = [i for i, s in enumerate(rows.status) if s == "accepted"]
     accepted_correct = sum(rows.y_true[i] == rows.y_pred[i] for i in accepted)
     pairs = [(classes[i], classes[j], int(confusion[i, j])) for i in range(k) for j in range(k)
              if i != j and confusion[i, j] > 0]
     pairs.sort(key=lambda x: (-x[2], x[0], x[1]))
-    top_k = max((len(t) for t in rows.top), default=0)
-    return {
-        "n": n,
-        "truth": truth.source,
-        "accuracy": float(tp.sum() / n) if n else 0.0,
-        "top_k": top_k,
-        # `top_labels` never lists the `other` label: a row labelled it counts by its label
-        "top_k_accuracy": float(np.mean([t in tops or t == p for t, p, tops in zip(rows.y_true, rows.y_pred,
-                                                                                   rows.top, strict=True)]))
-        if n else 0.0,
-        # Macro: over the classes the sample has (in truth or predicted), as scikit-learn averages by default;
-        # a class absent from both would count as 0 and drag every small reviewed sample down.
-        "macro_precision": _mean(precision[present]),
-        "macro_recall": _mean(recall[present]),
-        "macro_f1": _mean(f1[present]),
-        "weighted_precision": float((precision * weights).sum()),
-        "weighted_recall": float((recall * weights).sum()),
-        "weighted_f1": float((f1 * weights).sum()),
-        "per_class": {
-            c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                "support": int(support[i])}
-            for i, c in enumerate(classes)
-        },
-        "confusion": {"labels": classes, "matrix": confusion.tolist()},
-        "most_confused": [{"truth": a, "predicted": b, "count": c} for a, b, c in pairs[:10]],
-        "accepted": {
-            "n": len(accepted),
-            "coverage": len(accepted) / n if n else 0.0,
-            "precision": accepted_correct / len(accepted) if accepted else None,
-        },
-        "review_share": (n - len(accepted)) / n if n else 0.0,
-        "excluded": rows.excluded,
-    }
+    # `top_labels` never lists the `other` label: a row labelled it counts by its label
+    in_top = [t in tops or t == p for t, p, tops in zip(rows.y_true, rows.y_pred, rows.top, strict=True)]
+    return Evaluation(
+        n=n, truth=truth.source, accuracy=float(tp.sum() / n) if n else 0.0,
+        top_k=max((len(t) for t in rows.top), default=0), top_k_accuracy=float(np.mean(in_top)) if n else 0.0,
+        macro_precision=mean(precision[present]), macro_recall=mean(recall[present]), macro_f1=mean(f1[present]),
+        weighted_precision=float((precision * weights).sum()), weighted_recall=float((recall * weights).sum()),
+        weighted_f1=float((f1 * weights).sum()), per_class=class_metrics(classes, precision, recall, f1, support),
+        confusion=Confusion(tuple(classes), tuple(tuple(int(v) for v in row) for row in confusion)),
+        most_confused=tuple(Confused(a, b, c) for a, b, c in pairs[:10]),
+        accepted=Accepted(len(accepted), len(accepted) / n if n else 0.0,
+                          accepted_correct / len(accepted) if accepted else None),
+        review_share=(n - len(accepted)) / n if n else 0.0, excluded=rows.excluded,
+    )
 
 
-def shortest_between(low: float, high: float) -> float:
-    """The number with the fewest decimals in (low, high]: a threshold that reads well and, with `low` the next
-    confidence below `high`, accepts exactly the rows `high` would."""
-    exact = Decimal(repr(high))
-    for digits in range(18):
-        candidate = float(exact.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_FLOOR))
-        if low < candidate <= high:
-            return candidate
-    return high
+@dataclass(frozen=True)
+class Calibration(Record):
+    """`autolabel calibrate` of a single-label table: thresholds on accepted rows (`global`, and `per_class`)."""
+
+    target_precision: float
+    interval_method: str
+    min_margin: float
+    rows: int
+    excluded: Excluded
+    overall: Threshold
+    per_class: dict[str, Threshold] | None = None  # None: not asked for (--per-class)
+
+    scope: ClassVar[str] = "accepted rows"  # what the precision is over
+    share_name: ClassVar[str] = "coverage"  # the share a threshold keeps
+
+    def share(self, found: Threshold) -> float | None:
+        """What a threshold keeps: the share of rows it accepts."""
+        return found.coverage
+
+    def as_json(self) -> dict[str, Any]:
+        """`global` for `overall`; `per_class` only when asked for."""
+        return _calibration_json(self)
 
 
-def _best_threshold(conf: np.ndarray, margin_ok: np.ndarray, correct: np.ndarray, target: float,
-                    governed: np.ndarray) -> dict[str, Any]:
-    """Lowest threshold whose accepted rows (confidence ≥ t and margin rule) reach `target` precision.
-
-    `governed` are the confidences of every row of the table the threshold decides (labelled or not): the
-    threshold reported is the shortest decimal between the cut and the next confidence below it, so a run
-    with it accepts exactly the rows promised here.
-    """
-    order = np.argsort(-conf, kind="stable")
-    conf, margin_ok, correct = conf[order], margin_ok[order], correct[order]
-    accepted = np.cumsum(margin_ok)
-    right = np.cumsum(correct & margin_ok)
-    # Only the last row of a run of equal confidences is a valid cut: everything ≥ t is accepted together.
-    last = np.r_[conf[1:] != conf[:-1], True] & (accepted > 0)
-    prec = np.divide(right, accepted, out=np.zeros(len(conf)), where=accepted > 0)
-    ok = np.flatnonzero(last & (prec >= target))
-    n = len(conf)
-    if not len(ok):
-        best = int(np.argmax(np.where(last, prec, -1))) if n else 0
-        return {"threshold": None, "reachable": False, "best_precision": float(prec[best]) if n else None,
-                "rows": n}
-    i = ok[-1]  # the lowest qualifying threshold accepts the most rows
-    cut = float(conf[i])
-    below = governed[governed < cut]
-    lo, hi = wilson_interval(int(right[i]), int(accepted[i]))
-    return {
-        "threshold": shortest_between(float(below.max()) if below.size else 0.0, cut),
-        "reachable": True,
-        "precision": float(prec[i]),
-        "precision_ci95": [lo, hi],
-        "accepted": int(accepted[i]),
-        "coverage": float(accepted[i] / n),
-        "rows": n,
-    }
+def _calibration_json(result: Record) -> dict[str, Any]:
+    data = Record.as_json(result)
+    data["global"] = data.pop("overall")
+    per = data.pop("per_class")
+    return {**data, **({"per_class": per} if per is not None else {})}
 
 
-def calibrate(results: Results, truth: Truth, target: float, per_class: bool = False,
-              min_class_rows: int = 20) -> dict[str, Any]:
+def calibrate(results: Table, truth: Truth, target: float, per_class: bool = False,
+              min_class_rows: int = 20) -> Calibration:
     """Thresholds reaching `target` precision on accepted rows, with coverage and Wilson 95% intervals."""
     if not 0.0 < target <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {target}")
@@ -247,8 +211,8 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
     if n < MIN_CALIBRATION_ROWS:
         raise UsageError(
             f"only {n} labelled rows usable for calibration (need at least {MIN_CALIBRATION_ROWS}); "
-            f"excluded: {rows.excluded['error']} error, {rows.excluded['no_truth']} without truth, "
-            f"{rows.excluded['unknown_truth']} with a truth outside the spec"
+            f"excluded: {rows.excluded.error} error, {rows.excluded.no_truth} without truth, "
+            f"{rows.excluded.unknown_truth} with a truth outside the spec"
         )
     conf = results.frame["confidence"].to_numpy(dtype=float)[rows.index]
     margin_ok = results.frame["margin"].to_numpy(dtype=float)[rows.index] >= results.min_margin
@@ -257,53 +221,50 @@ def calibrate(results: Results, truth: Truth, target: float, per_class: bool = F
     decided = results.frame[(results.frame["status"] != "error") & results.frame["confidence"].notna()]
     governed_conf = decided["confidence"].to_numpy(dtype=float)
     governed_label = decided["label"].astype(str).to_numpy()
-    out: dict[str, Any] = {
-        "target_precision": target,
-        "interval_method": "Wilson score interval, 95%",
-        "min_margin": results.min_margin,
-        "rows": n,
-        "excluded": rows.excluded,
-        "global": _best_threshold(conf, margin_ok, correct, target, governed_conf),
-    }
+    by_class = None
     if per_class:
-        out["per_class"] = {}
+        by_class = {}
         for c in results.classes:
             mask = pred == c
             if mask.sum() < min_class_rows:
-                out["per_class"][c] = {"threshold": None, "rows": int(mask.sum()),
-                                       "reason": f"only {int(mask.sum())} labelled rows (need {min_class_rows}): "
-                                                 "no threshold set"}
+                by_class[c] = Threshold(None, int(mask.sum()), reason=f"only {int(mask.sum())} labelled rows (need "
+                                                                       f"{min_class_rows}): no threshold set")
             else:
-                out["per_class"][c] = _best_threshold(conf[mask], margin_ok[mask], correct[mask], target,
-                                                      governed_conf[governed_label == c])
-    return out
+                by_class[c] = best_threshold(conf[mask], margin_ok[mask], correct[mask], target,
+                                             governed_conf[governed_label == c])
+    return Calibration(target, "Wilson score interval, 95%", results.min_margin, n, rows.excluded,
+                       best_threshold(conf, margin_ok, correct, target, governed_conf), by_class)
 
 
-def spec_with_thresholds(raw: dict[str, Any], calibration: dict[str, Any]) -> dict[str, Any]:
-    """The label spec as given, with the calibrated global and per-class thresholds filled in exactly."""
-    spec = dict(raw)
-    if calibration["global"].get("threshold") is not None:
-        spec["threshold"] = float(calibration["global"]["threshold"])
-    per_class = calibration.get("per_class") or {}
-    classes = []
-    for item in spec.get("classes", []):
-        entry = dict(item) if isinstance(item, dict) else {"name": item}
-        found = per_class.get(str(entry["name"]), {})
-        if found.get("threshold") is not None:
-            entry["threshold"] = float(found["threshold"])
-        classes.append(entry if len(entry) > 1 else entry["name"])
-    spec["classes"] = classes
-    other = spec.get("other")
-    if other is not None:  # the open-set label is calibrated like a class; its threshold lives under `other:`
-        entry = dict(other) if isinstance(other, dict) else {"name": other}
-        found = per_class.get(str(entry["name"]), {})
-        if found.get("threshold") is not None:
-            entry["threshold"] = float(found["threshold"])
-        spec["other"] = entry if len(entry) > 1 else entry["name"]
-    return spec
+@dataclass(frozen=True)
+class Flips(Record):
+    """Rows whose label flipped away from a class, in all and to each new label."""
+
+    total: int
+    to: dict[str, int]
 
 
-def diff(old: Results, new: Results) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Diff(Record):
+    """`autolabel diff` of two single-label tables, rows matched by path."""
+
+    matched: int
+    only_old: int
+    only_new: int
+    compared: int
+    flips: int
+    flip_rate: float
+    flips_by_class: dict[str, Flips]
+    distribution: dict[str, Shift]
+    newly_errored: int
+    recovered: int
+    status_changes: dict[str, int]
+    reviewed: ReviewedRows
+
+    flips_column: ClassVar[str] = "flipped away"  # the distribution table's last column
+
+
+def diff(old: Table, new: Table) -> Diff:
     """Compare two runs row by row (matched on `path`)."""
     a = old.frame[["path", "label", "status"]].drop_duplicates("path")
     b = new.frame[["path", "label", "status"]].drop_duplicates("path")
@@ -320,35 +281,172 @@ def diff(old: Results, new: Results) -> dict[str, Any]:
     classes = list(dict.fromkeys([*old.classes, *new.classes]))
     count_old = a.loc[a.status != "error", "label"].value_counts()
     count_new = b.loc[b.status != "error", "label"].value_counts()
-    distribution = {c: {"old": int(count_old.get(c, 0)), "new": int(count_new.get(c, 0)),
-                        "change": int(count_new.get(c, 0) - count_old.get(c, 0))} for c in classes}
     transitions = merged.groupby(["status_old", "status_new"]).size()
-    return {
-        "matched": len(merged),
-        "only_old": int(len(a) - len(merged)),
-        "only_new": int(len(b) - len(merged)),
-        "compared": compared,
-        "flips": int(flipped.sum()),
-        "flip_rate": float(flipped.sum() / compared) if compared else 0.0,
-        "flips_by_class": {c: {"total": sum(v.values()), "to": v} for c, v in sorted(flips_by_class.items())},
-        "distribution": distribution,
-        "newly_errored": int(((merged.status_old != "error") & (merged.status_new == "error")).sum()),
-        "recovered": int(((merged.status_old == "error") & (merged.status_new != "error")).sum()),
-        "status_changes": {f"{o}->{n}": int(v) for (o, n), v in transitions.items() if o != n},
-        "reviewed": {"old": int((merged["status_old"] == "reviewed").sum()), "new": int(reviewed_new.sum()),
-                     "overruled": int((reviewed_new & (merged["status_old"] != "error")
-                                       & (merged["label_old"] != merged["label_new"])).sum())},
-    }
+    return Diff(
+        matched=len(merged), only_old=int(len(a) - len(merged)), only_new=int(len(b) - len(merged)),
+        compared=compared, flips=int(flipped.sum()),
+        flip_rate=float(flipped.sum() / compared) if compared else 0.0,
+        flips_by_class={c: Flips(sum(v.values()), v) for c, v in sorted(flips_by_class.items())},
+        distribution={c: Shift(int(count_old.get(c, 0)), int(count_new.get(c, 0)),
+                               int(count_new.get(c, 0) - count_old.get(c, 0))) for c in classes},
+        newly_errored=int(((merged.status_old != "error") & (merged.status_new == "error")).sum()),
+        recovered=int(((merged.status_old == "error") & (merged.status_new != "error")).sum()),
+        status_changes={f"{o}->{n}": int(v) for (o, n), v in transitions.items() if o != n},
+        reviewed=ReviewedRows(int((merged["status_old"] == "reviewed").sum()), int(reviewed_new.sum()),
+                              int((reviewed_new & (merged["status_old"] != "error")
+                                   & (merged["label_old"] != merged["label_new"])).sum())),
+    )
 
 
-def flip_gate(result: dict[str, Any], max_flip_rate: float) -> None:
-    """`diff --max-flip-rate`: TooManyErrors (exit 1) when more labels flipped, or when no row could be compared."""
-    if result["compared"] == 0:
-        raise TooManyErrors(f"no rows to compare ({result['matched']} paths in both tables, none labelled in both): "
-                            "--max-flip-rate cannot pass; check that OLD and NEW label the same images")
-    if result["flip_rate"] > max_flip_rate:
-        raise TooManyErrors(f"flip rate {result['flip_rate']:.4f} exceeds --max-flip-rate {max_flip_rate}")
+class SingleLabel:
+    """One name per image (the spec's default): a `label` cell, softmax decisions, accuracy and confusion."""
+
+    name = "single-label"
+    multiple = False
+    fields: tuple[pa.Field, ...] = ()
+    label_type = pa.string()
+    score_caption = "confidence histogram"
+
+    def default_top_k(self, classes: int) -> int:
+        """--top-k when not given: the three best classes."""
+        return 3
+
+    def settings(self, spec: Any) -> dict[str, Any]:
+        """What this task adds to the settings that decide a row's content (none)."""
+        return {}
+
+    def extra(self, cells: dict[str, Any]) -> dict[str, Any]:
+        """Cells only label-set tables carry (none here)."""
+        return {}
+
+    def parse(self, value: Any) -> str | None:
+        """A truth or reviewed cell: the name, or None."""
+        return clean(value)
+
+    def label(self, value: Any) -> str | None:
+        """A reviewed or example cell as a label: the name, or None."""
+        return clean(value)
+
+    def names(self, label: Any) -> tuple[str, ...] | None:
+        """The names a label holds (None: no label)."""
+        return None if label is None else (label,)
+
+    def has_review(self, value: Any) -> bool:
+        """Whether a `reviewed_label` cell holds a person's label."""
+        if isinstance(value, list | np.ndarray):
+            return len(value) > 0
+        return isinstance(value, str) and bool(value.strip())
+
+    def row_label(self, frame: pd.DataFrame, i: int) -> str:
+        """The label a row carries."""
+        return frame["label"].iloc[i]
+
+    def cell(self, values: Sequence[Any]) -> Any:
+        """One cell from what a person chose: the first choice (None: none)."""
+        return values[0] if len(values) else None
+
+    def tagged(self, every: list[str], last: str | None) -> str | None:
+        """A review from a tool that shows the model's tags beside a person's (CVAT): the person's last tag."""
+        return last
+
+    def combine(self, before: Any, label: Any) -> tuple[Any, bool]:
+        """Two labels given for one image: the last one wins; True when they differ."""
+        return label, before is not None and before != label
+
+    def targets(self, labels: Sequence[Any], columns: Sequence[str]) -> np.ndarray:
+        """Reviewed labels as the planner takes them: each row's column index (-1: not reviewed)."""
+        order = list(columns)
+        return np.asarray([-1 if label is None else order.index(label) for label in labels], np.int64)
+
+    def text_cell(self, value: Any) -> Any:
+        """A `reviewed_label` cell as a CSV writes it."""
+        return value
+
+    def read_columns(self, frame: pd.DataFrame, path: Path) -> None:
+        """Check and parse the columns this task adds to a table read back (none)."""
+
+    def export_cells(self, ok: pd.DataFrame, i: int, thresholds: dict[str, float]) -> dict[str, tuple]:
+        """What an export writes of row `i` of `ok`: its one label with its confidence, and the model's label."""
+        label, tops = ok["label"].iat[i], ok["top_labels"].iat[i]
+        return {"labels": ((str(label), float(ok["confidence"].iat[i])),),
+                "model_labels": (str(tops[0]) if len(tops) else str(label),)}
+
+    def shown(self, frame: pd.DataFrame) -> pd.Series:
+        """The label cell the report's editor shows and reads back."""
+        return frame["label"]
+
+    def label_sets(self, frame: pd.DataFrame) -> list[frozenset[str]]:
+        """Each row's labels as a set ({label}; none on error rows), as a multi-label diff compares them."""
+        return [frozenset([v]) if isinstance(v, str) else frozenset() for v in frame["label"]]
+
+    def decided(self, scores: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+        """(rows, classes) bool: the best class of each row."""
+        return np.eye(scores.shape[1], dtype=bool)[scores.argmax(axis=1)]
+
+    def sureness(self, scores: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+        """How sure each row is: best − second probability."""
+        p = np.asarray(scores, np.float64)
+        if p.shape[1] < 2:
+            return np.ones(len(p))
+        top = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        return top[:, 1] - top[:, 0]
+
+    def agrees(self, scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray | None) -> bool:
+        """Whether the scores' best class is the reviewed one on at least half of the rows with a known label."""
+        known = labels >= 0
+        return bool(known.any()) and float(np.mean(scores[known].argmax(axis=1) == labels[known])) >= 0.5
+
+    def knows(self, loo_zero_shot: float, columns: int, uninformed: float) -> bool:
+        """Whether zero-shot knows the classes: right on more than `uninformed` × chance and half of the examples."""
+        return loo_zero_shot > max(uninformed / columns, 0.5)
+
+    def evaluate(self, table: Table, truth: Truth) -> Evaluation:
+        """`autolabel eval`."""
+        return evaluate(table, truth)
+
+    def calibrate(self, table: Table, truth: Truth, target: float, per_class: bool = False,
+                  min_class_rows: int = 20) -> Calibration:
+        """`autolabel calibrate`."""
+        return calibrate(table, truth, target, per_class, min_class_rows)
+
+    def diff(self, old: Table, new: Table) -> Diff:
+        """`autolabel diff`."""
+        return diff(old, new)
+
+    def joined(self, other: Any) -> Any:
+        """The task two tables are compared under: the other's (single-label with single-label stays so)."""
+        return other
+
+    def class_rows(self, table: Table, ok: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, np.ndarray]]:
+        """Per class, the rows labelled with it (their confidence as `score`, best first), and those scores."""
+        rows = {c: ok[ok["label"] == c] for c in table.classes}
+        rows = {c: r.assign(score=r["confidence"]).sort_values("score", ascending=False) for c, r in rows.items()}
+        return rows, {c: r["score"].to_numpy(dtype=float) for c, r in rows.items()}
+
+    def mismatches(self, frame: pd.DataFrame, truth: Truth, classes: Sequence[str]) -> list[tuple[str, str]]:
+        """Rows whose label is not the truth, most confident first: (path, caption)."""
+        truth_col = np.asarray(truth.labels, dtype=object)
+        known = set(classes)
+        wrong = [i for i in range(len(frame)) if frame.at[i, "status"] != "error" and truth_col[i] is not None
+                 and truth_col[i] in known and truth_col[i] != frame.at[i, "label"]]
+        return [(frame.at[i, "path"], f"truth {truth_col[i]} → {frame.at[i, 'label']} {frame.at[i, 'confidence']:.2f}")
+                for i in sorted(wrong, key=lambda i: -frame.at[i, "confidence"])]
+
+    def label_counts(self, ok: pd.DataFrame) -> pd.Series | None:
+        """How many images got 0, 1, 2, … labels (None: always one)."""
+        return None
+
+    def merge_reviews(self, frame: pd.DataFrame, keys: list[str], reviewed: dict[str, Any]) -> tuple[int, int]:
+        """Put a tool's reviews into `reviewed_label` / `reviewed_by_human` (earlier reviews of rows it does not
+        mention kept); returns (rows whose review differs from the label, earlier reviews replaced)."""
+        previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
+        replaced = sum(k in reviewed and isinstance(prev, str) and prev != reviewed[k]
+                       for k, prev in zip(keys, previous, strict=True))
+        frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
+                                   for k, prev in zip(keys, previous, strict=True)]
+        frame["reviewed_by_human"] = frame["reviewed_label"].notna()
+        changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
+        return changed, replaced
 
 
-def _mean(values: np.ndarray) -> float:
-    return float(values.mean()) if len(values) else 0.0
+SINGLE = SingleLabel()

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
 from autolabel.review.exporters import cvat, fiftyone, hf, imagefolder, label_studio, open_images
@@ -22,7 +20,7 @@ from autolabel.review.exporters.base import (
     write_marker,
 )
 from autolabel.table.results import Results, find_images_root, images_missing, rewrite
-from autolabel.task.cells import label_list
+from autolabel.task import SINGLE, Task
 
 FORMATS: dict[str, Callable[[ExportContext], None]] = {
     "label-studio": label_studio.export,
@@ -32,6 +30,7 @@ FORMATS: dict[str, Callable[[ExportContext], None]] = {
     "hf": hf.export,
     "open-images": open_images.export,
 }
+ONE_LABEL_EACH = {"imagefolder": imagefolder.MULTI_LABEL}  # formats that hold one label per image: why not
 
 
 def export(results: Results, fmt: str, out: Path, status: str = "all", images_root: str | Path | None = None,
@@ -47,8 +46,8 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise UsageError(f"--to {fmt}: unknown format; choose one of {', '.join(FORMATS)}")
     if link not in LINKS:
         raise UsageError(f"--link {link}: choose one of {', '.join(LINKS)}")
-    if fmt == "imagefolder" and results.multi_label:
-        raise UsageError(imagefolder.MULTI_LABEL)
+    if results.task.multiple and fmt in ONE_LABEL_EACH:
+        raise UsageError(ONE_LABEL_EACH[fmt])
     root = find_images_root(results, images_root)
     rows = export_rows(results, status, root)
     if not rows:
@@ -67,21 +66,21 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
         raise
 
 
-def read_review(path: Path, multi_label: bool = False) -> tuple[str, dict[str, Any]]:
+def read_review(path: Path, task: Task = SINGLE) -> tuple[str, dict[str, Any]]:
     """A reviewed export from Label Studio (JSON), CVAT (XML 1.1) or the report (CSV) → (tool, {key: label}).
 
-    `multi_label`: each label is a list of labels.
+    Multi-label (`task`): each label is a list of labels.
     """
     if path.suffix.lower() == ".xml":
-        return "cvat", cvat.read_review(path, multi_label)
+        return "cvat", cvat.read_review(path, task)
     if path.suffix.lower() == ".json":
-        return "label-studio", label_studio.read_review(path, multi_label)
+        return "label-studio", label_studio.read_review(path, task)
     if path.suffix.lower() == ".csv":
         from autolabel.learn.examples import read_table
 
         base = os.path.abspath(path.parent)
         reviewed: dict[str, Any] = {}
-        for example in read_table(str(path), None, multi_label, ""):
+        for example in read_table(str(path), None, task, ""):
             key = _csv_key(example.location, base)
             if key in reviewed and reviewed[key] != example.label:
                 raise SourceError(f"{path}: {key} is reviewed twice with different labels ({reviewed[key]!r} and "
@@ -97,7 +96,7 @@ def import_review(results: Results, exported: Path) -> dict[str, Any]:
 
     Multi-label tables get a list per reviewed row (every class the person chose).
     """
-    return merge_review(results, *read_review(exported, results.multi_label))
+    return merge_review(results, *read_review(exported, results.task))
 
 
 def _csv_key(location: str, base: str) -> str:
@@ -130,37 +129,12 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
                          f"{' …' if len(unknown) > 10 else ''}; the classes are {', '.join(results.classes)}: "
                          "fix them in the review export (nothing was merged)")
     unmatched = sorted(set(reviewed) - set(keys))
-    if results.multi_label:
-        return {**_import_label_lists(results, tool, reviewed, keys), "unmatched_keys": unmatched}
-    previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
-    replaced = sum(k in reviewed and isinstance(prev, str) and prev != reviewed[k]
-                   for k, prev in zip(keys, previous, strict=True))
-    frame["reviewed_label"] = [reviewed.get(k, prev if isinstance(prev, str) else None)
-                               for k, prev in zip(keys, previous, strict=True)]
-    frame["reviewed_by_human"] = frame["reviewed_label"].notna()
+    changed, replaced = results.task.merge_reviews(frame, keys, reviewed)  # multi-label: lists, changed by set
     matched = sum(k in reviewed for k in keys)
-    changed = int(((frame["reviewed_label"].notna()) & (frame["reviewed_label"] != frame["label"])).sum())
     return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
             "changed": changed, "replaced": replaced, "unmatched_keys": unmatched}
 
 
-def _import_label_lists(results: Results, tool: str, reviewed: dict[str, list[str]], keys: list[str]) -> dict[str, Any]:
-    """import_review for a multi-label table: `reviewed_label` holds lists; a row changed when its set did."""
-    frame = results.frame
-    previous = frame["reviewed_label"] if "reviewed_label" in frame else [None] * len(frame)
-    replaced = sum(k in reviewed and label_list(prev) is not None and set(label_list(prev)) != set(reviewed[k])
-                   for k, prev in zip(keys, previous, strict=True))
-    frame["reviewed_label"] = pd.Series([list(reviewed[k]) if k in reviewed else label_list(prev)
-                                         for k, prev in zip(keys, previous, strict=True)],
-                                        index=frame.index, dtype=object)
-    frame["reviewed_by_human"] = [v is not None for v in frame["reviewed_label"]]
-    matched = sum(k in reviewed for k in keys)
-    changed = sum(v is not None and set(v) != set(labels) for v, labels in zip(frame["reviewed_label"],
-                                                                               frame["labels"], strict=True))
-    return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed, "replaced": replaced}
-
-
 def write_table(results: Results) -> None:
     """Write the (updated) table back over itself atomically, keeping every column and the run metadata."""
-    rewrite(results.path, results.layout, results.frame, results.metadata, results.multi_label)
+    rewrite(results.path, results.layout, results.frame, results.metadata, results.task)

@@ -19,6 +19,7 @@ from typing import Any
 from autolabel.core.errors import UsageError
 from autolabel.core.fileio import InputError, open_regular, read_text, write_text
 from autolabel.table.results import Results
+from autolabel.task import Task
 
 MARKER = ".autolabel-export.json"
 # Datumaro's imagenet importer refuses a folder holding any non-image file: the marker goes beside it.
@@ -39,8 +40,10 @@ class ExportRow:
     confidence: float  # the model's top-1 probability
     status: str
     model_label: str = ""  # the model's top-1 class (differs from `label` where a person overruled it)
-    labels: tuple[tuple[str, float | None], ...] = ()  # multi-label: (class, score), best first (a person's if human)
-    model_labels: tuple[str, ...] = ()  # multi-label: the model's own labels (differ where a person overruled them)
+    # What a format writes per row (the task's export cells): every label with its score, best first (a person's
+    # if human; single-label: `label` and `confidence`), and the model's own labels (differ where overruled).
+    labels: tuple[tuple[str, float | None], ...] = ()
+    model_labels: tuple[str, ...] = ()
 
     @property
     def human(self) -> bool:
@@ -72,9 +75,9 @@ class ExportContext:
         return self.results.classes
 
     @property
-    def multi_label(self) -> bool:
-        """Whether rows carry several labels (ExportRow.labels)."""
-        return self.results.multi_label
+    def task(self) -> Task:
+        """The table's task (single- or multi-label)."""
+        return self.results.task
 
     @property
     def model_version(self) -> str:
@@ -211,6 +214,7 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
     ok = frame[frame["status"] != "error"]
     names = export_names(results)
     rows = []
+    task, thresholds = results.task, results.thresholds
     columns = ok[["path", "label", "confidence", "status", "top_labels"]].itertuples(index=False)
     for i, (path, label, conf, row_status, tops) in enumerate(columns):
         if status == "all" or row_status == status:
@@ -218,7 +222,7 @@ def export_rows(results: Results, status: str, images_root: Path) -> list[Export
             rows.append(ExportRow(path=str(path), source=results.location(str(path), images_root),
                                   name=names[str(path)], label=str(label), confidence=float(conf),
                                   status=str(row_status),
-                                  model_label=model, **(_multi(results, ok, i) if results.multi_label else {})))
+                                  model_label=model, **task.export_cells(ok, i, thresholds)))
     return rows
 
 
@@ -267,15 +271,6 @@ def _inside(out: Path, root: Path, rel: Any) -> Path | None:
         return None
     path = out.joinpath(*parts)
     return path if path.parent.resolve().is_relative_to(root) else None
-def _multi(results: Results, ok: Any, i: int) -> dict[str, Any]:
-    """A multi-label row's labels with their scores (None where --top-k left one out), and the model's own
-    labels (every class whose score reaches its threshold: a reviewed row's `labels` are the person's)."""
-    scores = dict(zip(ok["top_labels"].iat[i], ok["top_scores"].iat[i], strict=True))
-    thresholds = results.thresholds
-    return {"labels": tuple((str(c), float(scores[c]) if c in scores else None) for c in ok["labels"].iat[i]),
-            "model_labels": tuple(str(c) for c, s in scores.items() if s >= thresholds.get(c, 0.5))}
-
-
 def prepare_out(out: Path, overwrite: bool) -> list[Path]:
     """Refuse a non-empty --out unless --overwrite; then remove the files an earlier export of ours listed.
 

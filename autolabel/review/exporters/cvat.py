@@ -12,6 +12,7 @@ from PIL import Image
 from autolabel.core.errors import SourceError
 from autolabel.core.fileio import MAX_TEXT_BYTES, InputError, read_regular
 from autolabel.review.exporters.base import ExportContext, xml_document
+from autolabel.task import SINGLE, Task
 
 
 def _size(path: Path) -> tuple[int, int]:
@@ -47,18 +48,16 @@ def export(ctx: ExportContext) -> None:
         width, height = _size(row.source)
         image = ET.SubElement(root, "image", {"id": str(i), "name": row.name, "width": str(width),
                                               "height": str(height)})
-        tags = row.labels if ctx.multi_label else ((row.label, row.confidence),)
-        for label, score in tags:
+        for label, score in row.labels:
             tag = ET.SubElement(image, "tag", {"label": label, "source": "manual" if row.human else "auto"})
             if score is not None:
                 ET.SubElement(tag, "attribute", {"name": "score"}).text = f"{score:.6f}"
     ctx.write_text("annotations.xml", xml_document(root))
 
 
-def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
-    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags.
-
-    `multi_label`: for an image a person tagged, every tag it has (the auto ones they kept too), as a list.
+def read_review(path: Path, task: Task = SINGLE) -> dict[str, Any]:
+    """A CVAT 1.1 XML export → {image name: label} from human (non-`auto`) tags: the last one, or (multi-label)
+    for an image a person tagged, every tag it has (the auto ones they kept too), as a list (Task.tagged).
     """
     try:
         root = ET.fromstring(read_regular(path, MAX_TEXT_BYTES))
@@ -69,9 +68,9 @@ def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
     reviewed = {}
     for image in root.iter("image"):
         tags = [t for t in image.findall("tag") if t.get("source", "manual") != "auto"]
-        if tags and image.get("name") and multi_label:
-            reviewed[image.get("name")] = list(dict.fromkeys(str(t.get("label")) for t in image.findall("tag")
-                                                             if t.get("label") is not None))
-        elif tags and image.get("name") and tags[-1].get("label") is not None:
-            reviewed[image.get("name")] = tags[-1].get("label")
+        if tags and image.get("name"):
+            every = [str(t.get("label")) for t in image.findall("tag") if t.get("label") is not None]
+            value = task.tagged(every, tags[-1].get("label"))
+            if value is not None:
+                reviewed[image.get("name")] = value
     return reviewed

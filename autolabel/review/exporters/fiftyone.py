@@ -16,8 +16,7 @@ def export(ctx: ExportContext) -> None:
     labels = {}
     for row in ctx.rows:
         if ctx.place(row, "data", row.name):
-            labels[PurePosixPath(row.name).stem] = (
-                [{"label": c, "confidence": None if row.human else s} for c, s in row.labels] if ctx.multi_label
-                else {"label": row.label, "confidence": None if row.human else row.confidence})
+            labels[PurePosixPath(row.name).stem] = ctx.task.cell(  # single-label: the one {label, confidence}
+                [{"label": c, "confidence": None if row.human else s} for c, s in row.labels])
     ctx.write_text("labels.json", json.dumps({"classes": ctx.classes, "labels": labels}, indent=1,
                                              ensure_ascii=False) + "\n")

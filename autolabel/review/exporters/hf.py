@@ -14,7 +14,7 @@ def export(ctx: ExportContext) -> None:
         if ctx.place(row, "images", row.name):
             record = {"file_name": f"images/{row.name}", "label": row.label, "confidence": row.confidence,
                       "status": row.status, "path": row.path}
-            if ctx.multi_label:  # a list column: every label, and its score
-                record.update(labels=[c for c, _ in row.labels], scores=[s for _, s in row.labels])
+            # multi-label: list columns, every label and its score
+            record.update(ctx.task.extra({"labels": [c for c, _ in row.labels], "scores": [s for _, s in row.labels]}))
             lines.append(json.dumps(record, ensure_ascii=False))
     ctx.write_text("metadata.jsonl", "".join(line + "\n" for line in lines))

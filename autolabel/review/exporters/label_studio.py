@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote
 from autolabel.core.errors import SourceError
 from autolabel.core.fileio import InputError, read_text
 from autolabel.review.exporters.base import ExportContext, ExportRow, xml_document
+from autolabel.task import SINGLE, Task
 
 FROM_NAME, TO_NAME = "label", "image"
 LOCAL_FILES = "/data/local-files/?d="
@@ -62,11 +63,11 @@ def image_reference(ctx: ExportContext, path: str, source: Path | str) -> str:
     return LOCAL_FILES + quote(Path(os.path.abspath(source)).as_posix().lstrip("/"))
 
 
-def task(row: ExportRow, image: str, model_version: str, multi_label: bool = False) -> dict[str, Any]:
+def task(row: ExportRow, image: str, model_version: str) -> dict[str, Any]:
     """One Label Studio task: the image, our table path and status, the model's choice(s) as a prediction, and on
     reviewed rows the person's label(s) as an annotation."""
-    chosen = [name for name, _ in row.labels] if multi_label else [row.label]
-    predicted = list(row.model_labels) if multi_label else [row.model_label]
+    chosen = [name for name, _ in row.labels]
+    predicted = list(row.model_labels)
     item: dict[str, Any] = {
         "data": {"image": image, "path": row.path, "status": row.status},
         "predictions": [{
@@ -84,10 +85,9 @@ def task(row: ExportRow, image: str, model_version: str, multi_label: bool = Fal
 
 def export(ctx: ExportContext) -> None:
     """tasks.json + config.xml."""
-    tasks = [task(row, image_reference(ctx, row.path, row.source), ctx.model_version, ctx.multi_label)
-             for row in ctx.rows]
+    tasks = [task(row, image_reference(ctx, row.path, row.source), ctx.model_version) for row in ctx.rows]
     ctx.write_text("tasks.json", json.dumps(tasks, indent=1, ensure_ascii=False) + "\n")
-    ctx.write_text("config.xml", config_xml(ctx.classes, ctx.multi_label))
+    ctx.write_text("config.xml", config_xml(ctx.classes, ctx.task.multiple))
 
 
 def _path_of(task: dict[str, Any]) -> str | None:
@@ -130,10 +130,10 @@ def _choices(annotation: dict[str, Any], where: str) -> list[str]:
     return choices
 
 
-def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
+def read_review(path: Path, kind: Task = SINGLE) -> dict[str, Any]:
     """A Label Studio JSON export → {table path: the human's choice}; the latest non-cancelled annotation wins.
 
-    `multi_label`: every choice of that annotation, as a list (an annotation with none: `[]`, no class applies).
+    Multi-label (`kind`): every choice of that annotation, as a list (none: `[]`, no class applies).
     """
     try:
         tasks = json.loads(read_text(path, "a Label Studio export"))
@@ -147,10 +147,10 @@ def read_review(path: Path, multi_label: bool = False) -> dict[str, Any]:
     if dicts and len(dicts) == len(tasks) and not any(isinstance(t.get("data"), dict) for t in dicts):
         raise SourceError(f"{path}: no task has a `data` object, so this is not a Label Studio JSON export "
                           "(in the project: Export → JSON)")
-    return reviews(tasks, str(path), multi_label)
+    return reviews(tasks, str(path), kind)
 
 
-def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dict[str, Any]:
+def reviews(tasks: Iterable[Any], origin: str, kind: Task = SINGLE) -> dict[str, Any]:
     """Label Studio tasks (as exported, or from its API; `origin` names them in errors) → {table path: the
     human's choice (multi-label: every choice)}; in each task the latest non-cancelled annotation wins."""
     reviewed = {}
@@ -164,8 +164,8 @@ def reviews(tasks: Iterable[Any], origin: str, multi_label: bool = False) -> dic
         for k, annotation in reversed(kept):
             choices = _choices(annotation, f"{where}[{k}]")
             key = _path_of(item)
-            value = list(dict.fromkeys(choices)) if multi_label else (choices[0] if choices else None)
-            if key and (multi_label or value is not None):
+            value = kind.cell(list(dict.fromkeys(choices)))
+            if key and value is not None:
                 if key in reviewed and reviewed[key] != value:
                     raise SourceError(f"{origin}: {key} has two tasks with different reviews ({reviewed[key]!r} and "
                                       f"{value!r}, task [{i}]); keep one task per image")

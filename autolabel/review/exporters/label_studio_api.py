@@ -20,6 +20,7 @@ from autolabel.core.errors import AutolabelError, RuntimeFailure, SourceError, U
 from autolabel.review.exporters import label_studio
 from autolabel.review.exporters.base import ExportRow, export_rows, image_problem, model_version
 from autolabel.table.results import Results, find_images_root
+from autolabel.task import SINGLE, Task
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -132,7 +133,7 @@ def push(results: Results, config: PushConfig, reporter: Reporter | None = None)
     client = connect(config.url, config.api_key)
     base = config.url.rstrip("/")
     title = config.project or f"autolabel {results.path.stem}"
-    config_xml = label_studio.config_xml(results.classes, results.multi_label)
+    config_xml = label_studio.config_xml(results.classes, results.task.multiple)
     project, created = _project(client, title, config_xml)
     try:
         added, problem = _add_tasks(client, project.id, rows, storages, results, config, reporter)
@@ -163,8 +164,7 @@ def _add_tasks(client: LabelStudio, project_id: int, rows: list[ExportRow], stor
     try:
         for batch in _batches(new, mode):
             images = _images(client, project_id, batch, config, mode)
-            tasks = [label_studio.task(row, image, version, results.multi_label)
-                     for row, image in zip(batch, images, strict=True)]
+            tasks = [label_studio.task(row, image, version) for row, image in zip(batch, images, strict=True)]
             with _calling(f"import {len(tasks)} tasks"):
                 client.projects.import_tasks(project_id, request=tasks)
             sample = sample or images[0]
@@ -189,14 +189,14 @@ def _created_before(exc: BaseException, title: str, project_id: int) -> Autolabe
                 "delete it there, or fix the problem and export again to add the tasks to it")
 
 
-def pull_reviews(url: str | None, api_key: str | None, project: str, multi_label: bool = False) -> dict[str, Any]:
+def pull_reviews(url: str | None, api_key: str | None, project: str, kind: Task = SINGLE) -> dict[str, Any]:
     """The reviews of a project (by id or title) → {table path: the human's choice (multi-label: every choice)},
     by the file import's rules."""
     client = connect(url, api_key)
     found = _find_project(client, project, by_id=True)
     if found is None:
         raise UsageError(f"Label Studio at {url}: no project with id or title '{project}'")
-    return label_studio.reviews(_tasks(client, found.id), f"Label Studio project {found.id} at {url}", multi_label)
+    return label_studio.reviews(_tasks(client, found.id), f"Label Studio project {found.id} at {url}", kind)
 
 
 def project_tasks(url: str | None, api_key: str | None, project_id: int) -> list[dict[str, Any]]:

@@ -22,9 +22,9 @@ def export(ctx: ExportContext) -> None:
     labels = [["ImageID", "Source", "LabelName", "Confidence"]]
     for row in ctx.rows:
         if ctx.place(row, "images", SUBSET, row.name):
-            scored = row.labels if ctx.multi_label else ((row.label, row.confidence),)  # one row per label
             labels += [[PurePosixPath(row.name).stem, "verification" if row.human else "autolabel", label,
-                        "1" if row.human else "" if score is None else f"{score:.6f}"] for label, score in scored]
+                        "1" if row.human else "" if score is None else f"{score:.6f}"]
+                       for label, score in row.labels]  # one row per label
     ctx.write_text("annotations/oidv6-class-descriptions.csv",
                    _csv([["LabelName", "DisplayName"]] + [[c, c] for c in ctx.classes]))
     ctx.write_text(f"annotations/{SUBSET}-annotations-human-imagelabels.csv", _csv(labels))
