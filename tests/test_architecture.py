@@ -75,3 +75,15 @@ def test_records_are_the_ground_floor_and_output_imports_downward() -> None:
     assert edges["autolabel.core.records"] <= {"autolabel.core.storage"}
     assert not {m for m in edges["autolabel.labelling.output"] if m.startswith(("autolabel.labelling.engines", "autolabel.embedding.stages"))}
     assert "autolabel.learn.examples" not in edges["autolabel.embedding.stages"]
+
+
+def test_the_model_side_imports_nothing_above_it_and_review_does_not_import_audit() -> None:
+    """embedding/ (models, cache, stages, the Session) and what lies below it serve every command, so they import no
+    command's package; the review queue reads embeddings through the Session, not through the audit."""
+    edges = graph()
+    above = tuple(f"autolabel.{p}" for p in ("labelling", "learn", "review", "audit", "serve", "api", "cli"))
+    for name, imported in edges.items():
+        if name.startswith(("autolabel.core", "autolabel.classifier", "autolabel.embedding")):
+            assert not {m for m in imported if m.startswith(above)}, name
+        if name.startswith("autolabel.review"):
+            assert not {m for m in imported if m.startswith("autolabel.audit")}, name

@@ -20,8 +20,7 @@ from autolabel.core.fileio import SHARD_LOCK as LOCK
 from autolabel.core.fileio import SHARD_MANIFEST as MANIFEST
 from autolabel.core.fileio import SHARD_PART as PART
 from autolabel.core.fileio import check_output_file, remove_stale_temps, temp_beside, write_text
-from autolabel.core.records import Batch, Counts, Shard
-from autolabel.labelling.sources import ImageRecord
+from autolabel.core.records import Batch, Counts, ImageRecord, Shard
 from autolabel.table.shards import SHARD_KEY, in_folder, part_name, read_manifest
 from autolabel.table.writer import METADATA_KEY, TableWriter, output_format
 
