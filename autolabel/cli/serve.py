@@ -89,12 +89,12 @@ def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
     session = Session.open(ModelConfig(options["model"], options["device"], options["precision"]),
                            CacheConfig(options["cache_dir"]), spec_model=spec.model_location(), warn=warn,
                            on_load=lambda name: console(f"loading model {name}"))
-    assert session.cache is not None  # serve always caches: its annotations live in the cache's folder
 
     from autolabel.serve.backend import Backend
 
     session.model.get()  # now, not in Label Studio's first request
-    return Backend(spec, session.model, session.cache, session.cache.folder / "serve", seed, warn, console)
+    state = session.cache.folder / "serve" if session.cache is not None else None  # the annotations, by the cache
+    return Backend(spec, session.model, session.cache, state, seed, warn, console)
 
 
 def _log(verbose: bool) -> Any:
