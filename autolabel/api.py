@@ -12,12 +12,14 @@ if TYPE_CHECKING:
     import pandas as pd
     from PIL import Image
 
+    from autolabel.core.config import ModelConfig, RunConfig
     from autolabel.core.progress import Reporter
+    from autolabel.core.records import ImageRecord
     from autolabel.core.spec import LabelSpec
     from autolabel.embedding.cache import EmbeddingCache
-    from autolabel.embedding.stages import Item, Model, Stages
+    from autolabel.embedding.stages import Item, Model
+    from autolabel.labelling.engines.base import Stages
     from autolabel.labelling.pipeline import RunResult
-    from autolabel.labelling.sources import ImageRecord
 
 
 _PATH = (str, os.PathLike)
@@ -75,7 +77,15 @@ class Labeler:
                  workers: int = 0, full_decode: bool = False,
                  examples: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] = (),
                  examples_column: str | None = None, progress: bool = False) -> None:
-        from autolabel.core.config import CacheConfig, ClassifyConfig, DecodeConfig, EngineConfig, ModelConfig
+        from autolabel.core.config import (
+            CacheConfig,
+            ClassifyConfig,
+            DecodeConfig,
+            EngineConfig,
+            ModelConfig,
+            OutputConfig,
+            RunConfig,
+        )
         from autolabel.core.spec import load_spec, parse_spec
         from autolabel.embedding.session import Session
 
@@ -102,22 +112,36 @@ class Labeler:
                 data["multi_label"] = True
             self.spec = parse_spec(data, "<classes>")
         self.spec = self.spec.with_threshold(threshold)
-        self.model_config = ModelConfig(None if model is None else os.fspath(model), device, precision)
-        self.classify_config = ClassifyConfig(top_k=top_k, threshold=threshold)
-        self.decode_config = DecodeConfig(full_decode=full_decode, workers=workers)
-        self.engine_config = EngineConfig(batch_size=batch_size)
+        self.config: RunConfig = RunConfig(  # `label_to` replaces SOURCE, --out and the options it is given
+            source="", labels=self.spec.source, output=OutputConfig(out=""),
+            model=ModelConfig(None if model is None else os.fspath(model), device, precision),
+            classify=ClassifyConfig(top_k=top_k, threshold=threshold),
+            decode=DecodeConfig(full_decode=full_decode, workers=workers), engine=EngineConfig(batch_size=batch_size),
+            cache=CacheConfig(str(cache_dir) if cache_dir is not None else None, not cache),
+            examples=tuple(os.fspath(e) for e in examples), examples_column=examples_column, quiet=not progress)
         self.progress = progress
-        self.cache_dir = str(cache_dir) if cache_dir is not None else None
-        self.session = Session.open(self.model_config, CacheConfig(self.cache_dir, not cache),
-                                    draft=not full_decode, spec_model=self.spec.model_location())
-        self.cache: EmbeddingCache | None = self.session.cache
+        self.session = Session.open(self.config.model, self.config.cache, draft=not full_decode,
+                                    spec_model=self.spec.model_location())
         from autolabel.learn.examples import collect
 
-        self.examples_tables = tuple(os.fspath(e) for e in examples)
-        self.examples_column = examples_column
-        self.examples = tuple(collect(self.spec, self.examples_tables, examples_column, self._reporter().warn))
+        self.examples = tuple(collect(self.spec, self.config.examples, examples_column, self._reporter().warn))
         self.model: Model = self.session.model  # a LazyModel: loads on first need
         self._stages: Stages | None = None
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """Which checkpoint, device and precision (the model itself: `model`)."""
+        return self.config.model
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        """The embedding cache (None with `cache=False`)."""
+        return self.session.cache
+
+    @property
+    def examples_tables(self) -> tuple[str, ...]:
+        """The tables of reviewed images the classifier learns from."""
+        return self.config.examples
 
     @property
     def classes(self) -> list[str]:
@@ -135,18 +159,17 @@ class Labeler:
             from autolabel.labelling.pipeline import stages_for
             from autolabel.task import task_for
 
-            top_k = self.classify_config.top_k_for(task_for(self.spec).default_top_k(len(self.spec.classes)))
-            self._stages, self.learned = stages_for(
-                self.spec, self.model, self.cache, self.examples, draft=self.session.draft,
-                top_k=top_k, warn=self._reporter().warn, encode=self.session.encode)
+            top_k = self.config.classify.top_k_for(task_for(self.spec).default_top_k(len(self.spec.classes)))
+            self._stages, self.learned = stages_for(self.spec, self.session, self.examples, top_k=top_k,
+                                                    warn=self._reporter().warn)
         return self._stages
 
     def label(self, images: Iterable[str | os.PathLike[str] | Image.Image]) -> pd.DataFrame:
         """One row per image in input order, the contract's columns (`path` is `<image N>` for PIL images)."""
         import pyarrow as pa
 
+        from autolabel.core.records import ImageRecord
         from autolabel.labelling.engines.local import LocalEngine
-        from autolabel.labelling.sources import ImageRecord
         from autolabel.table.schema import output_schema
 
         if isinstance(images, (bytes, bytearray)):
@@ -170,8 +193,7 @@ class Labeler:
             from dataclasses import replace
 
             stages = replace(stages, prepare=_WithPictures(stages.prepare, pictures))
-        engine = LocalEngine(stages, self.engine_config.batch_size, self.decode_config.workers,
-                             str(self.model.device) == "cpu")
+        engine = LocalEngine(stages, self.config.engine.batch_size, self.config.decode.workers, self.session.on_cpu)
         reporter = self._reporter()
         reporter.start(len(records))
         schema = output_schema(stages.decide.classifier.task)
@@ -190,21 +212,16 @@ class Labeler:
 
         E.g. `label_to("photos/", "labels.parquet", summary_json="s.json")` or a folder `out="shards/"`.
         """
-        from autolabel.core.config import RunConfig
+        from dataclasses import replace
+
         from autolabel.labelling.pipeline import run
 
         fixed = sorted({"model", "device", "precision", "labels", "spec", "source"} & set(options))
         if fixed:
             raise UsageError(f"label_to: {', '.join(fixed)} {'belongs' if len(fixed) == 1 else 'belong'} to the "
                              "Labeler (its model is loaded); make another Labeler to change them")
-        given = {"model": self.model_config.model, "device": self.model_config.device,
-                 "precision": self.model_config.precision, "top_k": self.classify_config.top_k,
-                 "threshold": self.classify_config.threshold, "full_decode": self.decode_config.full_decode,
-                 "workers": self.decode_config.workers, "batch_size": self.engine_config.batch_size,
-                 "cache_dir": self.cache_dir, "no_cache": self.cache is None, "quiet": not self.progress,
-                 "examples": self.examples_tables, "examples_column": self.examples_column}
-        config = RunConfig.from_options(os.fspath(source), self.spec.source, os.fspath(out), **{**given, **options})
-        return run(config, model=self.model, spec=self.spec, reporter=self._reporter())
+        config = replace(self.config, source=os.fspath(source)).with_options(out=os.fspath(out), **options)
+        return run(config, session=self.session, spec=self.spec, reporter=self._reporter())
 
     def close(self) -> None:
         """Close the embedding cache (the model is freed with the object)."""

@@ -19,9 +19,9 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
-from autolabel.core.records import Counts, Shard
+from autolabel.core.records import Counts, ImageRecord, Shard
 from autolabel.labelling.output import ShardSink
-from autolabel.labelling.sources import ImageRecord, folder_entries
+from autolabel.labelling.sources import folder_entries
 from autolabel.table.schema import OUTPUT_SCHEMA
 
 

@@ -92,3 +92,15 @@ def test_only_the_table_package_reads_or_writes_table_files() -> None:
     for literal, home in (('".autolabel.json"', "table/format.py"), ('"_autolabel.json"', "core/fileio.py"),
                           ('"_autolabel.lock"', "core/fileio.py"), ('"part-', "core/fileio.py")):
         assert [name for name, text in sources.items() if literal in text] == [home], literal
+
+
+def test_the_model_side_imports_nothing_above_it_and_review_does_not_import_audit() -> None:
+    """embedding/ (models, cache, stages, the Session) and what lies below it serve every command, so they import no
+    command's package; the review queue reads embeddings through the Session, not through the audit."""
+    edges = graph()
+    above = tuple(f"autolabel.{p}" for p in ("labelling", "learn", "review", "audit", "serve", "api", "cli"))
+    for name, imported in edges.items():
+        if name.startswith(("autolabel.core", "autolabel.classifier", "autolabel.embedding")):
+            assert not {m for m in imported if m.startswith(above)}, name
+        if name.startswith("autolabel.review"):
+            assert not {m for m in imported if m.startswith("autolabel.audit")}, name

@@ -297,10 +297,9 @@ def test_parts_a_worker_writes_itself_are_kept_until_their_images_change(tmp_pat
     """The Ray engine's path without a cluster: workers get a shard's records and write its part themselves."""
     from itertools import groupby
 
-    from autolabel.core.records import Counts
+    from autolabel.core.records import Counts, ImageRecord
     from autolabel.labelling.engines.base import Batch
     from autolabel.labelling.output import ShardSink
-    from autolabel.labelling.sources import ImageRecord
     from autolabel.table.schema import OUTPUT_SCHEMA
 
     for i in range(5):

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autolabel.audit.duplicates import DuplicateRule, candidate_pairs, confirmed_edges, duplicate_findings, exact_edges
-from autolabel.audit.embeddings import Embedded, cached_embeddings, cached_text_encoder
 from autolabel.audit.findings import KINDS, Finding, findings_format, is_findings, write_findings
 from autolabel.audit.label_issues import find_label_issues
 from autolabel.audit.neighbours import Neighbours, nearest
@@ -24,10 +23,9 @@ from autolabel.core.progress import Reporter
 from autolabel.table.results import Results, load_results
 
 if TYPE_CHECKING:
-    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.embedding.session import Embedded, Session
 
 NEIGHBOURS = 16  # per image: duplicate candidates are among these, outlier distances use the first k
-PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
 
 @dataclass(frozen=True)
@@ -103,26 +101,6 @@ def _location(path: str, root: str) -> str:
     return storage.join(root.rstrip("/") + "/", path) if storage.is_url(root) else str(Path(root) / path)
 
 
-def load_run_model(results: Results, model: str | None, device: str, reporter: Reporter,
-                   cache: EmbeddingCache | None = None) -> Any:
-    """The model that labelled the table (or `model`, --model), at the run's precision; warns when it differs.
-
-    A `LazyModel` over `cache`: the weights (and torch) load only when an image or prompt is not cached."""
-    from autolabel.embedding.session import LazyModel
-
-    recorded = results.metadata.get("model") or {}
-    name = model or recorded.get("id") or (results.spec.model_location() if results.spec else None)
-    if not name:
-        raise UsageError(f"{results.path}: the table does not record its model; pass --model")
-    precision = PRECISIONS.get(str(recorded.get("precision", "")), "auto")
-    model = LazyModel(name, device, precision, cache, on_load=lambda name: reporter.info(f"loading model {name}"),
-                      warn=reporter.warn)
-    if recorded.get("fingerprint") and recorded["fingerprint"] != model.fingerprint:
-        reporter.warn(f"model {name} differs from the one that labelled {results.path.name} (fingerprint "
-                      f"{model.fingerprint} vs {recorded['fingerprint']}); every image is embedded again")
-    return model
-
-
 def _thumbnailer(locations: Sequence[str], draft: bool) -> Callable[[int], np.ndarray | None]:
     from autolabel.embedding.decode import DecodeError, open_image, read_bytes
 
@@ -184,17 +162,19 @@ def plan_audit(config: AuditConfig) -> _Plan:
         labels=[_text(v) for v in frame["label"].iloc[rows]], draft=bool(results.metadata.get("draft", True)))
 
 
-def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: Any = None) -> AuditResult:
-    """Audit a labels table and write FINDINGS; `model` may be passed in (loaded, or a fake) to skip loading."""
-    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
+def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, session: Session | None = None
+              ) -> AuditResult:
+    """Audit a labels table and write FINDINGS; `session` may be passed in (a loaded model, or a fake, with a
+    cache), else it is the session of the run that labelled the table."""
+    from autolabel.core.config import CacheConfig
+    from autolabel.embedding.session import Session
 
     reporter = reporter or Reporter(quiet=config.quiet)
     plan = plan_audit(config)
-    cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
+    session = session or Session.for_table(plan.results, config.model, config.device, CacheConfig(config.cache_dir),
+                                           reporter)
     try:
-        model = model or load_run_model(plan.results, config.model, config.device, reporter, cache)
-        embedded = cached_embeddings(plan.locations, model, cache, plan.draft, reporter, config.batch_size,
-                                     config.workers)
+        embedded = session.embed_images(plan.locations, reporter, config.batch_size, config.workers)
         for path, error in zip(plan.paths, embedded.errors, strict=True):
             if error is not None:
                 reporter.skip(path, error)
@@ -212,18 +192,18 @@ def run_audit(config: AuditConfig, *, reporter: Reporter | None = None, model: A
         if "duplicate" in plan.kinds:
             findings += _duplicates(plan, embedded, neighbours, reps, config)
         if "label_issue" in plan.kinds:
-            findings += _label_issues(plan, embedded, model, cached_text_encoder(model, cache))
+            findings += _label_issues(plan, embedded, session.model, session.encode)
         if "outlier" in plan.kinds:
             findings += _outliers(plan, neighbours, reps, config)
     finally:
-        cache.close()
+        session.close()
     balance = class_balance(plan.results.classes, plan.labels, plan.truth)
     if "summary" in plan.kinds:
         findings += balance_findings(balance)
     order = {k: i for i, k in enumerate(KINDS)}
     findings = sorted(findings, key=lambda f: order[f.kind])  # stable: each kind keeps its own order
     metadata = {
-        "labels": str(plan.results.path), "model": getattr(model, "name", None), "kinds": list(plan.kinds),
+        "labels": str(plan.results.path), "model": getattr(session.model, "name", None), "kinds": list(plan.kinds),
         "truth": plan.truth_spec, "split_column": config.split_column,
         "candidate_similarity": config.candidate_similarity, "crops": config.crops,
         "outlier_k": config.outlier_k, "outlier_fence": config.outlier_fence,

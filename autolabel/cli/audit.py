@@ -111,20 +111,17 @@ def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, 
       autolabel lint big.yaml --limit 20
     """
     from autolabel.classifier.lint import lint as lint_spec
+    from autolabel.core.config import CacheConfig, ModelConfig
     from autolabel.core.errors import TooManyErrors
     from autolabel.core.spec import load_spec
-    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
-    from autolabel.embedding.model import DEFAULT_MODEL, ZeroShotModel
+    from autolabel.embedding.session import Session
 
     spec = load_spec(spec_path)
-    loaded = ZeroShotModel.load(model or spec.model_location() or DEFAULT_MODEL, device=device)
-    cache = EmbeddingCache(cache_dir or default_cache_dir())
+    session = Session.open(ModelConfig(model, device), CacheConfig(cache_dir), spec_model=spec.model_location())
     try:
-        from autolabel.audit.embeddings import cached_text_encoder
-
-        found = lint_spec(spec, loaded, cached_text_encoder(loaded, cache), limit=None if show_all else limit)
+        found = lint_spec(spec, session.model, session.encode, limit=None if show_all else limit)
     finally:
-        cache.close()
+        session.close()
     for kind in ("duplicate", "too_long", "confusable"):
         shown = found.found if kind != "confusable" else itertools.islice(found.each(), len(found.found), None)
         for w in shown:  # confusable pairs: one message at a time, however many --all prints
@@ -135,6 +132,6 @@ def lint(spec_path: str, model: str | None, device: str, cache_dir: str | None, 
     if found.count("confusable") > 1:
         click.echo(f"{spec_path}: summary: {found.summary()}")
     total = found.count()
-    click.echo(f"{total:,} warning{'s' if total != 1 else ''} ({loaded.name})", err=True)
+    click.echo(f"{total:,} warning{'s' if total != 1 else ''} ({session.model.name})", err=True)
     if strict and total:
         raise TooManyErrors(f"{total:,} lint warning(s) with --strict")

@@ -73,7 +73,9 @@ def cache() -> None:
 
 def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
     """The cache in that folder; an inspection never creates one (a mistyped --cache-dir is said, not made)."""
-    from autolabel.embedding.cache import CACHE_FILE, EmbeddingCache, default_cache_dir
+    from autolabel.core.config import CacheConfig
+    from autolabel.embedding.cache import CACHE_FILE, default_cache_dir
+    from autolabel.embedding.session import open_cache
 
     folder = Path(cache_dir or default_cache_dir()).expanduser()
     if not os.path.lexists(folder) or (folder.is_dir() and not os.path.lexists(folder / CACHE_FILE)):
@@ -85,7 +87,7 @@ def _open_cache(cache_dir: str | None):  # -> EmbeddingCache
             if handle.read(16) != b"SQLite format 3\x00":  # a run would set it aside and start over; we only look
                 raise UsageError(f"--cache-dir {folder}: {CACHE_FILE} there is not an autolabel cache; nothing "
                                  "was changed")
-    return EmbeddingCache(folder)
+    return open_cache(CacheConfig(str(folder)))
 
 
 @cache.command("info", context_settings=CONTEXT)

@@ -78,25 +78,23 @@ def serve(spec: str, **options: Any) -> None:
 def _backend(spec_path: str, options: dict[str, Any], console: Any) -> Any:
     """Spec, examples and cache checked before torch is imported (an error exit with torch's and pyarrow's
     thread pools both started could abort in their teardown: exit 134); then the model and the backend."""
-    from pathlib import Path
-
+    from autolabel.core.config import CacheConfig, ModelConfig
     from autolabel.core.spec import load_spec
-    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
+    from autolabel.embedding.session import Session
     from autolabel.learn.examples import collect
 
     spec = load_spec(spec_path)
     warn = lambda message: console(f"warning: {message}")  # noqa: E731
     seed = collect(spec, options["examples"], options["examples_column"], warn)
-    folder = Path(options["cache_dir"] or default_cache_dir()).expanduser()
-    cache = EmbeddingCache(folder, warn)
+    session = Session.open(ModelConfig(options["model"], options["device"], options["precision"]),
+                           CacheConfig(options["cache_dir"]), spec_model=spec.model_location(), warn=warn,
+                           on_load=lambda name: console(f"loading model {name}"))
 
-    from autolabel.embedding.model import DEFAULT_MODEL, ZeroShotModel
     from autolabel.serve.backend import Backend
 
-    name = options["model"] or spec.model_location() or DEFAULT_MODEL
-    console(f"loading model {name}")
-    model = ZeroShotModel.load(name, device=options["device"], precision=options["precision"])
-    return Backend(spec, model, cache, folder / "serve", seed, warn, console)
+    session.model.get()  # now, not in Label Studio's first request
+    state = session.cache.folder / "serve" if session.cache is not None else None  # the annotations, by the cache
+    return Backend(spec, session.model, session.cache, state, seed, warn, console)
 
 
 def _log(verbose: bool) -> Any:

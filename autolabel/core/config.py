@@ -6,7 +6,7 @@ each option to its stage by name: a new option is a field here, a flag in cli/ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from autolabel.core.errors import UsageError
@@ -129,25 +129,30 @@ class RunConfig:
     @classmethod
     def from_options(cls, source: str, labels: str, out: str, **options: Any) -> RunConfig:
         """Route flat option names (the CLI's) to their stage configs; an unknown name is a UsageError."""
+        return cls(source=source, labels=labels, output=OutputConfig(out="")).with_options(out=out, **options)
+
+    def with_options(self, **options: Any) -> RunConfig:
+        """This config with flat options (the CLI's names, `out` among them) replaced in the stage configs they
+        belong to, each checked again; an unknown name is a UsageError."""
         from autolabel.core.storage import local_path
 
-        out = local_path(out)
-        if options.get("summary_json"):
-            options["summary_json"] = local_path(str(options["summary_json"]))
+        for name in ("out", "summary_json"):
+            if options.get(name):
+                options[name] = local_path(str(options[name]))
         stages: dict[str, Any] = {}
         for attr, stage in _STAGES.items():
             names = {f.name for f in fields(stage)}
-            stages[attr] = stage(**{k: options.pop(k) for k in list(options) if k in names})
-        output = OutputConfig(out=out, **{k: options.pop(k) for k in list(options) if k in _OUTPUT_NAMES})
-        own = {f.name for f in fields(cls)} - set(_STAGES) - {"source", "labels", "output"}
+            stages[attr] = replace(getattr(self, attr), **{k: options.pop(k) for k in list(options) if k in names})
+        output = replace(self.output, **{k: options.pop(k) for k in list(options) if k in _OUTPUT_NAMES})
+        own = {f.name for f in fields(self)} - set(_STAGES) - {"source", "labels", "output"}
         unknown = sorted(set(options) - own)
         if unknown:
             raise UsageError(f"unknown run option(s): {', '.join(unknown)}")
         if "examples" in options:
             options["examples"] = tuple(options["examples"] or ())
-        return cls(source=source, labels=labels, output=output, **options, **stages)
+        return replace(self, **options, **stages, output=output)
 
 
 _STAGES: dict[str, type] = {"model": ModelConfig, "decode": DecodeConfig, "classify": ClassifyConfig,
                             "cache": CacheConfig, "engine": EngineConfig}
-_OUTPUT_NAMES = {f.name for f in fields(OutputConfig)} - {"out"}
+_OUTPUT_NAMES = {f.name for f in fields(OutputConfig)}

@@ -1,5 +1,5 @@
-"""The records every layer shares: what a batch and a run counted, a batch of rows, a finished shard, a file's
-identity. The ground floor: engines, stages, output and the review side import them downward."""
+"""The records every layer shares: an image to label, what a batch and a run counted, a batch of rows, a finished
+shard, a file's identity. The ground floor: engines, stages, output and the review side import them downward."""
 
 from __future__ import annotations
 
@@ -14,6 +14,30 @@ from autolabel.core import storage
 def identity(location: str) -> str:
     """The key an example and a SOURCE image share when they are the same file (its real path, or the URL)."""
     return location if storage.is_url(location) else os.path.realpath(location)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image to label: `path` as it appears in the output, `location` where to read it, `row` its input position."""
+
+    path: str
+    location: str
+    extra: tuple[Any, ...] = ()
+    error: str | None = None
+    row: int = 0
+
+
+def printable_path(path: str) -> str:
+    """`path` as valid UTF-8 text: bytes a file system name holds that are not UTF-8 become `\\xNN` escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # lone surrogates that did not come from the file system
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)

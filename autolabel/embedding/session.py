@@ -1,34 +1,46 @@
-"""A model session: the checkpoint known at once from its files, the model (torch, transformers) on first need."""
+"""A model session: the checkpoint known at once from its files, the model (torch, transformers) on first need, and
+what every command shares with it, built once: the embedding cache, the decode setting, the stages, the text encoder."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from autolabel.core import precision as precisions
+from autolabel.core.config import CacheConfig, ModelConfig
 from autolabel.core.errors import ModelError, UsageError
+from autolabel.core.records import ImageRecord
+from autolabel.embedding import checkpoint as checkpoints
+from autolabel.embedding.batches import default_workers, embedded_batches
 from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
-from autolabel.embedding.checkpoint import (
-    DEFAULT_MODEL,
-    Checkpoint,
-    check_hub_reachable,
-    hub_offline,
-    locate,
-    model_metadata,
-    preprocessor_config,
-)
 from autolabel.embedding.decode import ModelInputs, Preprocessing
+from autolabel.embedding.stages import Embed, Prepare, embedding_spaces, text_encoder
 
 if TYPE_CHECKING:
-    from autolabel.core.config import CacheConfig, ModelConfig
+    from autolabel.core.progress import Reporter
+    from autolabel.table.results import Results
 
 _FACTS = ("type", "context_length", "logit_scale", "logit_bias")
 _DELEGATED = ("model", "tokenizer", "dtype", "pads_to_max_length", "token_counts", "parity")
+
+
+class _Fact:
+    """A member of LazyModel that only the weights decide: from the cache's facts when an earlier run stored them,
+    else from the loaded model."""
+
+    def __init__(self, key: str, kind: Callable[[Any], Any]) -> None:
+        self.key, self.kind = key, kind
+
+    def __get__(self, model: LazyModel | None, owner: type) -> Any:
+        return self if model is None else self.kind(model._fact(self.key))
 
 
 class LazyModel:
@@ -60,7 +72,7 @@ class LazyModel:
         self.work_dir = work_dir  # where an int8 export is kept (None: the cache's folder, else a temp one)
         self._lock = threading.RLock()
         self._model: Any = None
-        self._checkpoint: Checkpoint | None = None
+        self._checkpoint: checkpoints.Checkpoint | None = None
         self._preprocessing: Preprocessing | None = None
         self._device: Any = None
         self._facts: dict[str, Any] | None = None
@@ -72,10 +84,10 @@ class LazyModel:
         return self._model is not None
 
     @property
-    def checkpoint(self) -> Checkpoint:
+    def checkpoint(self) -> checkpoints.Checkpoint:
         """Where the model's files are (a folder, or the Hub id's snapshot in the HF cache), found once."""
         if self._checkpoint is None:
-            self._checkpoint = locate(self.name)
+            self._checkpoint = checkpoints.locate(self.name)
         return self._checkpoint
 
     @property
@@ -91,7 +103,7 @@ class LazyModel:
             if self._model is not None or folder is None:
                 self._preprocessing = self.get().preprocessing
             else:
-                self._preprocessing = Preprocessing.from_config(preprocessor_config(str(folder)),
+                self._preprocessing = Preprocessing.from_config(checkpoints.preprocessor_config(str(folder)),
                                                                 f"{self.name}: preprocessor config")
         return self._preprocessing
 
@@ -133,25 +145,10 @@ class LazyModel:
     def _model_facts(self) -> dict[str, Any]:
         return facts_of(self.get())
 
-    @property
-    def model_type(self) -> str:
-        """clip, siglip, siglip2, …"""
-        return str(self._fact("type"))
-
-    @property
-    def context_length(self) -> int:
-        """The text tower's context, in tokens."""
-        return int(self._fact("context_length"))
-
-    @property
-    def logit_scale(self) -> float:
-        """exp(logit_scale): the temperature applied to cosine similarities."""
-        return float(self._fact("logit_scale"))
-
-    @property
-    def logit_bias(self) -> float:
-        """The model's logit bias (SigLIP), else 0."""
-        return float(self._fact("logit_bias"))
+    model_type = _Fact("type", str)  # clip, siglip, siglip2, …
+    context_length = _Fact("context_length", int)  # the text tower's context, in tokens
+    logit_scale = _Fact("logit_scale", float)  # exp(logit_scale): the temperature applied to cosine similarities
+    logit_bias = _Fact("logit_bias", float)  # the model's logit bias (SigLIP), else 0
 
     def too_long(self, prompts: Sequence[str]) -> list[str]:
         """Prompts whose tokens exceed the model's text context (token counts cached per prompt)."""
@@ -181,7 +178,7 @@ class LazyModel:
     def describe(self) -> dict[str, Any]:
         """Run-metadata view of the model (the loaded model's own, plus how the precision was chosen)."""
         return {
-            **model_metadata(self),
+            **checkpoints.model_metadata(self),
             **({"int8": self._fact("int8")} if self.precision_choice == "int8" else {}),
             "precision_choice": precisions.explain(self.requested_precision, self.precision_choice,
                                                    str(self.device).split(":")[0]),
@@ -205,8 +202,8 @@ class LazyModel:
         return self._model
 
     def _load(self) -> Any:
-        if self.checkpoint.folder is None and not hub_offline():
-            check_hub_reachable(self.name)  # before torch's import: an offline machine fails at once
+        if self.checkpoint.folder is None and not checkpoints.hub_offline():
+            checkpoints.check_hub_reachable(self.name)  # before torch's import: an offline machine fails at once
         if self.on_load is not None:
             self.on_load(self.name)
         from autolabel.embedding.model import ZeroShotModel
@@ -221,7 +218,8 @@ class LazyModel:
             from autolabel.embedding.int8 import Int8Model
 
             model = Int8Model.build(base, self._export_dir(), self.warn)
-        self._checkpoint = Checkpoint(self.name, self.checkpoint.folder, model.fingerprint, self.checkpoint.from_hub)
+        self._checkpoint = checkpoints.Checkpoint(self.name, self.checkpoint.folder, model.fingerprint,
+                                                  self.checkpoint.from_hub)
         if self.cache is not None:
             self.cache.put_facts(f"{model.fingerprint}:{self.precision}", facts_of(model))
         return model
@@ -249,44 +247,137 @@ def facts_of(model: Any) -> dict[str, Any]:
 def model_name(option: str | None, spec_model: str | None) -> str:
     """--model, else the spec's `model:`, else the default model; a local folder as an absolute path, so that the
     table's metadata names it from wherever a later command (queue, audit) runs."""
-    name = option or spec_model or DEFAULT_MODEL
+    name = option or spec_model or checkpoints.DEFAULT_MODEL
     return os.path.abspath(name) if os.path.isdir(name) else name
 
 
+def open_cache(config: CacheConfig, warn: Callable[[str], None] | None = None) -> EmbeddingCache | None:
+    """The embedding cache the config names, opened (created if need be), or None with `no_cache`: the one place a
+    cache is opened."""
+    if config.no_cache:
+        return None
+    return EmbeddingCache(config.cache_dir or default_cache_dir(), warn=warn)
+
+
+RECORDED_PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # a table's model dtype → --precision
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Image embeddings of a list of locations: rows in input order, zeros where the image failed."""
+
+    vectors: np.ndarray  # (n, dim) float32, unit rows where ok
+    ok: np.ndarray  # (n,) bool
+    digests: tuple[str | None, ...]  # content hashes (exact duplicates share one)
+    errors: tuple[str | None, ...]
+    encoded: int  # how many the cache lacked
+
+
 class Session:
-    """One model with its embedding cache and decode setting: what `run` and `Labeler` (and the coming `queue`
-    and `serve`) share. The model loads lazily (see LazyModel), the text encoder is built once."""
+    """One model with its embedding cache and decode setting: what `run`, `Labeler`, `audit`, `lint`, `queue` and
+    `serve` each build once. The model loads lazily (see LazyModel); the cache spaces, the prepare and embed stages
+    and the text encoder are built on first use, once."""
 
     def __init__(self, model: Any, cache: EmbeddingCache | None, draft: bool = True) -> None:
         self.model = model  # a LazyModel, a loaded ZeroShotModel, or a fake with the same members
         self.cache = cache
         self.draft = draft
-        self._encode: Callable[[Sequence[str]], np.ndarray] | None = None
 
     @classmethod
     def open(cls, model: ModelConfig, cache: CacheConfig, draft: bool = True, spec_model: str | None = None,
              warn: Callable[[str], None] | None = None, on_load: Callable[[str], None] | None = None) -> Session:
-        """The session the configs describe: the cache opened (unless off), the model not loaded yet."""
-        store = None if cache.no_cache else EmbeddingCache(cache.cache_dir or default_cache_dir(), warn=warn)
-        lazy = LazyModel(model_name(model.model, spec_model), model.device, model.precision, store, on_load,
-                         warn=warn)
+        """The session the configs describe: the cache opened (unless off), the model named by --model, else the
+        spec's `model:`, else the default, not loaded yet."""
+        store = open_cache(cache, warn)
+        try:
+            lazy = LazyModel(model_name(model.model, spec_model), model.device, model.precision, store, on_load,
+                             warn=warn)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         return cls(lazy, store, draft)
 
-    @property
+    @classmethod
+    def for_table(cls, results: Results, model: str | None, device: str, cache: CacheConfig,
+                  reporter: Reporter) -> Session:
+        """The session of the run that labelled a table (its model, or `model`, at its precision and decode setting),
+        for the commands that embed a table's images (audit, queue); warns when the weights differ."""
+        recorded = results.metadata.get("model") or {}
+        spec_model = results.spec.model_location() if results.spec else None
+        if not (model or recorded.get("id") or spec_model):
+            raise UsageError(f"{results.path}: the table does not record its model; pass --model")
+        config = ModelConfig(model or recorded.get("id"), device,
+                             RECORDED_PRECISIONS.get(str(recorded.get("precision", "")), "auto"))
+        session = cls.open(config, cache, bool(results.metadata.get("draft", True)), spec_model, reporter.warn,
+                           on_load=lambda name: reporter.info(f"loading model {name}"))
+        try:
+            lazy = session.model
+            if recorded.get("fingerprint") and recorded["fingerprint"] != lazy.fingerprint:
+                reporter.warn(f"model {lazy.name} differs from the one that labelled {results.path.name} (fingerprint "
+                              f"{lazy.fingerprint} vs {recorded['fingerprint']}); every image is embedded again")
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def sharing_model(self, cache: EmbeddingCache | None, draft: bool) -> Session:
+        """A session with this one's model (loaded once) over another cache and decode setting: a run that
+        `Labeler.label_to` starts keeps its own cache, as the CLI's does."""
+        return Session(self.model, cache, draft)
+
+    @cached_property
     def spaces(self) -> tuple[str, str]:
         """The cache namespaces (image, text) of this model, precision, preprocessing and decode setting."""
-        from autolabel.embedding.stages import embedding_spaces
-
         return embedding_spaces(self.model, self.draft)
 
-    @property
+    @cached_property
     def encode(self) -> Callable[[Sequence[str]], np.ndarray]:
-        """Prompts → embeddings through the cache, built once (it remembers what it encoded)."""
-        if self._encode is None:
-            from autolabel.embedding.stages import text_encoder
+        """Prompts → embeddings through the cache (it remembers what it encoded)."""
+        return text_encoder(self.model, self.cache, self.spaces[1])
 
-            self._encode = text_encoder(self.model, self.cache, self.spaces[1])
-        return self._encode
+    @cached_property
+    def prepare(self) -> Prepare:
+        """Stage 1: a record's cached embedding, else its model inputs (decoded as this session decodes)."""
+        return Prepare(self.model.preprocessing, self.draft, self.cache, self.spaces[0])
+
+    @cached_property
+    def embed(self) -> Embed:
+        """Stage 2: one model call for what a batch lacks, stored in the cache."""
+        return Embed(self.model, self.cache, self.spaces[0])
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether the model runs on the CPU (then fewer decode threads: the model needs the cores)."""
+        return str(self.model.device).split(":")[0] == "cpu"
+
+    def embed_images(self, locations: Sequence[str], reporter: Reporter, batch_size: int = 32,
+                     workers: int = 0) -> Embedded:
+        """Embeddings of the images: from the cache, the model encoding (and caching) only what it lacks."""
+        records = [ImageRecord(path=loc, location=loc, row=i) for i, loc in enumerate(locations)]
+        vectors: list[np.ndarray | None] = []
+        digests: list[str | None] = []
+        errors: list[str | None] = []
+        encoded = 0
+        reporter.start(len(records), "embedding")
+        started = time.perf_counter()
+        try:
+            for items, fresh in embedded_batches(records, self.prepare, self.embed, batch_size,
+                                                 workers or default_workers(self.on_cpu)):
+                encoded += fresh
+                for item in items:
+                    vectors.append(item.embedding)
+                    digests.append(item.digest)
+                    errors.append(item.error)
+                reporter.advance(len(items), len(vectors) / max(time.perf_counter() - started, 1e-9))
+        finally:
+            reporter.stop()
+        ok = np.array([v is not None for v in vectors], dtype=bool)
+        dim = next((len(v) for v in vectors if v is not None), 1)
+        matrix = np.zeros((len(vectors), dim), np.float32)
+        for row in np.flatnonzero(ok):
+            matrix[row] = vectors[row]
+        return Embedded(matrix, ok, tuple(digests), tuple(errors), encoded)
 
     def close(self) -> None:
         """Close the embedding cache (the model is freed with the object)."""

@@ -16,8 +16,7 @@ import pyarrow as pa
 from autolabel.core import storage
 from autolabel.core.errors import UsageError
 from autolabel.core.fileio import check_output_file, remove_stale_temps
-from autolabel.core.records import Batch, Counts, Shard
-from autolabel.labelling.sources import ImageRecord
+from autolabel.core.records import Batch, Counts, ImageRecord, Shard
 from autolabel.table.files import TableFacts, read_metadata, reviewed_rows, table_facts
 from autolabel.table.format import SHARD_KEY, in_folder, output_format, part_name
 from autolabel.table.format import SHARD_LOCK as LOCK

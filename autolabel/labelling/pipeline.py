@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,23 +23,14 @@ from autolabel.core.config import RunConfig
 from autolabel.core.errors import SourceError, TooManyErrors, UsageError
 from autolabel.core.fileio import check_output_file, json_with, same_file, write_text
 from autolabel.core.progress import Reporter
+from autolabel.core.records import Counts, ImageRecord
 from autolabel.core.spec import LabelSpec, load_spec
-from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
-from autolabel.embedding.stages import (
-    STATUSES,
-    Counts,
-    Decide,
-    Embed,
-    Model,
-    Prepare,
-    Stages,
-    embedding_spaces,
-    pairwise_sigmoid,
-    text_encoder,
-)
-from autolabel.labelling.engines.base import Batch, Engine
+from autolabel.embedding.session import Session, open_cache
+from autolabel.embedding.stages import Model, pairwise_sigmoid
+from autolabel.labelling.decide import STATUSES, Decide
+from autolabel.labelling.engines.base import Batch, Engine, Stages
 from autolabel.labelling.output import FileSink, ShardSink, is_folder_output
-from autolabel.labelling.sources import ImageRecord, Source, open_source
+from autolabel.labelling.sources import Source, open_source
 from autolabel.learn.examples import SOFTENED, Example, Learned, collect, learn
 from autolabel.table.schema import full_schema
 from autolabel.task import task_for
@@ -54,7 +45,7 @@ class Job:
     records: Iterator[ImageRecord]
     sink: FileSink | ShardSink
     schema: pa.Schema
-    cache: EmbeddingCache | None
+    session: Session  # the model (not loaded yet), the cache (local engine), the decode setting
     key: str  # what must match for a re-run to keep an earlier run's shards
     examples: tuple[Example, ...] = ()
 
@@ -98,20 +89,20 @@ class RunResult:
 
 
 def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | None = None,
-        model: Model | None = None, spec: LabelSpec | None = None) -> RunResult:
+        session: Session | None = None, spec: LabelSpec | None = None) -> RunResult:
     """Label every image of config.source and write config.output; an interrupted run re-run resumes.
 
-    `model` (a loaded ZeroShotModel, or a fake with the same members) and `spec` may be passed in, else
-    they are loaded from config.
+    `session` (a Labeler's: its model, loaded once, over this run's cache; or one holding a loaded ZeroShotModel or
+    a fake with the same members) and `spec` may be passed in, else they are built from config.
     """
     reporter = reporter or Reporter(quiet=config.quiet, verbose=config.verbose)
-    job = plan(config, stdin, reporter, spec)
+    job = plan(config, stdin, reporter, spec, session)
+    model = job.session.model
     try:
-        model = model or load_model(config, job.spec, reporter, job.cache)
         job.sink.check_model(model.describe())
-        stages, learned = build_stages(job, model, config, reporter)
+        stages, learned = build_stages(job, config, reporter)
         meta = run_metadata(job, learned, model, config)
-        engine = build_engine(config, job, stages, model, meta)
+        engine = build_engine(config, job, stages, meta)
         counts, started = Counts(), time.perf_counter()
         start_progress(reporter, job.source)
         for batch in engine.batches(job.sink.pending(job.records)):
@@ -128,14 +119,14 @@ def run(config: RunConfig, *, stdin: TextIO | None = None, reporter: Reporter | 
         raise
     finally:
         reporter.stop()
-        if job.cache is not None:
-            job.cache.close()
+        job.session.close()
     return finish(config, job, summary, out, reporter)
 
 
 def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | None = None,
-         spec: LabelSpec | None = None) -> Job:
-    """Everything that can fail without the model, checked up front: spec, SOURCE, outputs, cache, engine."""
+         spec: LabelSpec | None = None, session: Session | None = None) -> Job:
+    """Everything that can fail without the model, checked up front: spec, SOURCE, outputs, cache, engine; the
+    run's session (`session`'s model over this run's cache, else the one the configs describe)."""
     spec = (spec or load_spec(config.labels)).with_threshold(config.classify.threshold)
     source = open_source(config.source, config.path_column, stdin)
     out = config.output.out
@@ -169,14 +160,11 @@ def plan(config: RunConfig, stdin: TextIO | None = None, reporter: Reporter | No
                           ".jpg .jpeg .png .webp .bmp .gif .tif .tiff")
     sink.check()  # last: a folder --out is locked from here until commit or abort
     try:
-        cache = None
-        if not config.cache.no_cache and config.engine.engine == "local":
-            cache = EmbeddingCache(config.cache.cache_dir or default_cache_dir(),
-                                   warn=reporter.warn if reporter else None)
+        opened = run_session(config, spec, reporter, session)
     except BaseException:
         sink.abort()
         raise
-    return Job(spec, source, records, sink, schema, cache, key, examples)
+    return Job(spec, source, records, sink, schema, opened, key, examples)
 
 
 def peek(records: Iterable[ImageRecord]) -> tuple[ImageRecord | None, Iterator[ImageRecord]]:
@@ -213,27 +201,28 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def load_model(config: RunConfig, spec: LabelSpec, reporter: Reporter, cache: EmbeddingCache | None = None) -> Model:
-    """The checkpoint named by --model, else the spec's `model:`, else the default: a LazyModel, which loads
-    the weights (and torch) on the first cache miss only."""
-    from autolabel.embedding.session import LazyModel, model_name
+def run_session(config: RunConfig, spec: LabelSpec, reporter: Reporter | None = None,
+                given: Session | None = None) -> Session:
+    """The run's session: its cache (the local engine's; Ray's workers use none), its decode setting, and the model of
+    `given`, else the checkpoint --model, the spec's `model:` or the default names (loaded on the first cache miss)."""
+    cache = config.cache if config.engine.engine == "local" else replace(config.cache, no_cache=True)
+    warn = reporter.warn if reporter else None
+    draft = not config.decode.full_decode
+    if given is not None:
+        return given.sharing_model(open_cache(cache, warn), draft)
+    on_load = (lambda name: reporter.info(f"loading model {name}")) if reporter else None
+    return Session.open(config.model, cache, draft, spec.model_location(), warn, on_load)
 
-    name = model_name(config.model.model, spec.model_location())
-    return LazyModel(name, config.model.device, config.model.precision, cache,
-                     on_load=lambda name: reporter.info(f"loading model {name}"), warn=reporter.warn)
 
-
-def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
+def build_stages(job: Job, config: RunConfig, reporter: Reporter) -> tuple[Stages, Learned]:
     """The run's stages (see `stages_for`); the spec's lint warnings are printed once, and what was learnt."""
     from autolabel.classifier.lint import lint
 
-    draft = not config.decode.full_decode
-    encode = text_encoder(model, job.cache, embedding_spaces(model, draft)[1])
-    found = lint(job.spec, model, encode)  # bounded: the worst pairs and a count, whatever the spec's size
+    found = lint(job.spec, job.session.model, job.session.encode)  # bounded: the worst pairs and a count
     extra_names = tuple(job.schema.names[len(job.schema.names) - len(job.source.extra_schema):])
-    stages, learned = stages_for(job.spec, model, job.cache, job.examples, draft=draft,
+    stages, learned = stages_for(job.spec, job.session, job.examples,
                                  top_k=config.classify.top_k_for(task_for(job.spec).default_top_k(len(job.spec.classes))),
-                                 extra_names=extra_names, warn=reporter.warn, encode=encode)
+                                 extra_names=extra_names, warn=reporter.warn)
     if learned.fit is not None and learned.fit.used:  # the examples separate what the prompts could not
         found = found.without("confusable")
     reporter.lint(found, job.spec.source)
@@ -243,13 +232,12 @@ def build_stages(job: Job, model: Model, config: RunConfig, reporter: Reporter) 
     return stages, learned
 
 
-def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, examples: Sequence[Example], *,
-               draft: bool, top_k: int, extra_names: tuple[str, ...] = (),
-               warn: Callable[[str], None] = lambda message: None,
-               encode: Callable[[Sequence[str]], Any] | None = None) -> tuple[Stages, Learned]:
-    """Encode the class prompts (through the cache), mine `other`'s negative concepts, learn from the examples."""
-    image_space, text_space = embedding_spaces(model, draft)
-    encode = encode or text_encoder(model, cache, text_space)
+def stages_for(spec: LabelSpec, session: Session, examples: Sequence[Example], *, top_k: int,
+               extra_names: tuple[str, ...] = (),
+               warn: Callable[[str], None] = lambda message: None) -> tuple[Stages, Learned]:
+    """Encode the class prompts (through the session's cache), mine `other`'s negative concepts, learn from the
+    examples; the session's prepare and embed stages, and the decide stage of the classifier that comes out."""
+    model, encode = session.model, session.encode
     classifier = Classifier.build(spec, encode, model.logit_scale, model.logit_bias, top_k,
                                   pairwise_sigmoid=pairwise_sigmoid(model))
     if spec.other is not None:
@@ -259,25 +247,24 @@ def stages_for(spec: LabelSpec, model: Model, cache: EmbeddingCache | None, exam
             warn(f"other: no word of the model's vocabulary is far enough from your classes to stand for "
                  f"'{spec.other.name}', so no image will get it; give a few examples labelled '{spec.other.name}' "
                  "(--examples) to teach it")
-    prepare, embed = Prepare(model.preprocessing, draft, cache, image_space), Embed(model, cache, image_space)
-    learned = learn(examples, classifier, prepare, embed, warn)
-    return Stages(prepare, embed, Decide(learned.classifier, extra_names, learned.reviewed)), learned
+    learned = learn(examples, classifier, session.prepare, session.embed, warn)
+    return Stages(session.prepare, session.embed, Decide(learned.classifier, extra_names, learned.reviewed)), learned
 
 
-def build_engine(config: RunConfig, job: Job, stages: Stages, model: Model, meta: dict[str, Any]) -> Engine:
+def build_engine(config: RunConfig, job: Job, stages: Stages, meta: dict[str, Any]) -> Engine:
     """The local engine, or Ray's; for a folder --out, Ray's workers write the shards themselves."""
     parts = job.sink.prepare(meta) if isinstance(job.sink, ShardSink) else None
     if config.engine.engine == "ray":
         from autolabel.labelling.engines.ray import RayEngine
 
-        where = Path(model.name)
-        name = str(where.absolute()) if where.is_dir() else model.name  # workers may start elsewhere
-        return RayEngine(config.engine, name, config.model.device, config.model.precision, model.preprocessing,
-                         stages.prepare.draft, stages.decide, parts,
+        name = job.session.model.name
+        where = Path(name)
+        name = str(where.absolute()) if where.is_dir() else name  # workers may start elsewhere
+        return RayEngine(config.engine, replace(config.model, model=name), job.session.draft, stages.decide, parts,
                          config.output.shard_size if parts is not None else 0)
     from autolabel.labelling.engines.local import LocalEngine
 
-    return LocalEngine(stages, config.engine.batch_size, config.decode.workers, str(model.device) == "cpu")
+    return LocalEngine(stages, config.engine.batch_size, config.decode.workers, job.session.on_cpu)
 
 
 def run_metadata(job: Job, learned: Learned, model: Model, config: RunConfig) -> dict[str, Any]:

@@ -8,29 +8,19 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import pyarrow as pa
 
 from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
+from autolabel.core.records import ImageRecord, printable_path
 from autolabel.table.files import read_rows
 from autolabel.table.format import MANIFEST_SUFFIXES
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 PATH_COLUMNS = ("path", "image", "file_name", "filepath")
 _SLICE_ROWS = 4096  # manifest rows turned into Python objects at a time
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image to label: `path` as it appears in the output, `location` where to read it, `row` its input position."""
-
-    path: str
-    location: str
-    extra: tuple[Any, ...] = ()
-    error: str | None = None
-    row: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,19 +44,6 @@ class Source:
 def is_image_name(name: str) -> bool:
     """True for file names with a supported image extension, any case."""
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def printable_path(path: str) -> str:
-    """`path` as valid UTF-8 text: bytes a file system name holds that are not UTF-8 become `\\xNN` escapes."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        pass
-    try:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # lone surrogates that did not come from the file system
-        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def folder_entries(root: Path) -> Iterator[tuple[str, str | None]]:

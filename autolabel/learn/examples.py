@@ -16,9 +16,10 @@ from autolabel.classifier.adapt import Fit
 from autolabel.classifier.classify import Classifier
 from autolabel.core import storage
 from autolabel.core.errors import SpecError, UsageError
-from autolabel.core.records import identity
+from autolabel.core.records import ImageRecord, identity, printable_path
 from autolabel.core.spec import LabelSpec
-from autolabel.labelling.sources import PATH_COLUMNS, ImageRecord, printable_path, resolve_location
+from autolabel.embedding.batches import embedded_batches
+from autolabel.labelling.sources import PATH_COLUMNS, resolve_location
 from autolabel.table.format import METADATA_NAME, SHARD_MANIFEST
 from autolabel.task import SINGLE, Task, task_for
 from autolabel.task.cells import clean
@@ -227,11 +228,11 @@ def embed(examples: Sequence[Example], prepare: Callable[[ImageRecord], Any], em
           batch_size: int = 32) -> Embedded:
     """Embed the examples with the run's own stages (cache hits are free); unreadable ones are skipped."""
     kept, vectors, skipped, encoded = [], [], [], 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start: start + batch_size]
-        items = [prepare(ImageRecord(path=printable_path(e.location), location=e.location)) for e in chunk]
-        encoded += embed_batch(items)
-        for example, item in zip(chunk, items, strict=True):
+    records = [ImageRecord(path=printable_path(e.location), location=e.location, row=i) for i, e in enumerate(examples)]
+    for items, fresh in embedded_batches(records, prepare, embed_batch, batch_size, workers=1):
+        encoded += fresh
+        for item in items:
+            example = examples[item.record.row]
             if item.embedding is None:
                 skipped.append(f"{example.origin}: {printable_path(example.location)}: {item.error}")
             else:

@@ -18,7 +18,7 @@ from autolabel.table.results import Results, load_results
 from autolabel.task.cells import clean
 
 if TYPE_CHECKING:
-    from autolabel.embedding.cache import EmbeddingCache
+    from autolabel.embedding.session import Session
 
 QUEUE_COLUMNS = ("path", "reviewed_label", "rank", "reason", "label", "confidence", "priority")
 
@@ -187,10 +187,8 @@ def collect_reviews(results: Results, config: QueueConfig, where: Sequence[str],
     return Reviews(labels, skipped), list(examples.values())
 
 
-def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: EmbeddingCache,
-                 reporter: Reporter) -> QueuePlan:
+def plan_reviews(results: Results, config: QueueConfig, session: Session, reporter: Reporter) -> QueuePlan:
     """Embeddings from the cache, the classifier with and without the reviews, then the planner."""
-    from autolabel.audit.embeddings import cached_embeddings
     from autolabel.labelling.pipeline import stages_for
     from autolabel.learn.planner import plan
 
@@ -200,9 +198,8 @@ def plan_reviews(results: Results, config: QueueConfig, model: Any, cache: Embed
     if not len(usable):
         raise SourceError(f"{results.path}: every row is an error row (no image could be read): nothing to plan; "
                           "fix the images and run again")
-    draft = bool(results.metadata.get("draft", True))
-    embedded = cached_embeddings([where[r] for r in usable], model, cache, draft, reporter)
-    _, learned = stages_for(results.spec, model, cache, examples, draft=draft, top_k=1, warn=reporter.warn)
+    embedded = session.embed_images([where[r] for r in usable], reporter)
+    _, learned = stages_for(results.spec, session, examples, top_k=1, warn=reporter.warn)
     if len(usable) and not embedded.ok.any():
         raise SourceError(f"{results.path}: none of its images could be read (e.g. {where[usable[0]]}: "
                           f"{embedded.errors[0]})")
@@ -251,22 +248,24 @@ def write_queue(frame: Any, out: str) -> Path:
     return path
 
 
-def build_queue(config: QueueConfig, *, reporter: Reporter | None = None, model: Any = None) -> QueueResult:
-    """Plan the next `budget` reviews of a labels table and write them; `model` may be passed in (or a fake)."""
-    from autolabel.audit.runner import load_run_model
-    from autolabel.embedding.cache import EmbeddingCache, default_cache_dir
+def build_queue(config: QueueConfig, *, reporter: Reporter | None = None, session: Session | None = None
+                ) -> QueueResult:
+    """Plan the next `budget` reviews of a labels table and write them; `session` may be passed in (a loaded model,
+    or a fake, with a cache), else it is the session of the run that labelled the table."""
+    from autolabel.core.config import CacheConfig
+    from autolabel.embedding.session import Session
 
     reporter = reporter or Reporter(quiet=config.quiet)
     check_queue(config)
     results = load_results(config.labels, config.spec)
     if results.spec is None:
         raise UsageError(f"{results.path}: the label spec is unknown; pass it with --labels")
-    cache = EmbeddingCache(config.cache_dir or default_cache_dir(), warn=reporter.warn)
+    session = session or Session.for_table(results, config.model, config.device, CacheConfig(config.cache_dir),
+                                           reporter)
     try:
-        model = model or load_run_model(results, config.model, config.device, reporter, cache)
-        queue = plan_reviews(results, config, model, cache, reporter)
+        queue = plan_reviews(results, config, session, reporter)
     finally:
-        cache.close()
+        session.close()
     return QueueResult(write_queue(queue_frame(results, queue), config.out), queue)
 
 

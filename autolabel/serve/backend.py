@@ -18,11 +18,11 @@ import numpy as np
 from autolabel.classifier.classify import Classifier, Prediction
 from autolabel.core import storage
 from autolabel.core.errors import AutolabelError
+from autolabel.core.records import ImageRecord, printable_path
 from autolabel.core.spec import LabelSpec
 from autolabel.embedding.cache import EmbeddingCache
 from autolabel.embedding.decode import DecodeError
 from autolabel.embedding.stages import Item, Model
-from autolabel.labelling.sources import ImageRecord, printable_path
 from autolabel.learn.examples import Example, learn
 from autolabel.serve.annotations import Annotation, PayloadError, Store, project_key, read_annotation
 from autolabel.serve.images import TaskImages, from_environment
@@ -63,12 +63,13 @@ class Backend:
     def __init__(self, spec: LabelSpec, model: Model, cache: EmbeddingCache | None, state_dir: Path | None,
                  seed: Sequence[Example] = (), warn: Callable[[str], None] = lambda message: None,
                  info: Callable[[str], None] = lambda message: None) -> None:
+        from autolabel.embedding.session import Session
         from autolabel.labelling.pipeline import stages_for
 
         self.spec, self.model, self.state_dir, self.seed = spec, model, state_dir, tuple(seed)
         self.warn, self.info = warn, info
         top_k = min(3, len(spec.classes))
-        stages, _ = stages_for(spec, model, cache, (), draft=True, top_k=top_k, warn=warn)
+        stages, _ = stages_for(spec, Session(model, cache, draft=True), (), top_k=top_k, warn=warn)
         self.classifier, self.prepare, self.embed = stages.decide.classifier, stages.prepare, stages.embed
         self.model_lock = threading.Lock()  # the model and the memo, one batch at a time (projects share them)
         self.projects_lock = threading.Lock()

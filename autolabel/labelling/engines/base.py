@@ -1,12 +1,24 @@
-"""What an engine is: `batches(records) → Iterator[Batch]`, each batch carrying its rows and its own counts."""
+"""What an engine is: the stages it runs, and `batches(records) → Iterator[Batch]`, each batch carrying its rows and
+its own counts."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autolabel.core.records import Batch
-from autolabel.labelling.sources import ImageRecord
+from autolabel.core.records import Batch, ImageRecord
+from autolabel.embedding.stages import Embed, Prepare
+from autolabel.labelling.decide import Decide
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The three stages an engine runs, built once per run."""
+
+    prepare: Prepare
+    embed: Embed
+    decide: Decide
 
 
 class Engine(Protocol):

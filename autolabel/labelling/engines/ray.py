@@ -14,14 +14,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from autolabel.core.config import EngineConfig
+from autolabel.core.config import EngineConfig, ModelConfig
 from autolabel.core.errors import UsageError
-from autolabel.embedding.decode import Preprocessing
-from autolabel.embedding.stages import Decide
+from autolabel.core.records import ImageRecord
+from autolabel.labelling.decide import Decide
 from autolabel.labelling.engines.base import Batch, error_lines
-from autolabel.labelling.sources import ImageRecord
+
+if TYPE_CHECKING:
+    from autolabel.labelling.output import PartWriter
 
 CHUNK_BATCHES = 4  # model batches per actor call when results come back to the driver (single-file --out)
 ERROR_LINES = 100  # error lines a shard reports back (every error row is in the shard itself)
@@ -83,38 +85,38 @@ def connect(ray: Any, config: EngineConfig) -> None:
 class LabelActor:
     """Ray actor: holds the model; labels whole chunks of records with the run's stages."""
 
-    def __init__(self, model: str, device: str, precision: str, preprocessing: Preprocessing, draft: bool,
-                 decide: Decide, batch_size: int, threads: int, parts: Any) -> None:
+    def __init__(self, model: ModelConfig, draft: bool, decide: Decide, batch_size: int, threads: int,
+                 parts: PartWriter | None) -> None:
         import ray
         import torch
 
-        from autolabel.embedding.model import ZeroShotModel
-        from autolabel.embedding.stages import Embed, Prepare
+        from autolabel.core.config import CacheConfig
+        from autolabel.embedding.session import Session
 
         torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS=1 in actors
-        loaded = ZeroShotModel.load(model, device=device, precision=precision)
-        self.prepare = Prepare(preprocessing, draft)
-        self.embed = Embed(loaded)
+        session = Session.open(model, CacheConfig(no_cache=True), draft)  # the cache is a file of the driver's machine
+        session.model.get()  # loaded now: a model that does not load fails the actor, not its first chunk
+        self.prepare, self.embed = session.prepare, session.embed
         self.decide, self.batch_size, self.threads, self.parts = decide, batch_size, threads, parts
         self.actor = ray.get_runtime_context().get_actor_id() or str(os.getpid())
 
     def label(self, records: list[ImageRecord], shard: int | None) -> Batch:
         from autolabel.core.records import Counts
-        from autolabel.labelling.engines.local import prepared_batches
+        from autolabel.embedding.batches import embedded_batches
 
         totals = Counts()
         errors: list[tuple[str, str]] = []
 
         def columns() -> Iterator[dict[str, list[Any]]]:
             nonlocal totals
-            for items in prepared_batches(records, self.prepare, self.batch_size, self.threads):
-                cols, counts = self.decide(items, self.embed(items), self.actor)
+            for items, encoded in embedded_batches(records, self.prepare, self.embed, self.batch_size, self.threads):
+                cols, counts = self.decide(items, encoded, self.actor)
                 totals += counts
                 errors.extend(error_lines(cols, ERROR_LINES - len(errors)))
                 yield cols
 
         rows = tuple(r.row for r in records)
-        if shard is not None:
+        if shard is not None and self.parts is not None:
             written = self.parts.write(shard, records, columns())
             return Batch(rows=rows, counts=totals, shard=written, errors=tuple(errors))
         merged: dict[str, list[Any]] = {}
@@ -129,13 +131,10 @@ class RayEngine:
     """Runs the stages on Ray actors; with `parts`, each actor writes its chunks as shards of `chunk_rows` rows."""
 
     config: EngineConfig
-    model: str  # what each actor loads: a hub id or a folder every node can read
-    device: str
-    precision: str
-    preprocessing: Preprocessing
+    model: ModelConfig  # what each actor loads: a hub id or a folder every node can read, its device and precision
     draft: bool
     decide: Decide
-    parts: Any = None  # output.PartWriter for a folder --out
+    parts: PartWriter | None = None  # for a folder --out
     chunk_rows: int = 0  # rows per actor call: the shard size with `parts`, else CHUNK_BATCHES batches
 
     def batches(self, records: Iterable[ImageRecord]) -> Iterator[Batch]:
@@ -146,8 +145,7 @@ class RayEngine:
         actor_class = ray.remote(LabelActor).options(num_cpus=self.config.cpus_per_actor,
                                                      num_gpus=self.config.gpus_per_actor or None)
         decide = ray.put(self.decide)
-        actors = [actor_class.remote(self.model, self.device, self.precision, self.preprocessing, self.draft,
-                                     decide, self.config.batch_size, threads, self.parts)
+        actors = [actor_class.remote(self.model, self.draft, decide, self.config.batch_size, threads, self.parts)
                   for _ in range(self.config.actors)]
         in_flight: deque[Any] = deque()
         size = self.chunk_rows or CHUNK_BATCHES * self.config.batch_size
