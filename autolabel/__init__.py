@@ -18,6 +18,8 @@ if TYPE_CHECKING:
         ExportResult,
         ImportResult,
         LabelStudioProject,
+        PushConfig,
+        PushResult,
         export_labels,
         import_reviews,
         push_labels,
@@ -25,11 +27,11 @@ if TYPE_CHECKING:
 
 __all__ = ["__version__", "Labeler", "AutolabelError", "UsageError", "SpecError", "SourceError", "ModelError",
            "TooManyErrors", "label_images", "export_labels", "import_reviews", "push_labels", "ExportOptions",
-           "ExportResult", "ImportResult", "LabelStudioProject"]
+           "ExportResult", "ImportResult", "LabelStudioProject", "PushConfig", "PushResult"]
 
 # The review side's round trip (autolabel.review.exchange), loaded on first use like Labeler.
 _EXCHANGE = ("export_labels", "import_reviews", "push_labels", "ExportOptions", "ExportResult", "ImportResult",
-             "LabelStudioProject")
+             "LabelStudioProject", "PushConfig", "PushResult")
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())  # a library: the application decides what is shown

@@ -19,6 +19,8 @@ from autolabel.review.exchange import (
     ExportResult,
     ImportResult,
     LabelStudioProject,
+    PushConfig,
+    PushResult,
     export_labels,
     import_reviews,
     push_labels,
@@ -201,7 +203,6 @@ def test_import_reviews_pulls_a_label_studio_project(table: Path, monkeypatch: p
 
 def test_push_labels_hands_the_table_to_the_push(table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from autolabel.review.exporters import label_studio_api
-    from autolabel.review.exporters.label_studio_api import PushConfig, PushResult
 
     config = PushConfig(url="http://ls.example.com", api_key="key", status="review")
     pushed = PushResult(project_id=7, project_title="autolabel labels", project_url="http://ls.example.com/x",
@@ -216,5 +217,5 @@ def test_push_labels_hands_the_table_to_the_push(table: Path, monkeypatch: pytes
 def test_the_review_functions_are_autolabels_own() -> None:
     assert (autolabel.export_labels, autolabel.import_reviews, autolabel.push_labels) == (
         export_labels, import_reviews, push_labels)
-    assert (autolabel.ExportOptions, autolabel.ImportResult, autolabel.LabelStudioProject) == (
-        ExportOptions, ImportResult, LabelStudioProject)
+    assert (autolabel.ExportOptions, autolabel.ImportResult, autolabel.LabelStudioProject, autolabel.PushConfig) == (
+        ExportOptions, ImportResult, LabelStudioProject, PushConfig)

@@ -97,9 +97,8 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
 def _push(labels_table: str, spec: str | None, url: str, api_key: str | None, project: str | None, status: str,
           images_root: str | None, url_prefix: str | None, quiet: bool) -> None:
     from autolabel.core.progress import Reporter
-    from autolabel.review.exchange import push_labels
+    from autolabel.review.exchange import PushConfig, push_labels
     from autolabel.review.exporters.label_studio import document_root
-    from autolabel.review.exporters.label_studio_api import PushConfig
 
     reporter = Reporter(quiet=quiet)
     config = PushConfig(url=url, api_key=api_key, project=project, status=status, images_root=images_root,

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 from autolabel.core.fileio import check_output_file, check_output_folder
 from autolabel.review.exporters import ExportResult, ImportResult, merge_review, read_review, write_table
 from autolabel.review.exporters import export as write_export
+from autolabel.review.exporters.label_studio_api import PushConfig, PushResult
 from autolabel.table.results import load_results
 
 if TYPE_CHECKING:
     from autolabel.core.progress import Reporter
-    from autolabel.review.exporters.label_studio_api import PushConfig, PushResult
 
-__all__ = ["ExportOptions", "ExportResult", "ImportResult", "LabelStudioProject", "export_labels", "import_reviews",
-           "push_labels"]
+__all__ = ["ExportOptions", "ExportResult", "ImportResult", "LabelStudioProject", "PushConfig", "PushResult",
+           "export_labels", "import_reviews", "push_labels"]
 
 
 @dataclass(frozen=True)
