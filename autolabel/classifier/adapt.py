@@ -128,6 +128,80 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+@dataclass(frozen=True)
+class _LeaveOneOut:
+    """The examples (sorted by class) as keys, and the queries scored against all keys but their own."""
+
+    classes: np.ndarray  # (n_examples,) each key's column, sorted
+    queries: np.ndarray  # indices of the examples scored
+    zs: np.ndarray  # (queries, columns) their zero-shot logits
+    distance: np.ndarray  # (queries, n_examples) cosine distance, float32
+    unit_distance: float  # the median distance between two examples
+
+    @property
+    def truth(self) -> np.ndarray:
+        return self.classes[self.queries]
+
+    def summed(self, b: float, affinity: np.ndarray) -> np.ndarray:
+        """Per column, each query's summed affinity to the keys (its own left out), β = b ÷ the median distance;
+        `affinity` is scratch memory the shape of `distance`."""
+        np.multiply(self.distance, np.float32(-b / self.unit_distance), out=affinity)
+        np.exp(affinity, out=affinity)
+        affinity[np.arange(len(self.queries)), self.queries] = 0.0
+        return _by_class(affinity, self.classes, self.zs.shape[1])
+
+
+def _median_distance(distance: np.ndarray, queries: np.ndarray) -> float:
+    """The median distance between two examples, on a sample of at most 200,000 pairs (never a query to itself)."""
+    sample = np.random.default_rng(0).choice(distance.size, min(distance.size, 200_000), replace=False)
+    sample = sample[sample % distance.shape[1] != queries[sample // distance.shape[1]]]
+    return float(np.median(distance.ravel()[sample])) or 1e-6
+
+
+def _with_background(summed: np.ndarray, other_column: int | None, b: float, d0: float | None) -> np.ndarray:
+    """`summed` plus `other`'s background affinity exp(-b d₀) (a copy), or `summed` itself without one."""
+    if d0 is None:
+        return summed
+    summed = summed.copy()
+    summed[:, other_column] += np.exp(-b * d0)
+    return summed
+
+
+def _best_setting(loo: _LeaveOneOut, scale: float, alphas: Sequence[float], backgrounds: Sequence[float | None],
+                  other_column: int | None) -> tuple[float, float, float, float | None]:
+    """(leave-one-out accuracy, α, β, d₀) of the best setting on the grid: accuracy, then the smaller α, then
+    the lower log-loss."""
+    truth, rows = loo.truth, np.arange(len(loo.queries))
+    best: tuple | None = None  # (accuracy, -alpha, -nll, alpha, beta, background)
+    affinity = np.empty_like(loo.distance)
+    for b in BETAS:
+        per_class = loo.summed(b, affinity)
+        for d0 in backgrounds:
+            summed = _with_background(per_class, other_column, b, d0)
+            for a in alphas:
+                logits = loo.zs + a * scale * summed
+                accuracy = float(np.mean(logits.argmax(axis=1) == truth))
+                if best is not None and accuracy < best[0]:
+                    continue  # the log-loss only breaks ties
+                nll = float(-_log_softmax(logits)[rows, truth].mean())
+                score = (accuracy, -a, -nll, a, b, d0)
+                if best is None or score[:3] > best[:3]:
+                    best = score
+    assert best is not None
+    accuracy, _, _, a, b, d0 = best
+    return accuracy, a, b, d0
+
+
+def _fitted_temperature(loo: _LeaveOneOut, scale: float, a: float, b: float, d0: float | None,
+                        other_column: int | None) -> float:
+    """The temperature of the chosen setting, on the queries whose class has another example."""
+    summed = _with_background(loo.summed(b, np.empty_like(loo.distance)), other_column, b, d0)
+    truth = loo.truth
+    # A class's only example, left out, has nothing of its class to be found: its miss is no mislabelling.
+    seen_twice = np.isin(truth, np.flatnonzero(np.bincount(loo.classes) > 1))
+    return _temperature((loo.zs + a * scale * summed)[seen_twice], truth[seen_twice]) if seen_twice.any() else 1.0
+
+
 def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scale: float,
         names: list[str], other_column: int | None = None) -> Fit:
     """Choose α, β (and d₀) by leave-one-out on the examples; `zero_shot` are the examples' zero-shot logits.
@@ -142,45 +216,18 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
     counts = {names[c]: int((classes == c).sum()) for c in sorted(set(classes.tolist()))}
     n_classes = len(set(classes.tolist()))
     queries = _queries(classes, max(1, min(MAX_QUERIES_PER_CLASS, MAX_QUERIES // max(1, n_classes))))
-    truth = classes[queries]
     zs = zero_shot[queries]
-    zs_accuracy = float(np.mean(zs.argmax(axis=1) == truth))
+    zs_accuracy = float(np.mean(zs.argmax(axis=1) == classes[queries]))
     if len(keys) < 2:
         return Fit("tip-adapter", False, counts, zs_accuracy, zs_accuracy, queries=len(queries),
                    note="one example: nothing to learn from")
     weak = text_is_weak(zero_shot, classes)
-    alphas = ALPHAS[-1:] if weak else ALPHAS
     distance = 1.0 - keys[queries] @ keys.T  # (q, n), float32
-    rows = np.arange(len(queries))
-    sample = np.random.default_rng(0).choice(distance.size, min(distance.size, 200_000), replace=False)
-    sample = sample[sample % distance.shape[1] != queries[sample // distance.shape[1]]]  # not a query to itself
-    unit_distance = float(np.median(distance.ravel()[sample])) or 1e-6
+    loo = _LeaveOneOut(classes, queries, zs, distance, _median_distance(distance, queries))
     backgrounds: tuple[float | None, ...] = (None,)
     if other_column is not None and (classes == other_column).any():
         backgrounds += BACKGROUNDS
-    best: tuple | None = None  # (accuracy, -alpha, -nll, alpha, beta, background)
-    affinity = np.empty_like(distance)
-    for b in BETAS:
-        np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
-        np.exp(affinity, out=affinity)
-        affinity[rows, queries] = 0.0  # leave each query out of its own keys
-        per_class = _by_class(affinity, classes, zs.shape[1])
-        for d0 in backgrounds:
-            summed = per_class
-            if d0 is not None:
-                summed = per_class.copy()
-                summed[:, other_column] += np.exp(-b * d0)
-            for a in alphas:
-                logits = zs + a * scale * summed
-                accuracy = float(np.mean(logits.argmax(axis=1) == truth))
-                if best is not None and accuracy < best[0]:
-                    continue  # the log-loss only breaks ties
-                nll = float(-_log_softmax(logits)[rows, truth].mean())
-                score = (accuracy, -a, -nll, a, b, d0)
-                if best is None or score[:3] > best[:3]:
-                    best = score
-    assert best is not None
-    accuracy, _, _, a, b, d0 = best
+    accuracy, a, b, d0 = _best_setting(loo, scale, ALPHAS[-1:] if weak else ALPHAS, backgrounds, other_column)
     text_blind = zs_accuracy <= min(UNINFORMED / zs.shape[1], 0.5)
     if accuracy <= zs_accuracy and not (weak or text_blind):
         return Fit("tip-adapter", False, counts, zs_accuracy, accuracy, a, b, None, len(queries),
@@ -191,16 +238,8 @@ def fit(embeddings: np.ndarray, classes: np.ndarray, zero_shot: np.ndarray, scal
         note = ("zero-shot knows nothing of these classes and no example has another of its look to check it "
                 f"against: the adapter is used with α {a}, β {b}")
     else:
-        np.multiply(distance, np.float32(-b / unit_distance), out=affinity)
-        np.exp(affinity, out=affinity)
-        affinity[rows, queries] = 0.0
-        summed = _by_class(affinity, classes, zs.shape[1])
-        if d0 is not None:
-            summed[:, other_column] += np.exp(-b * d0)
-        # A class's only example, left out, has nothing of its class to be found: its miss is no mislabelling.
-        seen_twice = np.isin(truth, np.flatnonzero(np.bincount(classes) > 1))
-        t = _temperature((zs + a * scale * summed)[seen_twice], truth[seen_twice]) if seen_twice.any() else 1.0
-    adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / unit_distance,
+        t = _fitted_temperature(loo, scale, a, b, d0, other_column)
+    adapter = Adapter(keys, classes, zs.shape[1], a * scale, b / loo.unit_distance,
                       other_column if d0 is not None else None, float(np.exp(-b * d0)) if d0 is not None else 0.0, t)
     return Fit("tip-adapter", True, counts, zs_accuracy, accuracy, a, b, d0, len(queries), temperature=t,
                note=note, adapter=adapter)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from click.core import ParameterSource
 
 from autolabel.cli.app import CONTEXT, LABELS_TABLE, SPEC_OPTION, F, handle_errors, main
 from autolabel.core.errors import UsageError
-
-if TYPE_CHECKING:
-    from autolabel.table.results import Results
 
 
 def api_key_option(command: str) -> Callable[[F], F]:
@@ -69,7 +65,7 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
       autolabel export labels.parquet --to label-studio --out ls/ --status review
       autolabel export labels.parquet --to label-studio --url http://localhost:8080 --project pets --status review
     """
-    from autolabel.table.results import load_results
+    from autolabel.review.exchange import ExportOptions, export_labels
 
     ctx = click.get_current_context()
     pushing = out is None and url is not None
@@ -81,42 +77,33 @@ def export(labels_table: str, fmt: str, out: str | None, url: str | None, api_ke
         out_option = next(p for p in ctx.command.params if p.name == "out")
         raise click.MissingParameter("Or, for --to label-studio, --url to push to a server.", ctx, out_option)
     if pushing:
-        _push(load_results(labels_table, spec), url, api_key, project, status, images_root, url_prefix, quiet)
+        _push(labels_table, spec, url, api_key, project, status, images_root, url_prefix, quiet)
         return
-    from autolabel.core.fileio import check_output_folder
-    from autolabel.review.exporters import export as write_export
-
-    check_output_folder(out, "--out")
-    results = load_results(labels_table, spec)
-    info = write_export(results, fmt, Path(out), status, images_root, link, url_prefix, overwrite)
-    if not info["rows"]:
+    done = export_labels(labels_table, ExportOptions(fmt, out, status, images_root, link, url_prefix, overwrite), spec)
+    if not done.rows:
         which = "" if status == "all" else f" with status {status}"
-        click.echo(f"nothing to export: {labels_table} has no labelled rows{which} ({len(results.frame)} rows); "
+        click.echo(f"nothing to export: {labels_table} has no labelled rows{which} ({done.table_rows} rows); "
                    f"{out} was not written", err=True)
         return
-    for line in info["skipped"]:
+    for line in done.skipped:
         click.echo(f"skipping {line}", err=True)
-    click.echo(f"exported {info['rows'] - len(info['skipped'])} images as {fmt} to {out}", err=True)
-    from autolabel.review.exporters.label_studio import document_root
-    from autolabel.table.results import find_images_root
-
-    folder = find_images_root(results, images_root)
-    if fmt == "label-studio" and not url_prefix and document_root() is None and folder:
+    click.echo(f"exported {done.exported} images as {fmt} to {out}", err=True)
+    if done.local_files:
         click.echo(f"note: Label Studio serves these images when started with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"
-                   f"=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={Path(folder).parent} and given a Local files "
-                   f"storage for {folder}", err=True)
+                   f"=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={Path(done.local_files).parent} and given a Local "
+                   f"files storage for {done.local_files}", err=True)
 
 
-def _push(results: Results, url: str, api_key: str | None, project: str | None, status: str,
+def _push(labels_table: str, spec: str | None, url: str, api_key: str | None, project: str | None, status: str,
           images_root: str | None, url_prefix: str | None, quiet: bool) -> None:
     from autolabel.core.progress import Reporter
+    from autolabel.review.exchange import PushConfig, push_labels
     from autolabel.review.exporters.label_studio import document_root
-    from autolabel.review.exporters.label_studio_api import PushConfig, push
 
     reporter = Reporter(quiet=quiet)
     config = PushConfig(url=url, api_key=api_key, project=project, status=status, images_root=images_root,
                         url_prefix=url_prefix, document_root=document_root())
-    done = push(results, config, reporter)
+    done = push_labels(labels_table, config, spec, reporter)
     for line in done.skipped:
         reporter.skip(*line.split(": ", 1))
     for line in done.warnings:
@@ -147,42 +134,19 @@ def import_review(exported: str | None, into: str, server: str | None, project: 
     fetch a Label Studio project's reviews with --from-label-studio URL --project ID_OR_TITLE. In each task the
     latest annotation that was not cancelled wins. Then e.g. `autolabel eval LABELS --truth reviewed_label`.
     """
-    from autolabel.core.fileio import check_output_file, check_output_folder
-    from autolabel.review.exporters import merge_review, read_review, write_table
-    from autolabel.table.results import load_results
+    from autolabel.review.exchange import LabelStudioProject, import_reviews
 
     if (exported is None) == (server is None):
         raise UsageError("give either EXPORTED_RESULTS (an export file) or --from-label-studio URL")
     if server is not None and not project:
         raise UsageError("--from-label-studio needs --project (the project's id or title)")
-    lock = None
-    if Path(into).is_dir():  # a shard folder: each part is rewritten in place, never while a run writes it
-        from autolabel.labelling.output import FolderLock
-        from autolabel.table.shards import finished_manifest
-
-        check_output_folder(into, "--into")
-        finished_manifest(into)  # no lock file is left in a folder that is not a finished run's
-        lock = FolderLock.take(Path(into), into)
-    else:
-        check_output_file(into, "--into", (exported, spec))
-    try:
-        results = load_results(into, spec)
-        if server is not None:
-            from autolabel.review.exporters.label_studio_api import pull_reviews
-
-            counts = merge_review(results, "label-studio",
-                                  pull_reviews(server, api_key, project, results.task))
-        else:
-            counts = merge_review(results, *read_review(Path(exported), results.task))
-        write_table(results)
-    finally:
-        if lock is not None:
-            lock.release()
-    replaced = f", {counts['replaced']} earlier reviews replaced" if counts.get("replaced") else ""
-    click.echo(f"{counts['matched']} reviewed rows merged from {counts['tool']} → {into} ({counts['changed']} "
+    source = exported if server is None else LabelStudioProject(server, project, api_key)
+    merged = import_reviews(into, source, spec)
+    replaced = f", {merged.replaced} earlier reviews replaced" if merged.replaced else ""
+    click.echo(f"{merged.matched} reviewed rows merged from {merged.tool} → {into} ({merged.changed} "
                f"reviewed rows in the table now differ from the model's label{replaced})", err=True)
-    if counts["unmatched_keys"]:
-        shown = counts["unmatched_keys"][:3]
-        click.echo(f"warning: {len(counts['unmatched_keys'])} review(s) matched no row of {into}, e.g. "
+    if merged.unmatched_keys:
+        shown = merged.unmatched_keys[:3]
+        click.echo(f"warning: {len(merged.unmatched_keys)} review(s) matched no row of {into}, e.g. "
                    f"{', '.join(map(repr, shown))}: name the same files as the table (absolute paths, or paths "
                    "relative to the review file)", err=True)

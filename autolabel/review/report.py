@@ -230,115 +230,184 @@ def _reviewed_per_class(results: Results, reviewed: pd.Series) -> dict[str, int]
     return counts
 
 
+@dataclass(frozen=True)
+class _Page:
+    """What the report shows, chosen before the thumbnails are made (all of them in one parallel pass)."""
+
+    results: Results
+    root: Path
+    limits: ReportLimits
+    frame: pd.DataFrame  # the table, indexed 0 … n-1
+    reviewed: pd.Series  # rows a person labelled
+    thumbs: _Thumbs
+    by_class: dict[str, pd.DataFrame]  # class_rows
+    histograms: dict[str, np.ndarray]
+    per_class: int  # images per class gallery
+    galleries: list[tuple[str, int, list[tuple[str, str]]]]  # (class, its rows, [(path, caption)])
+    review: pd.DataFrame  # the whole review queue, planned rows first
+    queue: pd.DataFrame  # the rows of it the page lists
+    metrics: dict[str, Any] | None  # against the truth
+    misclassified: list[tuple[str, str]]  # (path, caption)
+
+
 def build_report(results: Results, root: Path, truth: Truth | None = None,
                  limits: ReportLimits | None = None, sections: Sequence[Section] = (),
                  planned: Sequence[tuple[str, str]] = ()) -> str:
     """The whole HTML document as a string; `planned`: (table path, reason) from `autolabel queue`, in its order."""
-    limits = limits or ReportLimits()
+    page = _choose(results, root, truth, limits or ReportLimits(), planned)
+    page.thumbs.build()
+    measured = [_per_class_section(page) if page.metrics.confusion is None else _confusion_section(page),
+                _misclassified_section(page)] if page.metrics else []
+    return _document(page, [_summary_section(page), _galleries_section(page), _review_section(page),
+                            _errors_section(page), *measured, *sections])
+
+
+def _choose(results: Results, root: Path, truth: Truth | None, limits: ReportLimits,
+            planned: Sequence[tuple[str, str]]) -> _Page:
+    """The rows, thumbnails and metrics every section shows."""
     frame = results.frame.reset_index(drop=True)
     reviewed = reviewed_rows(results)
-    ok = frame[frame["status"] != "error"]
     thumbs = _Thumbs(results, root, limits.thumb_px)
-    classes = results.classes
-    per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(classes))))
-    task = results.task
-    by_class, histograms = class_rows(results, ok)  # multi-label: an image is in each of its labels' gallery
+    per_class = max(1, min(limits.gallery_per_class, limits.gallery_total // max(1, len(results.classes))))
+    # Multi-label: an image is in each of its labels' gallery.
+    by_class, histograms = class_rows(results, frame[frame["status"] != "error"])
     galleries = []
-    for c in classes[: limits.gallery_total]:
+    for c in results.classes[: limits.gallery_total]:
         rows = by_class[c]
         picks = rows.iloc[np.unique(np.linspace(0, len(rows) - 1, min(per_class, len(rows))).astype(int))] \
             if len(rows) else rows
         galleries.append((c, len(rows), [(thumbs.want(p), f"{conf:.2f}")
-                                          for p, conf in zip(picks["path"], picks["score"], strict=True)]))
+                                         for p, conf in zip(picks["path"], picks["score"], strict=True)]))
     review = review_queue(frame, reviewed, planned)
     # Multi-label rows show their label list as a JSON array: kept as is by the editor, it reads back as a list.
-    queue = review.assign(label=task.shown(review))[["path", "label", "confidence", "margin", "top_labels",
-                                                     "reason"]].head(limits.review_rows)
+    queue = review.assign(label=results.task.shown(review))[["path", "label", "confidence", "margin", "top_labels",
+                                                             "reason"]].head(limits.review_rows)
     for p in queue["path"].head(limits.review_thumbs):
         thumbs.want(p)
-    errors = frame[frame["status"] == "error"]
-    metrics, misclassified = None, []
-    if truth is not None:
-        metrics = task.evaluate(results, truth)
-        misclassified = [(thumbs.want(p), caption) for p, caption in task.mismatches(frame, truth, classes)
-                         [: limits.misclassified_thumbs]]
-    thumbs.build()
+    metrics, misclassified = _measure(results, frame, truth, limits, thumbs) if truth is not None else (None, [])
+    return _Page(results, root, limits, frame, reviewed, thumbs, by_class, histograms, per_class, galleries, review,
+                 queue, metrics, misclassified)
 
-    counts = frame["status"].where(~reviewed | (frame["status"] == "error"), "reviewed").value_counts()
-    per_class_reviewed = _reviewed_per_class(results, reviewed)
+
+def _measure(results: Results, frame: pd.DataFrame, truth: Truth, limits: ReportLimits,
+             thumbs: _Thumbs) -> tuple[Any, list[tuple[str, str]]]:
+    """The metrics against the truth, and the most confident rows it contradicts (path, caption)."""
+    mismatches = results.task.mismatches(frame, truth, results.classes)[: limits.misclassified_thumbs]
+    return results.task.evaluate(results, truth), [(thumbs.want(p), caption) for p, caption in mismatches]
+
+
+def _document(page: _Page, sections: Sequence[Section]) -> str:
+    """The page: head, header with a link to each section, the sections in order, the review queue's script."""
+    results = page.results
     model = results.metadata.get("model", {})
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
-             f"{_e(results.path.name)}</title><style>{CSS}{review_ui.CSS}</style></head><body>"]
-    parts.append(f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(frame)} images · "
-                 f"model {_e(model.get('id', 'unknown'))}</div><nav><a href='#summary'>summary</a>"
-                 f"<a href='#galleries'>galleries</a><a href='#review'>review queue</a><a href='#errors'>errors</a>"
-                 + (("<a href='#per-class'>per class</a>" if metrics.confusion is None
-                     else "<a href='#confusion'>confusion</a>")
-                    + "<a href='#misclassified'>misclassified</a>" if metrics else "")
-                 + "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
-                 + "</nav></header><main>")
-    parts.append("<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>")
-    for status in ("accepted", "review", "reviewed", "error"):
-        parts.append(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>")
+    nav = "".join(f"<a href='#{_e(x.id)}'>{_e(x.title)}</a>" for x in sections)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>autolabel report · "
+            f"{_e(results.path.name)}</title><style>{CSS}{review_ui.CSS}</style></head><body>"
+            f"<header><h1>autolabel report</h1><div>{_e(results.path)} · {len(page.frame)} images · "
+            f"model {_e(model.get('id', 'unknown'))}</div><nav>{nav}</nav></header><main>"
+            + "".join(x.html for x in sections) + f"</main><script>{SCRIPT}</script></body></html>")
+
+
+def _summary_section(page: _Page) -> Section:
+    """Images per status, labels per image (multi-label), the metrics' headline and the table of classes."""
+    frame, reviewed = page.frame, page.reviewed
+    counts = frame["status"].where(~reviewed | (frame["status"] == "error"), "reviewed").value_counts()
+    parts = ["<section id='summary'><h2>Summary</h2><table><tr><th>status</th><th>images</th></tr>"]
+    parts.extend(f"<tr><td>{status}</td><td>{int(counts.get(status, 0))}</td></tr>"
+                 for status in ("accepted", "review", "reviewed", "error"))
     parts.append("</table>")
-    label_counts = task.label_counts(ok)
+    label_counts = page.results.task.label_counts(frame[frame["status"] != "error"])
     if label_counts is not None:
         parts.append(_label_counts(label_counts))
-    if metrics:
-        parts.append(f"<p>Against {_e(metrics.truth)}: {_e(metrics.headline())}; {metrics.excluded.total} rows "
-                     "excluded.</p>")
-    parts.append("<table id='classes'><tr><th>class</th><th>images</th><th>accepted</th><th>review</th>"
-                 f"<th>reviewed</th><th>threshold</th><th>{task.score_caption}</th></tr>")
+    if page.metrics:
+        parts.append(f"<p>Against {_e(page.metrics.truth)}: {_e(page.metrics.headline())}; "
+                     f"{page.metrics.excluded.total} rows excluded.</p>")
+    parts.append(_classes_table(page))
+    return Section("summary", "summary", "".join(parts) + "</section>")
+
+
+def _classes_table(page: _Page) -> str:
+    """Per class: images, accepted, in review, reviewed, threshold and the histogram of its scores."""
+    results = page.results
+    per_class_reviewed = _reviewed_per_class(results, page.reviewed)
     thresholds = results.thresholds
-    for c in classes:
-        rows = by_class[c]
+    parts = ["<table id='classes'><tr><th>class</th><th>images</th><th>accepted</th><th>review</th>"
+             "<th>reviewed</th><th>threshold</th>"
+             f"<th>{results.task.score_caption}</th></tr>"]
+    for c in results.classes:
+        rows = page.by_class[c]
         parts.append(f"<tr><td>{_e(c)}</td><td>{len(rows)}</td><td>{int((rows.status == 'accepted').sum())}</td>"
                      f"<td>{int((rows.status == 'review').sum())}</td><td>{per_class_reviewed[c]}</td>"
                      f"<td>{thresholds.get(c, '')}</td>"
-                     f"<td>{histogram_svg(histograms[c], thresholds.get(c))}</td></tr>")
-    parts.append("</table></section>")
-    parts.append(f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {per_class} images "
-                 "per class, spread from the most to the least confident.</p>")
-    if len(classes) > limits.gallery_total:
+                     f"<td>{histogram_svg(page.histograms[c], thresholds.get(c))}</td></tr>")
+    return "".join(parts) + "</table>"
+
+
+def _galleries_section(page: _Page) -> Section:
+    """Up to `per_class` thumbnails per class, from the most to the least confident."""
+    limits = page.limits
+    parts = [f"<section id='galleries'><h2>Per-class galleries</h2><p class='muted'>Up to {page.per_class} images "
+             "per class, spread from the most to the least confident.</p>"]
+    if len(page.results.classes) > limits.gallery_total:
         parts.append(f"<p class='muted'>Galleries shown for the first {limits.gallery_total} classes.</p>")
-    for c, n, figs in galleries:
+    for c, n, figs in page.galleries:
         parts.append(f"<h3>{_e(c)} <span class='muted'>({n})</span></h3><div class='grid'>"
-                     + "".join(thumbs.figure(p, cap) for p, cap in figs) + "</div>")
-    parts.append("</section>")
+                     + "".join(page.thumbs.figure(p, cap) for p, cap in figs) + "</div>")
+    return Section("galleries", "galleries", "".join(parts) + "</section>")
+
+
+def _review_section(page: _Page) -> Section:
+    """The review queue and its editor (review_ui)."""
+    results, review = page.results, page.review
+    classes = results.classes
     other = (results.metadata.get("other") or {}).get("name")
-    rows = [review_ui.QueueRow(p, _absolute(results.location(p, root)), lab, float(conf), float(m),
-                               review_ui.candidates(list(tops), classes, other), thumbs.made.get(p), why)
-            for p, lab, conf, m, tops, why in queue.itertuples(index=False)]
-    report_id = hashlib.sha1(f"{results.path.absolute()}:{len(frame)}".encode()).hexdigest()[:12]
-    parts.append(review_ui.section(rows, classes, len(review), report_id, task.multiple,
-                                   int((review["reason"] != "").sum())))
-    parts.append(f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>")
-    for p, err in errors[["path", "error"]].head(limits.error_rows).itertuples(index=False):
-        parts.append(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>")
+    rows = [review_ui.QueueRow(p, _absolute(results.location(p, page.root)), lab, float(conf), float(m),
+                               review_ui.candidates(list(tops), classes, other), page.thumbs.made.get(p), why)
+            for p, lab, conf, m, tops, why in page.queue.itertuples(index=False)]
+    report_id = hashlib.sha1(f"{results.path.absolute()}:{len(page.frame)}".encode()).hexdigest()[:12]
+    return Section("review", "review queue", review_ui.section(
+        rows, classes, len(review), report_id, results.task.multiple, int((review["reason"] != "").sum())))
+
+
+def _errors_section(page: _Page) -> Section:
+    """The rows that failed, with their error."""
+    errors, cap = page.frame[page.frame["status"] == "error"], page.limits.error_rows
+    parts = [f"<section id='errors'><h2>Errors ({len(errors)})</h2><table><tr><th>path</th><th>error</th></tr>"]
+    parts.extend(f"<tr><td>{_e(p)}</td><td>{_e(err)}</td></tr>"
+                 for p, err in errors[["path", "error"]].head(cap).itertuples(index=False))
     parts.append("</table>")
-    if len(errors) > limits.error_rows:
-        parts.append(f"<p class='muted'>… and {len(errors) - limits.error_rows} more.</p>")
-    parts.append("</section>")
-    if metrics and metrics.confusion is None:
-        parts.append("<section id='per-class'><h2>Per class</h2><table><tr><th>class</th><th>precision</th>"
-                     "<th>recall</th><th>F1</th><th>support</th></tr>")
-        for c, row in metrics.per_class.items():
-            parts.append(f"<tr><td>{_e(c)}</td><td>{row.precision:.3f}</td><td>{row.recall:.3f}</td>"
-                         f"<td>{row.f1:.3f}</td><td>{row.support}</td></tr>")
-        parts.append("</table></section>")
-    elif metrics:
-        matrix = metrics.confusion.matrix
-        top = max(1, max(max(r) for r in matrix) if matrix else 1)
-        parts.append("<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
-                     "predicted.</p><table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>")
-        for c, row in zip(classes, matrix, strict=True):
-            cells = "".join(f"<td class='cm' style='background:rgba(68,136,170,{v / top:.2f})'>{v}</td>" for v in row)
-            parts.append(f"<tr><th>{_e(c)}</th>{cells}</tr>")
-        parts.append("</table></section>")
-    if metrics:
-        parts.append(f"<section id='misclassified'><h2>Misclassified ({len(misclassified)} shown)</h2>"
-                     "<div class='grid'>" + "".join(thumbs.figure(p, cap) for p, cap in misclassified)
-                     + "</div></section>")
-    parts.extend(x.html for x in sections)
-    parts.append(f"</main><script>{SCRIPT}</script></body></html>")
-    return "".join(parts)
+    if len(errors) > cap:
+        parts.append(f"<p class='muted'>… and {len(errors) - cap} more.</p>")
+    return Section("errors", "errors", "".join(parts) + "</section>")
+
+
+def _per_class_section(page: _Page) -> Section:
+    """Multi-label: precision, recall, F1 and support of each class."""
+    assert page.metrics is not None
+    parts = ["<section id='per-class'><h2>Per class</h2><table><tr><th>class</th><th>precision</th>"
+             "<th>recall</th><th>F1</th><th>support</th></tr>"]
+    parts.extend(f"<tr><td>{_e(c)}</td><td>{row.precision:.3f}</td><td>{row.recall:.3f}</td>"
+                 f"<td>{row.f1:.3f}</td><td>{row.support}</td></tr>"
+                 for c, row in page.metrics.per_class.items())
+    return Section("per-class", "per class", "".join(parts) + "</table></section>")
+
+
+def _confusion_section(page: _Page) -> Section:
+    """Single-label: the confusion matrix, each cell shaded by its count."""
+    assert page.metrics is not None
+    classes, matrix = page.results.classes, page.metrics.confusion.matrix
+    top = max(1, max(max(r) for r in matrix) if matrix else 1)
+    parts = ["<section id='confusion'><h2>Confusion matrix</h2><p class='muted'>Rows: truth; columns: "
+             "predicted.</p><table><tr><th></th>" + "".join(f"<th>{_e(c)}</th>" for c in classes) + "</tr>"]
+    for c, row in zip(classes, matrix, strict=True):
+        cells = "".join(f"<td class='cm' style='background:rgba(68,136,170,{v / top:.2f})'>{v}</td>" for v in row)
+        parts.append(f"<tr><th>{_e(c)}</th>{cells}</tr>")
+    return Section("confusion", "confusion", "".join(parts) + "</table></section>")
+
+
+def _misclassified_section(page: _Page) -> Section:
+    """The most confident rows the truth contradicts, with their image."""
+    return Section("misclassified", "misclassified",
+                   f"<section id='misclassified'><h2>Misclassified ({len(page.misclassified)} shown)</h2>"
+                   "<div class='grid'>" + "".join(page.thumbs.figure(p, cap) for p, cap in page.misclassified)
+                   + "</div></section>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,40 @@ FORMATS: dict[str, Callable[[ExportContext], None]] = {
 ONE_LABEL_EACH = {"imagefolder": imagefolder.MULTI_LABEL}  # formats that hold one label per image: why not
 
 
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote (nothing when `rows` is 0)."""
+
+    format: str
+    out: Path
+    table_rows: int  # rows of the labels table
+    rows: int  # of them, rows with the wanted status (error rows never are)
+    skipped: tuple[str, ...] = ()  # "path: why" of each row left out (its image unreadable, …)
+    files: tuple[str, ...] = ()  # every file written, relative to `out`, POSIX
+    folders: tuple[str, ...] = ()  # every folder created
+    local_files: Path | str | None = None  # Label Studio: the images root, for a Local files storage to serve
+
+    @property
+    def exported(self) -> int:
+        """Images exported."""
+        return self.rows - len(self.skipped)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What merging a tool's reviews into a labels table did."""
+
+    tool: str  # label-studio, cvat or csv
+    reviewed: int  # reviews read
+    matched: int  # rows of the table they name
+    unmatched: int  # reviews that name no row
+    changed: int  # reviewed rows of the table whose label (set) now differs from the model's
+    replaced: int  # earlier reviews replaced by a different label
+    unmatched_keys: tuple[str, ...] = ()  # the files of those reviews, sorted
+
+
 def export(results: Results, fmt: str, out: Path, status: str = "all", images_root: str | Path | None = None,
-           link: str = "symlink", url_prefix: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+           link: str = "symlink", url_prefix: str | None = None, overwrite: bool = False) -> ExportResult:
     """Write `results` to `out` in format `fmt`; returns what was written and skipped.
 
     Nothing is written when no row has the wanted status (`rows` is 0). A table whose images are all
@@ -51,7 +84,7 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     root = find_images_root(results, images_root)
     rows = export_rows(results, status, root)
     if not rows:
-        return {"format": fmt, "rows": 0, "skipped": [], "files": [], "folders": []}
+        return ExportResult(fmt, out, len(results.frame), 0)
     if not url_prefix and all(isinstance(r.source, Path) and not r.source.is_file() for r in rows):
         raise images_missing(results, root, [r.path for r in rows]) or SourceError(
             f"{results.path}: none of its {len(rows)} images was found under {root}")
@@ -59,11 +92,14 @@ def export(results: Results, fmt: str, out: Path, status: str = "all", images_ro
     ctx = ExportContext(results=results, out=out, rows=rows, link=link, url_prefix=url_prefix, images_root=root)
     try:
         FORMATS[fmt](ctx)
-        return write_marker(ctx, fmt)
+        write_marker(ctx, fmt)
     except BaseException:
         ctx.remove_written()
         remove_created(created)
         raise
+    needs_storage = fmt == "label-studio" and not url_prefix and label_studio.document_root() is None and root
+    return ExportResult(fmt, out, len(results.frame), len(rows), tuple(ctx.skipped), tuple(sorted(ctx.written)),
+                        tuple(sorted(ctx.folders)), root if needs_storage else None)
 
 
 def read_review(path: Path, task: Task = SINGLE) -> tuple[str, dict[str, Any]]:
@@ -91,7 +127,7 @@ def read_review(path: Path, task: Task = SINGLE) -> tuple[str, dict[str, Any]]:
                      ".csv (the report's corrections)")
 
 
-def import_review(results: Results, exported: Path) -> dict[str, Any]:
+def import_review(results: Results, exported: Path) -> ImportResult:
     """Add `reviewed_label` and `reviewed_by_human` to the table from a reviewed export; returns counts.
 
     Multi-label tables get a list per reviewed row (every class the person chose).
@@ -107,7 +143,7 @@ def _csv_key(location: str, base: str) -> str:
     return os.path.relpath(location, base).replace(os.sep, "/")
 
 
-def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[str, Any]:
+def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> ImportResult:
     """Merge a tool's reviews ({key: label, or labels on multi-label tables}) into the table as `reviewed_label` /
     `reviewed_by_human`; earlier reviews of rows the tool does not mention are kept. Returns counts."""
     frame = results.frame
@@ -128,11 +164,10 @@ def merge_review(results: Results, tool: str, reviewed: dict[str, Any]) -> dict[
         raise UsageError(f"reviewed labels outside the spec: {', '.join(map(repr, unknown[:10]))}"
                          f"{' …' if len(unknown) > 10 else ''}; the classes are {', '.join(results.classes)}: "
                          "fix them in the review export (nothing was merged)")
-    unmatched = sorted(set(reviewed) - set(keys))
+    unmatched = tuple(sorted(set(reviewed) - set(keys)))
     changed, replaced = results.task.merge_reviews(frame, keys, reviewed)  # multi-label: lists, changed by set
     matched = sum(k in reviewed for k in keys)
-    return {"tool": tool, "reviewed": len(reviewed), "matched": matched, "unmatched": len(reviewed) - matched,
-            "changed": changed, "replaced": replaced, "unmatched_keys": unmatched}
+    return ImportResult(tool, len(reviewed), matched, len(reviewed) - matched, changed, replaced, unmatched)
 
 
 def write_table(results: Results) -> None:

@@ -303,13 +303,12 @@ def remove_created(folders: Sequence[Path]) -> None:
             return
 
 
-def write_marker(ctx: ExportContext, fmt: str) -> dict[str, Any]:
+def write_marker(ctx: ExportContext, fmt: str) -> None:
     """A record of the export (format, counts, source table, every file and folder it created), so that
     `--overwrite` can later remove exactly those."""
     info = {"tool": "autolabel", "format": fmt, "table": str(ctx.results.path), "rows": len(ctx.rows),
             "skipped": ctx.skipped, "files": sorted(ctx.written), "folders": sorted(ctx.folders)}
     write_text(marker_path(ctx.out, fmt), json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    return info
 
 
 _XML_INVALID = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
