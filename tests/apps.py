@@ -69,7 +69,8 @@ class LabelStudioServer:
             # The password gets a fixed first letter: a random one starting with '-' is read as an option (1 run in 32).
             process = subprocess.Popen(
                 [str(executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
-                 "--username", "reviewer@example.com", "--password", "pw" + secrets.token_urlsafe(16), "--user-token", token,
+                 "--username", "reviewer@example.com", "--password", "pw" + secrets.token_urlsafe(16),
+                 "--user-token", token,
                  "--enable-legacy-api-token"],
                 cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
         return cls(process=process, url=f"http://127.0.0.1:{port}", token=token, home=home, document_root=root,

@@ -104,3 +104,51 @@ def test_the_model_side_imports_nothing_above_it_and_review_does_not_import_audi
             assert not {m for m in imported if m.startswith(above)}, name
         if name.startswith("autolabel.review"):
             assert not {m for m in imported if m.startswith("autolabel.audit")}, name
+
+
+# The packages, lowest floor first: a module imports its own package and those below it, never one above.
+FLOORS = ("core", "task", "table", "classifier", "embedding", "learn", "labelling", "review", "audit", "serve", "api",
+          "cli", "__main__")
+
+
+def floor_of(module: str) -> int:
+    return FLOORS.index(module.split(".")[1])
+
+
+def sources_of_package() -> dict[str, str]:
+    return {p.relative_to(PACKAGE).as_posix(): p.read_text() for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_packages_import_only_downward() -> None:
+    upward = sorted(f"{src} -> {dst}" for src, dsts in graph().items() for dst in dsts
+                    if src.count(".") and dst.count(".") and floor_of(dst) > floor_of(src))
+    assert upward == []
+
+
+def test_every_module_sits_in_a_package_of_the_plan() -> None:
+    assert sorted(p.name for p in PACKAGE.glob("*.py")) == ["__init__.py", "__main__.py", "api.py"]
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
+    assert packages == sorted(f for f in FLOORS if f not in ("api", "__main__"))
+
+
+def test_no_function_is_longer_than_60_lines() -> None:
+    long = [f"{name}:{node.lineno} {node.name}" for name, text in sources_of_package().items()
+            for node in ast.walk(ast.parse(text)) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno is not None and node.end_lineno - node.lineno + 1 > 60]
+    assert long == []
+
+
+def test_at_most_four_modules_touch_table_files() -> None:
+    assert len([name for name, text in sources_of_package().items() if TABLE_IO.search(text)]) <= 4
+
+
+def test_the_single_or_multi_label_question_lives_in_few_files() -> None:
+    """The task object answers it: the spec reads the YAML key, task/ implements both, the classifier scores."""
+    switch = re.compile(r"multi_label|MultiLabel|multilabel")
+    assert len([name for name, text in sources_of_package().items() if switch.search(text)]) <= 10
+
+
+def test_the_model_and_the_cache_are_built_in_one_place() -> None:
+    built = {name for name, text in sources_of_package().items()
+             if re.search(r"\b(EmbeddingCache|LazyModel)\(", text)}
+    assert built == {"embedding/session.py"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+from pathlib import Path
 from typing import Any
 
 from autolabel.core.errors import SourceError, UsageError
@@ -138,3 +139,13 @@ def upload(local: str, url: str) -> None:
         fs.put_file(local, path)
     except Exception as exc:
         raise SourceError(describe_error(url, exc)) from None
+
+
+def resolve_location(given: str, base: Path | str) -> str:
+    """Where to read an image named in a manifest: relative paths resolve against the manifest's folder."""
+    if is_url(given):
+        return given
+    if is_url(str(base)):
+        return join(str(base), given)
+    expanded = os.path.expanduser(given)
+    return expanded if os.path.isabs(expanded) else str(Path(base) / expanded)

@@ -16,10 +16,9 @@ from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.records import ImageRecord, printable_path
 from autolabel.table.files import read_rows
-from autolabel.table.format import MANIFEST_SUFFIXES
+from autolabel.table.format import MANIFEST_SUFFIXES, PATH_COLUMNS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-PATH_COLUMNS = ("path", "image", "file_name", "filepath")
 _SLICE_ROWS = 4096  # manifest rows turned into Python objects at a time
 
 
@@ -132,16 +131,6 @@ def pick_path_column(names: list[str], wanted: str | None, where: str) -> str:
     )
 
 
-def resolve_location(given: str, base: Path | str) -> str:
-    """Where to read an image named in a manifest: relative paths resolve against the manifest's folder."""
-    if storage.is_url(given):
-        return given
-    if storage.is_url(str(base)):
-        return storage.join(str(base), given)
-    expanded = os.path.expanduser(given)
-    return expanded if os.path.isabs(expanded) else str(Path(base) / expanded)
-
-
 def _remote_folder(url: str) -> Source:
     base = url.rstrip("/")
 
@@ -188,7 +177,7 @@ def _manifest(path: Path | str, path_column: str | None) -> Source:
                 if given is None or not given.strip():
                     yield ImageRecord(path="", location="", extra=extra, error=f"row {row + 1}: empty path", row=row)
                 else:
-                    yield ImageRecord(path=given, location=resolve_location(given, base), extra=extra, row=row)
+                    yield ImageRecord(path=given, location=storage.resolve_location(given, base), extra=extra, row=row)
                 row += 1
 
     identity = str(path) if storage.is_url(str(path)) else str(Path(path).absolute())
@@ -210,7 +199,7 @@ def _stdin(stream: TextIO) -> Source:
                 shown = printable_path(given)
                 if shown != given:
                     renamed.append(shown)
-                yield ImageRecord(path=shown, location=resolve_location(given, cwd), row=row)
+                yield ImageRecord(path=shown, location=storage.resolve_location(given, cwd), row=row)
                 row += 1
 
     return Source(description="stdin", records=records(), identity="-", images_root=cwd, renamed=renamed)

@@ -19,8 +19,7 @@ from autolabel.core.errors import SpecError, UsageError
 from autolabel.core.records import ImageRecord, identity, printable_path
 from autolabel.core.spec import LabelSpec
 from autolabel.embedding.batches import embedded_batches
-from autolabel.labelling.sources import PATH_COLUMNS, resolve_location
-from autolabel.table.format import METADATA_NAME, SHARD_MANIFEST
+from autolabel.table.format import METADATA_NAME, PATH_COLUMNS, SHARD_MANIFEST
 from autolabel.task import SINGLE, Task, task_for
 from autolabel.task.cells import clean
 
@@ -101,9 +100,9 @@ def read_table(path: str, column: str | None, task: Task = SINGLE, option: str =
         label = task.label(label)
         given = clean(given)
         if label is not None and given is not None:
-            location = resolve_location(given, base)
+            location = storage.resolve_location(given, base)
             if root and not storage.is_url(location) and not os.path.lexists(location):
-                other = resolve_location(given, root)
+                other = storage.resolve_location(given, root)
                 location = other if os.path.lexists(other) else location
             out.append(Example(location, label, f"{path} row {i + 1}"))
     return out

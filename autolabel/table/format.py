@@ -10,8 +10,8 @@ from autolabel.core.fileio import SHARD_LOCK, SHARD_MANIFEST, SHARD_PART, SHARD_
 
 __all__ = [
     "FOLDER", "LIST_COLUMNS", "MANIFEST_SUFFIXES", "MARK_COLUMNS", "METADATA_KEY", "METADATA_NAME", "OUTPUT_FORMATS",
-    "SHARD_KEY", "SHARD_LOCK", "SHARD_MANIFEST", "SHARD_PART", "SIDECAR_SUFFIX", "in_folder", "output_format",
-    "part_glob", "part_name", "sidecar_path",
+    "PATH_COLUMNS", "SHARD_KEY", "SHARD_LOCK", "SHARD_MANIFEST", "SHARD_PART", "SIDECAR_SUFFIX", "in_folder",
+    "output_format", "part_glob", "part_name", "sidecar_path",
 ]
 
 METADATA_NAME = "autolabel"  # the run metadata: a Parquet file's schema metadata key, the sidecar's and manifest's key
@@ -20,6 +20,7 @@ SHARD_KEY = "shard"  # the part's own place in its run, in its Parquet metadata
 OUTPUT_FORMATS = (".parquet", ".csv")  # a labels table file; a folder of shards is the third layout
 FOLDER = "folder"  # the layout of a shard folder (the others are named by OUTPUT_FORMATS without the dot)
 MANIFEST_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl", ".txt")  # tables SOURCE may be (a manifest of images)
+PATH_COLUMNS = ("path", "image", "file_name", "filepath")  # a manifest's path column: the first of these present
 LIST_COLUMNS = ("top_labels", "top_scores")  # list cells, JSON arrays in a CSV table
 MARK_COLUMNS = frozenset({"path", "label", "confidence", "status"})  # every labels table autolabel wrote has them
 SIDECAR_SUFFIX = ".autolabel.json"
