@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -177,6 +177,26 @@ class ReviewedRows(Record):
     old: int
     new: int
     overruled: int
+
+
+@dataclass(frozen=True)
+class Diff(Record):
+    """`autolabel diff`: two tables' rows matched by path, what flipped, how each class's count moved."""
+
+    matched: int
+    only_old: int
+    only_new: int
+    compared: int
+    flips: int
+    flip_rate: float
+    flips_by_class: Mapping[str, Record]  # single-label: flips away from a class; multi-label: labels added, removed
+    distribution: dict[str, Shift]
+    newly_errored: int
+    recovered: int
+    status_changes: dict[str, int]
+    reviewed: ReviewedRows
+
+    flips_column: ClassVar[str] = "flipped away"  # the distribution table's last column
 
 
 def prf(tp: np.ndarray, pred: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

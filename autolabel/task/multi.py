@@ -14,24 +14,9 @@ import pandas as pd
 import pyarrow as pa
 
 from autolabel.core.errors import SourceError, UsageError
+from autolabel.task import metrics
 from autolabel.task.cells import label_list
-from autolabel.task.metrics import (
-    MIN_CALIBRATION_ROWS,
-    Accepted,
-    ClassMetrics,
-    Excluded,
-    Exclusions,
-    Record,
-    ReviewedRows,
-    Shift,
-    Table,
-    Threshold,
-    Truth,
-    best_threshold,
-    class_metrics,
-    percent,
-    prf,
-)
+from autolabel.task.metrics import Record, Table, Threshold, Truth, percent
 
 LABELS = pa.field("labels", pa.list_(pa.string()))  # every class over its threshold, best first
 
@@ -68,7 +53,7 @@ class UsableSets:
     truth: np.ndarray  # (rows, classes) bool
     predicted: np.ndarray  # (rows, classes) bool, from the `labels` column
     status: list[str]
-    excluded: Excluded
+    excluded: metrics.Excluded
 
 
 def usable_sets(results: Table, truth: Truth) -> UsableSets:
@@ -79,7 +64,7 @@ def usable_sets(results: Table, truth: Truth) -> UsableSets:
     known = set(results.classes)
     frame = results.frame
     index, truths, status = [], [], []
-    excluded = Exclusions()
+    excluded = metrics.Exclusions()
     for i, (stat, names) in enumerate(zip(frame["status"], truth.labels, strict=True)):
         names = label_list(names) if not isinstance(names, list) else names
         if stat == "error":
@@ -109,11 +94,11 @@ class Averages:
 def averages(y: np.ndarray, p: np.ndarray) -> Averages:
     """Per-class, micro, macro, weighted and samples precision/recall/F1 (scikit-learn, zero_division=0)."""
     tp, predicted, support = (y & p).sum(0).astype(float), p.sum(0).astype(float), y.sum(0).astype(float)
-    precision, recall, f1 = prf(tp, predicted, support)
-    micro = [float(v[0]) for v in prf(tp.sum(keepdims=True), predicted.sum(keepdims=True),
+    precision, recall, f1 = metrics.prf(tp, predicted, support)
+    micro = [float(v[0]) for v in metrics.prf(tp.sum(keepdims=True), predicted.sum(keepdims=True),
                                       support.sum(keepdims=True))]
     weights = support / support.sum() if support.sum() else np.zeros_like(support)
-    per_row = prf((y & p).sum(1).astype(float), p.sum(1).astype(float), y.sum(1).astype(float))
+    per_row = metrics.prf((y & p).sum(1).astype(float), p.sum(1).astype(float), y.sum(1).astype(float))
     out: dict[str, float] = {}
     for name, values in (("micro", micro), ("macro", [float(v.mean()) if len(v) else 0.0 for v in
                                                       (precision, recall, f1)]),
@@ -132,8 +117,8 @@ class Cardinality(Record):
 
 
 @dataclass(frozen=True)
-class AcceptedSets(Accepted):
-    """Accepted rows of a multi-label table; `precision` is over their labels, and how many sets are exact."""
+class AcceptedSets(metrics.Accepted):
+    """metrics.Accepted rows of a multi-label table; `precision` is over their labels, and how many sets are exact."""
 
     subset_accuracy: float | None = None
 
@@ -160,10 +145,10 @@ class SetEvaluation(Record):
     samples_recall: float
     samples_f1: float
     label_cardinality: Cardinality
-    per_class: dict[str, ClassMetrics]
+    per_class: dict[str, metrics.ClassMetrics]
     accepted: AcceptedSets
     review_share: float
-    excluded: Excluded
+    excluded: metrics.Excluded
 
     confusion: ClassVar[None] = None  # label sets have no confusion matrix: the report shows per-class metrics
 
@@ -201,7 +186,7 @@ def evaluate(results: Table, truth: Truth) -> SetEvaluation:
         hamming_loss=float((y != p).mean()) if y.size else 0.0,
         **found.values,
         label_cardinality=Cardinality(float(y.sum(1).mean()) if n else 0.0, float(p.sum(1).mean()) if n else 0.0),
-        per_class=class_metrics(results.classes, *found.per_class),
+        per_class=metrics.class_metrics(results.classes, *found.per_class),
         accepted=AcceptedSets(int(accepted.sum()), float(accepted.mean()) if n else 0.0,
                               float((ya & pa_).sum() / pa_.sum()) if pa_.sum() else None,
                               float((ya == pa_).all(axis=1).mean()) if len(ya) else None),
@@ -212,9 +197,9 @@ def evaluate(results: Table, truth: Truth) -> SetEvaluation:
 def _threshold(scores: np.ndarray, positive: np.ndarray, target: float, governed: np.ndarray) -> Threshold:
     """metrics.best_threshold over (image, class) decisions, plus recall; a score is a label when ≥ t.
 
-    `governed`: the scores the threshold decides on the whole table (labelled or not), see best_threshold.
+    `governed`: the scores the threshold decides on the whole table (labelled or not), see metrics.best_threshold.
     """
-    found = best_threshold(scores, np.ones(len(scores), dtype=bool), positive, target,
+    found = metrics.best_threshold(scores, np.ones(len(scores), dtype=bool), positive, target,
                            governed[np.isfinite(governed)])
     if found.threshold is None:
         return replace(found, positives=int(positive.sum()))
@@ -232,7 +217,7 @@ class SetCalibration(Record):
     multi_label: bool
     decision: str
     rows: int
-    excluded: Excluded
+    excluded: metrics.Excluded
     overall: Threshold
     per_class: dict[str, Threshold] | None = None  # None: not asked for (--per-class)
 
@@ -259,10 +244,10 @@ def calibrate(results: Table, truth: Truth, target: float, per_class: bool = Fal
         raise UsageError(f"--target-precision must be in (0, 1], got {target}")
     rows = usable_sets(results, truth)
     n = len(rows.index)
-    if n < MIN_CALIBRATION_ROWS:
+    if n < metrics.MIN_CALIBRATION_ROWS:
         ex = rows.excluded
         raise UsageError(
-            f"only {n} labelled rows usable for calibration (need at least {MIN_CALIBRATION_ROWS}); excluded: "
+            f"only {n} labelled rows usable for calibration (need at least {metrics.MIN_CALIBRATION_ROWS}); excluded: "
             f"{ex.error} error, {ex.reviewed} reviewed, {ex.no_truth} without truth, "
             f"{ex.unknown_truth} with a truth outside the spec"
         )
@@ -298,24 +283,14 @@ class SetFlips(Record):
 
 
 @dataclass(frozen=True)
-class SetDiff(Record):
+class SetDiff(metrics.Diff):
     """`autolabel diff` by label set (either table may be single-label: its set is {label})."""
 
-    multi_label: bool
-    matched: int
-    only_old: int
-    only_new: int
-    compared: int
-    flips: int
-    flip_rate: float
-    flips_by_class: dict[str, SetFlips]
-    distribution: dict[str, Shift]
-    newly_errored: int
-    recovered: int
-    status_changes: dict[str, int]
-    reviewed: ReviewedRows
-
     flips_column: ClassVar[str] = "rows changed"  # the distribution table's last column
+
+    def as_json(self) -> dict[str, Any]:
+        """The diff's JSON object, marked as a comparison by label set."""
+        return {"multi_label": True, **super().as_json()}
 
 
 def _by_path(results: Table) -> dict[str, tuple[frozenset[str], str]]:
@@ -351,15 +326,15 @@ def diff(old: Table, new: Table) -> SetDiff:
             key = f"{a[p][1]}->{b[p][1]}"
             transitions[key] = transitions.get(key, 0) + 1
     return SetDiff(
-        multi_label=True, matched=len(matched), only_old=len(a) - len(matched), only_new=len(b) - len(matched),
+        matched=len(matched), only_old=len(a) - len(matched), only_new=len(b) - len(matched),
         compared=len(compared), flips=len(changed), flip_rate=len(changed) / len(compared) if compared else 0.0,
         flips_by_class={c: SetFlips(v["added"] + v["removed"], v["added"], v["removed"])
                         for c, v in by_class.items() if v["added"] or v["removed"]},
-        distribution={c: Shift(members(a, c), members(b, c), members(b, c) - members(a, c)) for c in by_class},
+        distribution={c: metrics.Shift(members(a, c), members(b, c), members(b, c) - members(a, c)) for c in by_class},
         newly_errored=sum(a[p][1] != "error" and b[p][1] == "error" for p in matched),
         recovered=sum(a[p][1] == "error" and b[p][1] != "error" for p in matched),
         status_changes=dict(sorted(transitions.items())),
-        reviewed=ReviewedRows(sum(a[p][1] == "reviewed" for p in matched),
+        reviewed=metrics.ReviewedRows(sum(a[p][1] == "reviewed" for p in matched),
                               sum(b[p][1] == "reviewed" for p in matched),
                               sum(b[p][1] == "reviewed" and a[p][1] != "error" and a[p][0] != b[p][0]
                                   for p in matched)),
@@ -492,18 +467,9 @@ class MultiLabels:
         """Whether zero-shot knows the classes: a leave-one-out micro-F1 of one half."""
         return loo_zero_shot >= 0.5
 
-    def evaluate(self, table: Table, truth: Truth) -> SetEvaluation:
-        """`autolabel eval`."""
-        return evaluate(table, truth)
-
-    def calibrate(self, table: Table, truth: Truth, target: float, per_class: bool = False,
-                  min_class_rows: int = 20) -> SetCalibration:
-        """`autolabel calibrate`."""
-        return calibrate(table, truth, target, per_class, min_class_rows)
-
-    def diff(self, old: Table, new: Table) -> SetDiff:
-        """`autolabel diff`."""
-        return diff(old, new)
+    evaluate = staticmethod(evaluate)  # `autolabel eval`
+    calibrate = staticmethod(calibrate)  # `autolabel calibrate`
+    diff = staticmethod(diff)  # `autolabel diff`
 
     def joined(self, other: Any) -> MultiLabels:
         """The task two tables are compared under: by label set when either is multi-label."""

@@ -17,6 +17,7 @@ from autolabel.task.metrics import (
     MIN_CALIBRATION_ROWS,
     Accepted,
     ClassMetrics,
+    Diff,
     Excluded,
     Exclusions,
     Record,
@@ -244,26 +245,6 @@ class Flips(Record):
     to: dict[str, int]
 
 
-@dataclass(frozen=True)
-class Diff(Record):
-    """`autolabel diff` of two single-label tables, rows matched by path."""
-
-    matched: int
-    only_old: int
-    only_new: int
-    compared: int
-    flips: int
-    flip_rate: float
-    flips_by_class: dict[str, Flips]
-    distribution: dict[str, Shift]
-    newly_errored: int
-    recovered: int
-    status_changes: dict[str, int]
-    reviewed: ReviewedRows
-
-    flips_column: ClassVar[str] = "flipped away"  # the distribution table's last column
-
-
 def diff(old: Table, new: Table) -> Diff:
     """Compare two runs row by row (matched on `path`)."""
     a = old.frame[["path", "label", "status"]].drop_duplicates("path")
@@ -400,18 +381,9 @@ class SingleLabel:
         """Whether zero-shot knows the classes: right on more than `uninformed` × chance and half of the examples."""
         return loo_zero_shot > max(uninformed / columns, 0.5)
 
-    def evaluate(self, table: Table, truth: Truth) -> Evaluation:
-        """`autolabel eval`."""
-        return evaluate(table, truth)
-
-    def calibrate(self, table: Table, truth: Truth, target: float, per_class: bool = False,
-                  min_class_rows: int = 20) -> Calibration:
-        """`autolabel calibrate`."""
-        return calibrate(table, truth, target, per_class, min_class_rows)
-
-    def diff(self, old: Table, new: Table) -> Diff:
-        """`autolabel diff`."""
-        return diff(old, new)
+    evaluate = staticmethod(evaluate)  # `autolabel eval`
+    calibrate = staticmethod(calibrate)  # `autolabel calibrate`
+    diff = staticmethod(diff)  # `autolabel diff`
 
     def joined(self, other: Any) -> Any:
         """The task two tables are compared under: the other's (single-label with single-label stays so)."""
