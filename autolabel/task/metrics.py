@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from decimal import ROUND_FLOOR, Decimal
@@ -316,3 +317,24 @@ def flip_gate(result: Comparison, max_flip_rate: float) -> None:
 def percent(value: float | None) -> str:
     """A share as people read it: 97.5%, or — when there is none."""
     return "—" if value is None else f"{100 * value:.1f}%"
+
+
+class Measures:
+    """A task's `autolabel eval`, `calibrate` and `diff`: the functions of the module that defines the task, looked
+    up at each call."""
+
+    def _module(self) -> Any:
+        return sys.modules[type(self).__module__]
+
+    def evaluate(self, table: Table, truth: Truth) -> Record:
+        """`autolabel eval`."""
+        return self._module().evaluate(table, truth)
+
+    def calibrate(self, table: Table, truth: Truth, target: float, per_class: bool = False,
+                  min_class_rows: int = 20) -> Record:
+        """`autolabel calibrate`."""
+        return self._module().calibrate(table, truth, target, per_class, min_class_rows)
+
+    def diff(self, old: Table, new: Table) -> Record:
+        """`autolabel diff`."""
+        return self._module().diff(old, new)

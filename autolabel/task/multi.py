@@ -352,7 +352,7 @@ def _cuts(scores: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
     return np.full(k, 0.5) if thresholds is None else np.asarray(thresholds, np.float64)[:k]
 
 
-class MultiLabels:
+class MultiLabels(metrics.Measures):
     """A set of names per image (`multi_label: true`): a `labels` list cell, every class decided on its own,
     label-set metrics."""
 
@@ -467,9 +467,6 @@ class MultiLabels:
         """Whether zero-shot knows the classes: a leave-one-out micro-F1 of one half."""
         return loo_zero_shot >= 0.5
 
-    evaluate = staticmethod(evaluate)  # `autolabel eval`
-    calibrate = staticmethod(calibrate)  # `autolabel calibrate`
-    diff = staticmethod(diff)  # `autolabel diff`
 
     def joined(self, other: Any) -> MultiLabels:
         """The task two tables are compared under: by label set when either is multi-label."""

@@ -20,6 +20,7 @@ from autolabel.task.metrics import (
     Diff,
     Excluded,
     Exclusions,
+    Measures,
     Record,
     ReviewedRows,
     Shift,
@@ -279,7 +280,7 @@ def diff(old: Table, new: Table) -> Diff:
     )
 
 
-class SingleLabel:
+class SingleLabel(Measures):
     """One name per image (the spec's default): a `label` cell, softmax decisions, accuracy and confusion."""
 
     name = "single-label"
@@ -381,9 +382,6 @@ class SingleLabel:
         """Whether zero-shot knows the classes: right on more than `uninformed` × chance and half of the examples."""
         return loo_zero_shot > max(uninformed / columns, 0.5)
 
-    evaluate = staticmethod(evaluate)  # `autolabel eval`
-    calibrate = staticmethod(calibrate)  # `autolabel calibrate`
-    diff = staticmethod(diff)  # `autolabel diff`
 
     def joined(self, other: Any) -> Any:
         """The task two tables are compared under: the other's (single-label with single-label stays so)."""
