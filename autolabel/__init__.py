@@ -39,7 +39,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())  # a library: the 
 
 def __dir__() -> list[str]:
     """`Labeler` and the review functions are loaded on first use; list them for tab completion all the same."""
-    return sorted(set(globals()) | set(__all__))
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

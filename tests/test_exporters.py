@@ -453,3 +453,12 @@ def test_an_export_failing_on_a_full_disk_removes_the_folder_it_created(labelled
         assert out.is_dir() and _tree(out) == {}
     else:  # --out and the parent this export made are gone
         assert not (tmp_path / "new").exists()
+
+
+def test_export_offers_every_format_the_library_writes() -> None:
+    """`--to`'s choices are spelled in the CLI (so `--help` imports no exporter); they must name every format."""
+    from autolabel.cli.annotation import export
+    from autolabel.review.exporters import FORMATS
+
+    choices = next(p for p in export.params if p.name == "fmt").type.choices
+    assert sorted(choices) == sorted(FORMATS)

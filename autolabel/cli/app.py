@@ -131,7 +131,8 @@ def main(verbose: bool) -> None:
       autolabel run photos/ --labels labels.yaml --out labels.parquet
       autolabel report labels.parquet --out report.html  # look at the result
     \b
-    Review loop: run → report → export → import-review → eval → calibrate → run again (cached).
+    Review loop: run → queue (what to review) → report / export → import-review → eval → calibrate
+    → run again with --examples (cached).
 
     Every option can also be set with an AUTOLABEL_<COMMAND>_<OPTION> environment variable
     (e.g. AUTOLABEL_RUN_BATCH_SIZE, AUTOLABEL_CACHE_PRUNE_MAX_SIZE); AUTOLABEL_CACHE_DIR is shared.
