@@ -6,8 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from autolabel.core.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
-
-__version__ = "0.1.0"
+from autolabel.core.version import __version__
 
 if TYPE_CHECKING:
     from autolabel.api import Labeler

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import click
 
-from autolabel import __version__
 from autolabel.core.errors import AutolabelError
 from autolabel.core.fileio import check_output_file, json_with, write_text
+from autolabel.core.version import __version__
 from autolabel.table.format import SIDECAR_SUFFIX
 
 F = TypeVar("F", bound=Callable[..., Any])

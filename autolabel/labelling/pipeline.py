@@ -15,7 +15,6 @@ from typing import Any, TextIO
 
 import pyarrow as pa
 
-from autolabel import __version__
 from autolabel.classifier import openset
 from autolabel.classifier.classify import Classifier
 from autolabel.core import storage
@@ -25,6 +24,7 @@ from autolabel.core.fileio import check_output_file, json_with, same_file, write
 from autolabel.core.progress import Reporter
 from autolabel.core.records import Counts, ImageRecord
 from autolabel.core.spec import LabelSpec, load_spec
+from autolabel.core.version import __version__
 from autolabel.embedding.session import Session, open_cache
 from autolabel.embedding.stages import Model, pairwise_sigmoid
 from autolabel.labelling.decide import STATUSES, Decide
