@@ -72,6 +72,7 @@ def agreement(work: Path) -> None:
     from make_images import make_images
 
     from autolabel.core.config import RunConfig
+    from autolabel.embedding.session import Session
     from autolabel.labelling.pipeline import run
 
     manifest = make_images(work / "shapes", n=240, seed=2024)
@@ -80,7 +81,7 @@ def agreement(work: Path) -> None:
         out = work / f"agree-{p}.parquet"
         config = RunConfig.from_options(str(manifest), str(TINY / "labels.yaml"), str(out), precision=p,
                                         device="cpu", no_cache=True, quiet=True, overwrite=True)
-        run(config, model=_lazy(str(TINY / "model"), p, work))
+        run(config, session=Session(_lazy(str(TINY / "model"), p, work), None))
         frames[p] = pd.read_parquet(out)
     print("\n2. trained tiny-shapes model, 240 images, whole runs vs fp32")
     print(f"{'precision':<12}{'labels equal':>14}{'statuses equal':>16}{'max |Δ confidence|':>20}{'accuracy':>10}")
