@@ -14,17 +14,7 @@ from autolabel.cli import main
 from autolabel.core.errors import UsageError
 from autolabel.labelling.output import FolderLock
 from autolabel.review import exchange
-from autolabel.review.exchange import (
-    ExportOptions,
-    ExportResult,
-    ImportResult,
-    LabelStudioProject,
-    PushConfig,
-    PushResult,
-    export_labels,
-    import_reviews,
-    push_labels,
-)
+from autolabel.review.exchange import ExportOptions, LabelStudioProject, export_labels, import_reviews
 from autolabel.task import SINGLE
 
 CLASSES = ("cat", "dog", "bird")
@@ -75,7 +65,7 @@ def other_label(table: Path, row: int) -> tuple[str, str]:
 
 def test_export_labels_returns_every_file_it_wrote(table: Path, tmp_path: Path) -> None:
     done = export_labels(table, ExportOptions("hf", tmp_path / "hf"))
-    assert done == ExportResult(
+    assert done == exchange.ExportResult(
         format="hf", out=tmp_path / "hf", table_rows=6, rows=6, skipped=(),
         files=("images/a__1.jpg", "images/a__sub__3.jpg", "images/b__1.png", "images/b__2.png", "images/c.png",
                "images/d.webp", "metadata.jsonl"), folders=("images",), local_files=None)
@@ -88,7 +78,7 @@ def test_export_labels_of_no_row_with_the_status_writes_nothing(table: Path, tmp
     frame = pd.read_parquet(table)
     assert set(frame.status) == {"accepted"}  # the tiny model is sure of everything
     done = export_labels(table, ExportOptions("hf", tmp_path / "hf", status="review"))
-    assert done == ExportResult(format="hf", out=tmp_path / "hf", table_rows=6, rows=0)
+    assert done == exchange.ExportResult(format="hf", out=tmp_path / "hf", table_rows=6, rows=0)
     assert not (tmp_path / "hf").exists()
 
 
@@ -119,7 +109,7 @@ def test_import_reviews_counts_what_it_merged(table: Path, tmp_path: Path) -> No
     path, label = other_label(table, 0)
     nowhere = "/no/such/folder/nowhere.png"
     merged = import_reviews(table, corrections(tmp_path, {path: label, nowhere: "cat"}))
-    assert merged == ImportResult(tool="csv", reviewed=2, matched=1, unmatched=1, changed=1, replaced=0,
+    assert merged == exchange.ImportResult(tool="csv", reviewed=2, matched=1, unmatched=1, changed=1, replaced=0,
                                   unmatched_keys=(nowhere,))
 
 
@@ -138,7 +128,7 @@ def test_import_reviews_again_counts_the_review_it_replaced(table: Path, tmp_pat
     import_reviews(table, corrections(tmp_path, {path: label}))
     model = pd.read_parquet(table).label[1]
     merged = import_reviews(table, corrections(tmp_path, {path: model}))
-    assert merged == ImportResult(tool="csv", reviewed=1, matched=1, unmatched=0, changed=0, replaced=1)
+    assert merged == exchange.ImportResult(tool="csv", reviewed=1, matched=1, unmatched=0, changed=0, replaced=1)
 
 
 def test_import_reviews_of_labels_outside_the_spec_merges_nothing(table: Path, tmp_path: Path) -> None:
@@ -199,24 +189,25 @@ def test_import_reviews_pulls_a_label_studio_project(table: Path, monkeypatch: p
     monkeypatch.setattr(label_studio_api, "pull_reviews", pull_reviews)
     merged = import_reviews(table, LabelStudioProject("http://ls.example.com", "pets", api_key="key"))
     assert asked == [("http://ls.example.com", "key", "pets", SINGLE)]
-    assert merged == ImportResult(tool="label-studio", reviewed=1, matched=1, unmatched=0, changed=1, replaced=0)
+    assert merged == exchange.ImportResult(tool="label-studio", reviewed=1, matched=1, unmatched=0, changed=1,
+                                           replaced=0)
 
 
 def test_push_labels_hands_the_table_to_the_push(table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from autolabel.review.exporters import label_studio_api
 
-    config = PushConfig(url="http://ls.example.com", api_key="key", status="review")
-    pushed = PushResult(project_id=7, project_title="autolabel labels", project_url="http://ls.example.com/x",
+    config = exchange.PushConfig(url="http://ls.example.com", api_key="key", status="review")
+    pushed = exchange.PushResult(project_id=7, project_title="autolabel labels", project_url="http://ls.example.com/x",
                         created=True, added=6, present=0, images="uploaded to Label Studio")
     seen = []
     monkeypatch.setattr(label_studio_api, "push", lambda results, cfg, reporter: seen.append(
         (results.path, len(results.frame), cfg, reporter)) or pushed)
-    assert push_labels(table, config) is pushed
+    assert exchange.push_labels(table, config) is pushed
     assert seen == [(table, 6, config, None)]
 
 
 def test_the_review_functions_are_autolabels_own() -> None:
     assert (autolabel.export_labels, autolabel.import_reviews, autolabel.push_labels) == (
-        export_labels, import_reviews, push_labels)
+        export_labels, import_reviews, exchange.push_labels)
     assert (autolabel.ExportOptions, autolabel.ImportResult, autolabel.LabelStudioProject, autolabel.PushConfig) == (
-        ExportOptions, ImportResult, LabelStudioProject, PushConfig)
+        ExportOptions, exchange.ImportResult, LabelStudioProject, exchange.PushConfig)
