@@ -5,7 +5,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from autolabel.core.errors import AutolabelError, ModelError, SourceError, SpecError, TooManyErrors, UsageError
+from autolabel.core.errors import (
+    AutolabelError,
+    ModelError,
+    RuntimeFailure,
+    SourceError,
+    SpecError,
+    TooManyErrors,
+    UsageError,
+)
 from autolabel.core.version import __version__
 
 if TYPE_CHECKING:
@@ -25,8 +33,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = ["__version__", "Labeler", "AutolabelError", "UsageError", "SpecError", "SourceError", "ModelError",
-           "TooManyErrors", "label_images", "export_labels", "import_reviews", "push_labels", "ExportOptions",
-           "ExportResult", "ImportResult", "LabelStudioProject", "PushConfig", "PushResult"]
+           "TooManyErrors", "RuntimeFailure", "label_images", "export_labels", "import_reviews", "push_labels",
+           "ExportOptions", "ExportResult", "ImportResult", "LabelStudioProject", "PushConfig", "PushResult"]
 
 # The review side's round trip (autolabel.review.exchange), loaded on first use like Labeler.
 _EXCHANGE = ("export_labels", "import_reviews", "push_labels", "ExportOptions", "ExportResult", "ImportResult",
