@@ -26,9 +26,17 @@ if TYPE_CHECKING:
 
 def read_parquet(handle: BinaryIO) -> pa.Table:
     """A whole Parquet file from an open handle, on one thread."""
-    # one thread, not pq.read_table: pyarrow's threads reading through a Python file object aborted the process at
-    # exit (SIGABRT) one run in four
-    return pq.ParquetFile(handle).read(use_threads=False)
+    return parquet_file(handle).read(use_threads=False)
+
+
+def parquet_file(handle: BinaryIO) -> pq.ParquetFile:
+    """A Parquet file over a Python file object, read on the calling thread only.
+
+    pyarrow's default pre-buffering reads a Python file object from its I/O threads, which call back into
+    Python; one still at work as the interpreter exits aborts the process (SIGABRT, "terminate called without an
+    active exception"). Without pre-buffering and with use_threads=False every read happens on this thread.
+    """
+    return pq.ParquetFile(handle, pre_buffer=False)
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ def read_rows(path: Path | str, suffix: str, what: str = "manifest", strings: Se
     try:
         handle = storage.open_url(str(path)) if storage.is_url(str(path)) else open_regular(path)
         if suffix == ".parquet":
-            return Rows(pq.ParquetFile(handle))
+            return Rows(parquet_file(handle))
         with handle:
             return Rows(_parse(handle, suffix, strings))
     except InputError as exc:

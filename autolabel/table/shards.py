@@ -16,6 +16,7 @@ from autolabel.core import storage
 from autolabel.core.errors import SourceError, UsageError
 from autolabel.core.fileio import InputError, atomic_write, open_regular, read_json_object, temp_beside, write_text
 from autolabel.core.records import Shard
+from autolabel.table.files import parquet_file
 from autolabel.table.format import (
     METADATA_KEY,
     METADATA_NAME,
@@ -132,16 +133,14 @@ def part_problem(meta: dict[str, Any], entry: dict[str, Any], manifest: dict[str
 
 def read_folder(folder: str | Path) -> tuple[pa.Table, dict[str, Any]]:
     """A finished run's table (its parts in order, each checked against the manifest) and the manifest."""
-    import pyarrow.parquet as pq
 
     manifest = finished_manifest(folder)
     tables = []
     for entry in manifest["shards"]:
         try:
-            # one thread, not pq.read_table: pyarrow's threads reading through a Python file object aborted the
-            # process at exit (SIGABRT) one run in four; the metadata is checked before any row is read
+            # on this thread only (see files.parquet_file); the metadata is checked before any row is read
             with open_regular(Path(folder) / entry["file"]) as handle:
-                part = pq.ParquetFile(handle)
+                part = parquet_file(handle)
                 meta = json.loads((part.schema_arrow.metadata or {}).get(METADATA_KEY, b"{}"))
                 problem = part_problem(meta, entry, manifest, part.metadata.num_rows)
                 table = None if problem else part.read(use_threads=False)
