@@ -319,6 +319,15 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
+def calibration_json(result: Record) -> dict[str, Any]:
+    """A calibration's `--json` object (either task): `global` for its `overall` threshold, `per_class` only when
+    asked for."""
+    data = Record.as_json(result)
+    data["global"] = data.pop("overall")
+    per = data.pop("per_class")
+    return {**data, **({"per_class": per} if per is not None else {})}
+
+
 class Measures:
     """A task's `autolabel eval`, `calibrate` and `diff`: the functions of the module that defines the task, looked
     up at each call."""

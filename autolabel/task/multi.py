@@ -230,10 +230,7 @@ class SetCalibration(Record):
 
     def as_json(self) -> dict[str, Any]:
         """`global` for `overall`; `per_class` only when asked for."""
-        data = Record.as_json(self)
-        data["global"] = data.pop("overall")
-        per = data.pop("per_class")
-        return {**data, **({"per_class": per} if per is not None else {})}
+        return metrics.calibration_json(self)
 
 
 def calibrate(results: Table, truth: Truth, target: float, per_class: bool = False,

@@ -28,6 +28,7 @@ from autolabel.task.metrics import (
     Threshold,
     Truth,
     best_threshold,
+    calibration_json,
     class_metrics,
     mean,
     percent,
@@ -191,14 +192,7 @@ class Calibration(Record):
 
     def as_json(self) -> dict[str, Any]:
         """`global` for `overall`; `per_class` only when asked for."""
-        return _calibration_json(self)
-
-
-def _calibration_json(result: Record) -> dict[str, Any]:
-    data = Record.as_json(result)
-    data["global"] = data.pop("overall")
-    per = data.pop("per_class")
-    return {**data, **({"per_class": per} if per is not None else {})}
+        return calibration_json(self)
 
 
 def calibrate(results: Table, truth: Truth, target: float, per_class: bool = False,
